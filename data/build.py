@@ -1,0 +1,211 @@
+"""Build a snapshot: canonical tables in, a checked DuckDB file out, swapped in atomically.
+
+The build never touches the live file until the new one is complete and checked: it writes a
+temporary file beside the target, derives RECIST responses and PRO scores with the pure rules,
+creates the contract views, queries every view once, and only then os.replace()s it into place.
+A failure at any step removes the temporary file and leaves the live snapshot byte-for-byte as it was.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from data import pro, recist
+from data.store import DUCKDB_CONFIG, read_sql, snapshot_path
+
+BUILDER_VERSION = "1"
+
+#: Canonical tables in load order, with the columns each must have (data/sql/schema.sql).
+CANONICAL = {
+    "patients": ["patient_id", "site", "cohort", "enrolled_on", "age_at_enrolment", "sex", "er_status",
+                 "pr_status", "her2_ihc", "her2_ish_amplified", "de_novo", "metastatic_on",
+                 "first_line_start", "first_line_regimen", "best_response", "visceral",
+                 "brain_mets_history", "n_metastatic_sites", "pik3ca", "ecog"],
+    "treatments": ["patient_id", "agent", "agent_class", "started_on", "stopped_on", "stop_reason"],
+    "ctdna_draws": ["patient_id", "drawn_on", "assay", "value", "unit", "lod", "detected", "qc"],
+    "scans": ["patient_id", "scan_id", "scanned_on", "modality"],
+    "lesion_measurements": ["patient_id", "scan_id", "lesion_id", "kind", "organ", "is_node",
+                            "diameter_mm", "status"],
+    "pro_responses": ["patient_id", "completed_on", "instrument", "item", "response"],
+    "events": ["patient_id", "event", "occurred_on", "detail"],
+}
+OPTIONAL = {"synthetic_truth", "synthetic_parameters"}
+
+#: The contract (architecture.md): view -> columns it must have. Checked on every build.
+CONTRACT = {
+    "patient_summary": ["patient_id", "cohort", "index_date", "stopped_on", "months_since_index",
+                        "last_overall_response", "last_ctdna_detected", "alerts"],
+    "patient_timeline": ["patient_id", "track", "starts_on", "ends_on", "label", "value"],
+    "ctdna_series": ["patient_id", "drawn_on", "days_from_index", "value", "unit", "lod", "detected", "qc"],
+    "scan_history": ["patient_id", "scan_id", "scanned_on", "sld_mm", "baseline_sld_mm", "nadir_sld_mm",
+                     "pct_from_baseline", "pct_from_nadir", "target_response", "non_target_response",
+                     "new_lesion", "overall_response"],
+    "pro_scores": ["patient_id", "completed_on", "instrument", "scale", "score", "higher_is_better",
+                   "change_from_baseline", "meaningful_change"],
+    "outcomes": ["patient_id", "cohort", "index_date", "pfs_months", "progressed"],
+}
+
+
+def clinical_constants() -> pd.DataFrame:
+    """Constants the SQL views need, taken from their one Python source of truth."""
+    rows = [
+        ("pd_pct_from_nadir", recist.PD_PCT_FROM_NADIR, "RECIST 1.1 target PD (data/recist.py)"),
+        ("pd_min_absolute_mm", recist.PD_MIN_ABSOLUTE_MM, "RECIST 1.1 target PD (data/recist.py)"),
+        ("pr_pct_from_baseline", recist.PR_PCT_FROM_BASELINE, "RECIST 1.1 target PR (data/recist.py)"),
+        ("node_normal_mm", recist.NODE_NORMAL_MM, "RECIST 1.1 normal node (data/recist.py)"),
+        ("near_pd_pct_from_nadir", recist.NEAR_PD_PCT_FROM_NADIR, "alert threshold (data/recist.py)"),
+        ("pro_baseline_days_before", pro.BASELINE_DAYS_BEFORE, "PRO baseline window (data/pro.py)"),
+        ("pro_baseline_days_after", pro.BASELINE_DAYS_AFTER, "PRO baseline window (data/pro.py)"),
+    ]
+    return pd.DataFrame(rows, columns=["name", "value", "source"])
+
+
+class BuildError(ValueError):
+    """The input cannot become a snapshot; the message says what and where."""
+
+
+def check_tables(tables: dict[str, pd.DataFrame]) -> None:
+    """Structural checks every source must pass before anything is written."""
+    for name, columns in CANONICAL.items():
+        if name not in tables:
+            raise BuildError(f"table {name!r} is missing")
+        missing = [c for c in columns if c not in tables[name].columns]
+        if missing:
+            raise BuildError(f"table {name!r} lacks column(s): {', '.join(missing)}")
+    unknown = set(tables) - set(CANONICAL) - OPTIONAL
+    if unknown:
+        raise BuildError(f"unknown table(s): {', '.join(sorted(unknown))}")
+    ids = pd.Index(tables["patients"]["patient_id"].astype(str))
+    if ids.has_duplicates:
+        raise BuildError(f"patients: duplicate patient_id {ids[ids.duplicated()][0]!r}")
+    for name in CANONICAL:
+        if name == "patients":
+            continue
+        ref = pd.Index(tables[name]["patient_id"].astype(str).unique())
+        orphan = ref.difference(ids)
+        if len(orphan):
+            raise BuildError(f"{name}: patient_id {orphan[0]!r} is not in patients")
+
+
+def _scan_rows(tables) -> pd.DataFrame:
+    """Every scan with its lesions; a scan with none keeps one empty row (RECIST input)."""
+    scans = tables["scans"][["patient_id", "scan_id", "scanned_on"]]
+    les = tables["lesion_measurements"]
+    m = scans.merge(les, on=["patient_id", "scan_id"], how="left")
+    m["is_node"] = m["is_node"].astype("boolean").fillna(False).astype(bool)
+    return m
+
+
+def _insert(con, table: str, df: pd.DataFrame) -> None:
+    if table not in CANONICAL and table not in OPTIONAL and table not in _DERIVED:
+        raise BuildError(f"refusing to write unknown table {table!r}")
+    con.register("_incoming", df)
+    try:
+        con.execute("INSERT INTO " + table + " BY NAME SELECT * FROM _incoming")
+    finally:
+        con.unregister("_incoming")
+
+
+_DERIVED = {"recist_assessments", "pro_scale_scores", "pro_catalogue", "clinical_constants",
+            "snapshot_info"}
+
+
+def _check_snapshot(con) -> dict:
+    counts = {}
+    for view, columns in CONTRACT.items():
+        have = [r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [view]).fetchall()]
+        missing = [c for c in columns if c not in have]
+        if missing:
+            raise BuildError(f"view {view} lacks contract column(s): {', '.join(missing)}")
+        counts[view] = con.execute("SELECT count(*) FROM " + view).fetchone()[0]
+    bad = con.execute("""SELECT count(*) FROM scan_history
+                         WHERE overall_response IS NOT NULL AND overall_response NOT IN
+                         ('CR','PR','SD','PD','NE','NON-CR/NON-PD')""").fetchone()[0]
+    if bad:
+        raise BuildError(f"{bad} scans have an invalid response code")
+    if counts["patient_summary"] != con.execute("SELECT count(*) FROM patients").fetchone()[0]:
+        raise BuildError("patient_summary does not have one row per patient")
+    return counts
+
+
+def build_snapshot(tables: dict[str, pd.DataFrame], *, source: str, out: Path | None = None,
+                   data_cutoff: str | None = None, seed: int | None = None, progress=None) -> dict:
+    """Write the tables as a new snapshot at `out` (default: the live snapshot), atomically.
+
+    Returns the snapshot_info row as a dict, with the row count of every contract view.
+    """
+    say = progress or (lambda fraction, message: None)
+    out = Path(out or snapshot_path())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_tables(tables)
+    created = datetime.now(timezone.utc).replace(tzinfo=None)
+    snapshot_id = f"{source}-{created:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    tmp = out.with_name(f".{out.name}.{snapshot_id}.tmp")
+    started = time.perf_counter()
+    try:
+        con = duckdb.connect(str(tmp), config=dict(DUCKDB_CONFIG))
+        try:
+            con.execute(read_sql("schema.sql"))
+            for i, name in enumerate(CANONICAL):
+                say(0.10 + 0.04 * i, f"writing {name}")
+                _insert(con, name, tables[name][CANONICAL[name]])
+            if "synthetic_truth" in tables:
+                con.execute("""CREATE TABLE synthetic_truth (patient_id VARCHAR, linear_predictor DOUBLE,
+                    p_progression_free_6m DOUBLE, p_progression_free_12m DOUBLE,
+                    p_progression_free_24m DOUBLE, ctdna_detected_at_index BOOLEAN,
+                    latent_progression_on DATE)""")
+                con.execute("CREATE TABLE synthetic_parameters (name VARCHAR, value VARCHAR, source VARCHAR)")
+                _insert(con, "synthetic_truth", tables["synthetic_truth"])
+                _insert(con, "synthetic_parameters", tables["synthetic_parameters"])
+            say(0.45, "deriving RECIST 1.1 responses from lesion measurements")
+            _insert(con, "recist_assessments", recist.assess(_scan_rows(tables)))
+            say(0.60, "scoring questionnaires")
+            _insert(con, "pro_scale_scores", pro.score(tables["pro_responses"]))
+            _insert(con, "pro_catalogue", pro.catalogue_frame())
+            _insert(con, "clinical_constants", clinical_constants())
+            cutoff = data_cutoff or _latest_date(tables)
+            _insert(con, "snapshot_info", pd.DataFrame([{
+                "snapshot_id": snapshot_id, "source": source, "is_synthetic": source == "synthetic",
+                "created_at": created, "data_cutoff": pd.Timestamp(cutoff), "seed": seed,
+                "n_patients": len(tables["patients"]), "builder_version": BUILDER_VERSION}]))
+            say(0.75, "creating the contract views")
+            con.execute(read_sql("views.sql"))
+            say(0.85, "checking every contract view")
+            counts = _check_snapshot(con)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, out)  # atomic: readers see the old file or the new one, never a mixture
+    except BaseException:
+        for leftover in (tmp, Path(str(tmp) + ".wal")):
+            leftover.unlink(missing_ok=True)
+        raise
+    say(1.0, "snapshot ready")
+    return {"snapshot_id": snapshot_id, "source": source, "path": str(out), "n_patients": len(tables["patients"]),
+            "seconds": round(time.perf_counter() - started, 2), "view_rows": counts}
+
+
+def _latest_date(tables) -> pd.Timestamp:
+    """Without a stated data cut-off, the latest date anywhere in the data."""
+    latest = [pd.to_datetime(tables["events"]["occurred_on"]).max(),
+              pd.to_datetime(tables["scans"]["scanned_on"]).max(),
+              pd.to_datetime(tables["ctdna_draws"]["drawn_on"]).max()]
+    return max(d for d in latest if pd.notna(d))
+
+
+def build_synthetic(n_patients: int = 82, seed: int = 20230419, out: Path | None = None, progress=None) -> dict:
+    from data import synth
+
+    say = progress or (lambda fraction, message: None)
+    say(0.0, f"generating a synthetic cohort of {n_patients:,} patients")
+    tables = synth.generate(n_patients, seed, progress=lambda m: say(0.05, m))
+    return build_snapshot(tables, source="synthetic", out=out, data_cutoff=synth.P["data_cutoff"],
+                          seed=seed, progress=progress)
+

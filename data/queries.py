@@ -1,0 +1,87 @@
+"""The questions pages ask, as parameterized SQL against the contract views (no SQL in pages/)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from data.store import Snapshot
+
+PATIENT_LIST = """
+SELECT patient_id, cohort, index_date, status, last_overall_response, last_ctdna_detected,
+       len(alerts) AS n_alerts
+FROM patient_summary ORDER BY patient_id
+"""
+SUMMARY = "SELECT * FROM patient_summary WHERE patient_id = ?"
+TIMELINE = "SELECT * FROM patient_timeline WHERE patient_id = ? ORDER BY starts_on, track"
+CTDNA = "SELECT * FROM ctdna_series WHERE patient_id = ? ORDER BY drawn_on"
+SCANS = "SELECT * FROM scan_history WHERE patient_id = ? ORDER BY scanned_on, scan_id"
+LESIONS = """
+SELECT s.scanned_on, l.scan_id, l.lesion_id, l.kind, l.organ, l.is_node, l.diameter_mm, l.status
+FROM lesion_measurements l JOIN scans s USING (patient_id, scan_id)
+WHERE l.patient_id = ? ORDER BY s.scanned_on, l.kind, l.lesion_id
+"""
+PROS = "SELECT * FROM pro_scores WHERE patient_id = ? ORDER BY instrument, scale, completed_on"
+CATALOGUE = "SELECT * FROM pro_catalogue ORDER BY instrument, scale"
+OUTCOME = "SELECT * FROM outcomes WHERE patient_id = ?"
+
+
+class UnknownPatient(LookupError):
+    pass
+
+
+@dataclass
+class PatientRecord:
+    """Everything the patient page shows for one patient, fetched together."""
+
+    summary: pd.Series
+    outcome: pd.Series
+    timeline: pd.DataFrame
+    ctdna: pd.DataFrame
+    scans: pd.DataFrame
+    lesions: pd.DataFrame
+    pros: pd.DataFrame
+
+
+def patient_list(snap: Snapshot) -> pd.DataFrame:
+    return snap.query(PATIENT_LIST)
+
+
+def pro_catalogue(snap: Snapshot) -> pd.DataFrame:
+    return snap.query(CATALOGUE)
+
+
+def patient_record(snap: Snapshot, patient_id: str) -> PatientRecord:
+    """One patient's rows from every contract view. Raises UnknownPatient for an unknown id."""
+    if not isinstance(patient_id, str) or not patient_id or len(patient_id) > 64:
+        raise UnknownPatient(patient_id)
+    summary = snap.query(SUMMARY, [patient_id])
+    if summary.empty:
+        raise UnknownPatient(patient_id)
+    return PatientRecord(
+        summary=summary.iloc[0], outcome=snap.query(OUTCOME, [patient_id]).iloc[0],
+        timeline=snap.query(TIMELINE, [patient_id]), ctdna=snap.query(CTDNA, [patient_id]),
+        scans=snap.query(SCANS, [patient_id]), lesions=snap.query(LESIONS, [patient_id]),
+        pros=snap.query(PROS, [patient_id]))
+
+
+def since(record: PatientRecord, since_date) -> pd.DataFrame:
+    """What happened after `since_date` (exclusive): scans, draws, questionnaires, events, therapy."""
+    tl = record.timeline
+    cutoff = pd.Timestamp(since_date)
+    started = tl[pd.to_datetime(tl["starts_on"]) > cutoff].assign(what=lambda d: d["track"])
+    ended = tl[(tl["ends_on"].notna()) & (pd.to_datetime(tl["ends_on"]) > cutoff)
+               & tl["track"].isin(["anti-HER2", "other therapy"])]
+    ended = ended.assign(starts_on=ended["ends_on"], label="stopped " + ended["label"])
+    out = pd.concat([started, ended], ignore_index=True)
+    return out.sort_values("starts_on", ignore_index=True)[["starts_on", "track", "label", "value", "detail"]]
+
+
+def previous_visit(record: PatientRecord):
+    """The visit before the latest one (the default 'since' date): the second-latest draw/PRO date."""
+    tl = record.timeline
+    visits = pd.to_datetime(tl.loc[tl["track"].isin(["ctDNA", "PRO", "scan"]), "starts_on"]).dt.normalize()
+    visits = visits.drop_duplicates().sort_values()
+    if len(visits) >= 2:
+        return visits.iloc[-2].date()
+    return None if visits.empty else visits.iloc[0].date()

@@ -1,0 +1,338 @@
+"""Charts as pure functions: DataFrames from the contract views in, plotly Figures out.
+
+Every chart takes ``axis`` = "days" (days from the index date, day 0 = therapy stopped or
+enrolment) or "dates", so the whole page shares one time axis.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from data import recist
+
+RESPONSE_COLORS = {  # colour-blind-safe diverging palette: green = good, red = PD
+    "CR": "#1b7837", "PR": "#5aae61", "SD": "#4575b4", "NON-CR/NON-PD": "#74add1",
+    "PD": "#d73027", "NE": "#999999", "baseline": "#333333",
+}
+TRACKS = ["anti-HER2", "other therapy", "scan", "ctDNA", "PRO", "event"]
+ON_THERAPY_FILL = "rgba(69, 117, 180, 0.10)"
+FONT = dict(family="Source Sans Pro, Arial, sans-serif", size=13)
+
+
+def _x(frame: pd.DataFrame, date_col: str, days_col: str, axis: str):
+    return pd.to_datetime(frame[date_col]) if axis == "dates" else frame[days_col]
+
+
+def _to_axis(date, index_date, axis: str):
+    if date is None or pd.isna(date):
+        return None
+    if axis == "dates":
+        return pd.Timestamp(date)
+    return (pd.Timestamp(date) - pd.Timestamp(index_date)).days
+
+
+def _layout(fig: go.Figure, title: str, axis: str, height: int) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0, xanchor="left"), height=height, font=FONT,
+                      margin=dict(l=10, r=10, t=50, b=40), plot_bgcolor="white",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+                      hovermode="closest")
+    fig.update_xaxes(title_text="date" if axis == "dates" else "days from index (day 0)",
+                     showgrid=True, gridcolor="#eee", zeroline=False)
+    fig.update_yaxes(showgrid=True, gridcolor="#eee")
+    return fig
+
+
+def _day0(fig: go.Figure, index_date, axis: str, label: str, **kw) -> None:
+    x0 = _to_axis(index_date, index_date, axis)
+    fig.add_vline(x=x0, line=dict(color="#333", width=1, dash="dot"), **kw)
+    fig.add_annotation(x=x0, y=1, yref="paper", text=label, showarrow=False, xanchor="left",
+                       yanchor="bottom", font=dict(size=11, color="#333"))
+
+
+def _therapy_spans(timeline: pd.DataFrame, end_date) -> list[tuple]:
+    """(start, end) of anti-HER2 exposure; ongoing therapy runs to the end of follow-up."""
+    t = timeline[timeline["track"] == "anti-HER2"]
+    spans = []
+    for _, row in t.iterrows():
+        spans.append((row["starts_on"], row["ends_on"] if pd.notna(row["ends_on"]) else end_date))
+    return spans
+
+
+def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort: int,
+                    axis: str = "days", window_days: int | None = 365) -> go.Figure:
+    """Typed tracks on one axis: therapy bars, scans by response, ctDNA calls, PROs, events.
+
+    followup_end is drawn (last contact, death or data cut-off) so the picture does not stop at
+    the last event. window_days zooms the initial view to that many days before day 0.
+    """
+    fig = go.Figure()
+    tl = timeline.copy()
+    end_x = _to_axis(followup_end, index_date, axis)
+    legend_seen: set[str] = set()
+
+    def legend_once(name):
+        first = name not in legend_seen
+        legend_seen.add(name)
+        return first
+
+    for track, color in (("anti-HER2", "#4575b4"), ("other therapy", "#a6a6a6")):
+        for _, row in tl[tl["track"] == track].iterrows():
+            x0 = _to_axis(row["starts_on"], index_date, axis)
+            ongoing = pd.isna(row["ends_on"])
+            x1 = end_x if ongoing else _to_axis(row["ends_on"], index_date, axis)
+            name = f"{track} (bar)"
+            fig.add_trace(go.Scatter(
+                x=[x0, x1], y=[track, track], mode="lines", line=dict(color=color, width=14),
+                name=track, legendgroup=track, showlegend=legend_once(name), opacity=0.8,
+                hovertemplate=f"{row['label']}<br>{pd.Timestamp(row['starts_on']):%Y-%m-%d} to "
+                              + ("ongoing" if ongoing else f"{pd.Timestamp(row['ends_on']):%Y-%m-%d}")
+                              + (f"<br>{row['detail']}" if isinstance(row['detail'], str) else "")
+                              + "<extra></extra>"))
+    scans = tl[tl["track"] == "scan"]
+    for response, color in RESPONSE_COLORS.items():
+        s = scans[scans["label"] == response]
+        if s.empty:
+            continue
+        fig.add_trace(go.Scatter(
+            x=_x(s, "starts_on", "days_from_index", axis), y=["scan"] * len(s), mode="markers",
+            marker=dict(color=color, size=13, symbol="square", line=dict(color="white", width=1)),
+            name=f"scan: {response}", legendgroup="scan",
+            customdata=np.stack([pd.to_datetime(s["starts_on"]).dt.strftime("%Y-%m-%d"),
+                                 s["detail"].fillna("")], axis=1),
+            hovertemplate="scan %{customdata[0]}<br>" + response + "<br>%{customdata[1]}<extra></extra>"))
+    ct = tl[tl["track"] == "ctDNA"]
+    for label, symbol, color in (("detected", "circle", "#d73027"), ("not detected", "circle-open", "#4575b4")):
+        s = ct[ct["label"] == label]
+        if not s.empty:
+            fig.add_trace(go.Scatter(
+                x=_x(s, "starts_on", "days_from_index", axis), y=["ctDNA"] * len(s), mode="markers",
+                marker=dict(color=color, size=11, symbol=symbol, line=dict(width=2, color=color)),
+                name=f"ctDNA {label}", legendgroup="ctDNA",
+                customdata=np.stack([pd.to_datetime(s["starts_on"]).dt.strftime("%Y-%m-%d"),
+                                     s["detail"].fillna("")], axis=1),
+                hovertemplate="draw %{customdata[0]}<br>" + label + "<br>%{customdata[1]}<extra></extra>"))
+    qc = ct[ct["label"].str.startswith("QC")]
+    if not qc.empty:
+        fig.add_trace(go.Scatter(
+            x=_x(qc, "starts_on", "days_from_index", axis), y=["ctDNA"] * len(qc), mode="markers",
+            marker=dict(color="#777", size=10, symbol="x-thin", line=dict(width=2, color="#777")),
+            name="ctDNA QC failed", legendgroup="ctDNA", text=qc["label"],
+            hovertemplate="%{text}<extra></extra>"))
+    pros = tl[tl["track"] == "PRO"]
+    if not pros.empty:
+        fig.add_trace(go.Scatter(
+            x=_x(pros, "starts_on", "days_from_index", axis), y=["PRO"] * len(pros), mode="markers",
+            marker=dict(color="#8073ac", size=9, symbol="diamond"), name="questionnaire",
+            text=pros["label"], hovertemplate="questionnaires: %{text}<extra></extra>"))
+    events = tl[tl["track"] == "event"]
+    styles = {"progression": ("x", "#d73027", 16), "death": ("cross", "#000000", 14),
+              "restart": ("triangle-up", "#1b7837", 14), "withdrawal": ("line-ns", "#777", 16),
+              "last_contact": ("line-ns", "#333", 16)}
+    for event, (symbol, color, size) in styles.items():
+        s = events[events["label"] == event]
+        if not s.empty:
+            fig.add_trace(go.Scatter(
+                x=_x(s, "starts_on", "days_from_index", axis), y=["event"] * len(s), mode="markers",
+                marker=dict(symbol=symbol, color=color, size=size, line=dict(width=3, color=color)),
+                name=event.replace("_", " "), text=s["detail"].fillna(""),
+                hovertemplate=event.replace("_", " ") + ": %{text}<extra></extra>"))
+    _day0(fig, index_date, axis, "day 0: stopped anti-HER2" if cohort == 2 else "day 0: enrolment")
+    fig.add_vline(x=end_x, line=dict(color="#333", width=1, dash="dash"))
+    fig.add_annotation(x=end_x, y=0, yref="paper", text="end of follow-up", showarrow=False,
+                       xanchor="right", yanchor="bottom", font=dict(size=11, color="#333"))
+    fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(TRACKS)), type="category")
+    if window_days is not None and axis == "days":
+        fig.update_xaxes(range=[-window_days, (end_x or 0) + 30])
+    elif window_days is not None:
+        fig.update_xaxes(range=[pd.Timestamp(index_date) - pd.Timedelta(days=window_days),
+                                pd.Timestamp(followup_end) + pd.Timedelta(days=30)])
+    return _layout(fig, "Timeline", axis, 360)
+
+
+def ctdna_figure(ctdna: pd.DataFrame, timeline: pd.DataFrame, index_date, followup_end,
+                 progressed_on=None, *, axis: str = "days") -> go.Figure:
+    """ctDNA on a log axis with the detection limit as a floor; open markers = not detected.
+
+    When a patient's draws come from more than one assay, values are shown as multiples of each
+    assay's detection limit so that they share one axis.
+    """
+    fig = go.Figure()
+    ct = ctdna.copy()
+    for start, end in _therapy_spans(timeline, followup_end):
+        fig.add_vrect(x0=_to_axis(start, index_date, axis), x1=_to_axis(end, index_date, axis),
+                      fillcolor=ON_THERAPY_FILL, line_width=0, layer="below")
+    if ct.empty:
+        fig.add_annotation(text="No ctDNA draws recorded", x=0.5, y=0.5, xref="paper", yref="paper",
+                           showarrow=False)
+        return _layout(fig, "ctDNA", axis, 320)
+    mixed = ct["unit"].nunique() > 1
+    if mixed:
+        ct["y"], ct["floor"], unit = ct["value"] / ct["lod"], 1.0, "x detection limit"
+    else:
+        ct["y"], ct["floor"], unit = ct["value"], ct["lod"], str(ct["unit"].iloc[0])
+    ct["x"] = _x(ct, "drawn_on", "days_from_index", axis)
+    ct["date"] = pd.to_datetime(ct["drawn_on"]).dt.strftime("%Y-%m-%d")
+    passed = ct[ct["qc"] == "pass"]
+    fig.add_trace(go.Scatter(x=ct["x"], y=ct["floor"], mode="lines", name="detection limit",
+                             line=dict(color="#999", dash="dash", width=1, shape="hv"), hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=passed["x"], y=passed["y"].fillna(passed["floor"]), mode="lines",
+                             line=dict(color="#bbb", width=1), showlegend=False, hoverinfo="skip"))
+    det = passed[passed["detected"] == True]  # noqa: E712 (nullable boolean)
+    fig.add_trace(go.Scatter(
+        x=det["x"], y=det["y"], mode="markers", name="detected",
+        marker=dict(color="#d73027", size=10, symbol="circle"),
+        customdata=np.stack([det["date"], det["assay"], det["value"], det["unit"], det["lod"]], axis=1)
+        if not det.empty else None,
+        hovertemplate="%{customdata[0]} %{customdata[1]}<br>detected: %{customdata[2]:.3g} "
+                      "%{customdata[3]} (limit %{customdata[4]:.3g})<extra></extra>"))
+    nd = passed[passed["detected"] != True]  # noqa: E712
+    fig.add_trace(go.Scatter(
+        x=nd["x"], y=nd["floor"], mode="markers", name="not detected (at limit)",
+        marker=dict(color="#4575b4", size=10, symbol="circle-open", line=dict(width=2)),
+        customdata=np.stack([nd["date"], nd["assay"]], axis=1) if not nd.empty else None,
+        hovertemplate="%{customdata[0]} %{customdata[1]}<br>not detected<extra></extra>"))
+    failed = ct[ct["qc"] != "pass"]
+    if not failed.empty:
+        fig.add_trace(go.Scatter(
+            x=failed["x"], y=failed["floor"], mode="markers", name="QC failed (no result)",
+            marker=dict(color="#777", size=11, symbol="x-thin", line=dict(width=2, color="#777")),
+            text=failed["date"] + " QC " + failed["qc"], hovertemplate="%{text}<extra></extra>"))
+    if progressed_on is not None and pd.notna(progressed_on):
+        xp = _to_axis(progressed_on, index_date, axis)
+        fig.add_vline(x=xp, line=dict(color="#d73027", width=2))
+        fig.add_annotation(x=xp, y=1, yref="paper", text="progression", showarrow=False,
+                           xanchor="right", yanchor="bottom", font=dict(color="#d73027", size=11))
+        before = det[pd.to_datetime(det["drawn_on"]) <= pd.Timestamp(progressed_on)]
+        if not before.empty:
+            first = before.iloc[0]
+            lead = (pd.Timestamp(progressed_on) - pd.Timestamp(first["drawn_on"])).days / 30.4375
+            fig.add_annotation(x=first["x"], y=np.log10(first["y"]), ax=xp, ay=np.log10(first["y"]),
+                               axref="x", ayref="y", xref="x", yref="y", showarrow=True, arrowhead=2,
+                               arrowside="start", arrowcolor="#d73027",
+                               text=f"lead time {lead:.1f} months", font=dict(color="#d73027", size=11),
+                               yshift=12)
+    _day0(fig, index_date, axis, "day 0")
+    ymin = np.nanmin(ct["floor"]) / 3
+    ymax = max(np.nanmax(ct["y"]) if ct["y"].notna().any() else 0, np.nanmax(ct["floor"])) * 5
+    fig.update_yaxes(type="log", title_text=unit, range=[np.log10(ymin), np.log10(ymax)])
+    fig.add_annotation(text="shaded: on anti-HER2 therapy", x=0, y=-0.22, xref="paper", yref="paper",
+                       showarrow=False, xanchor="left", font=dict(size=11, color="#555"))
+    return _layout(fig, "ctDNA", axis, 340)
+
+
+def sld_figure(scans: pd.DataFrame, index_date, *, axis: str = "days") -> go.Figure:
+    """Sum of target diameters with baseline, nadir and the RECIST PD threshold.
+
+    With no target lesions there is no SLD: the chart shows each scan's overall response instead.
+    """
+    fig = go.Figure()
+    s = scans.copy()
+    if s.empty:
+        fig.add_annotation(text="No scans recorded", x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False)
+        return _layout(fig, "Scans (RECIST 1.1)", axis, 320)
+    s["x"] = _x(s, "scanned_on", "days_from_index", axis)
+    s["response"] = s["overall_response"].fillna("baseline")
+    s["date"] = pd.to_datetime(s["scanned_on"]).dt.strftime("%Y-%m-%d")
+    if int(s["n_target_lesions"].max()) == 0:
+        for response, color in RESPONSE_COLORS.items():
+            r = s[s["response"] == response]
+            if not r.empty:
+                fig.add_trace(go.Scatter(x=r["x"], y=r["response"], mode="markers", name=response,
+                                         marker=dict(color=color, size=13, symbol="square"),
+                                         text=r["date"], hovertemplate="%{text}: " + response + "<extra></extra>"))
+        fig.update_yaxes(type="category", categoryorder="array",
+                         categoryarray=["baseline", "CR", "NON-CR/NON-PD", "NE", "PD"], title_text="overall response")
+        fig.add_annotation(text="No target lesions at baseline: response from non-target and new lesions only",
+                           x=0, y=1.08, xref="paper", yref="paper", showarrow=False, xanchor="left",
+                           font=dict(size=11, color="#555"))
+        _day0(fig, index_date, axis, "day 0")
+        return _layout(fig, "Scans (RECIST 1.1)", axis, 300)
+    base = s["baseline_sld_mm"].dropna()
+    threshold = np.maximum(s["nadir_sld_mm"] * (1 + recist.PD_PCT_FROM_NADIR / 100),
+                           s["nadir_sld_mm"] + recist.PD_MIN_ABSOLUTE_MM)
+    fig.add_trace(go.Scatter(x=s["x"], y=threshold, mode="lines", line=dict(color="#d73027", dash="dash", shape="hv"),
+                             name=f"PD threshold (nadir +{recist.PD_PCT_FROM_NADIR:g}% and +{recist.PD_MIN_ABSOLUTE_MM:g} mm)",
+                             hovertemplate="PD at %{y:.0f} mm<extra></extra>"))
+    fig.add_trace(go.Scatter(x=s["x"], y=s["nadir_sld_mm"], mode="lines", line=dict(color="#1b7837", dash="dot", shape="hv"),
+                             name="nadir (smallest earlier SLD)", hovertemplate="nadir %{y:.0f} mm<extra></extra>"))
+    if not base.empty:
+        fig.add_hline(y=float(base.iloc[0]), line=dict(color="#333", dash="dot", width=1),
+                      annotation_text=f"baseline {base.iloc[0]:.0f} mm", annotation_position="top left")
+    fig.add_trace(go.Scatter(x=s["x"], y=s["sld_mm"], mode="lines", line=dict(color="#555", width=2),
+                             name="SLD", hoverinfo="skip", connectgaps=False))
+    for response, color in RESPONSE_COLORS.items():
+        r = s[s["response"] == response]
+        if r.empty:
+            continue
+        y = r["sld_mm"].where(r["sld_mm"].notna(), r["nadir_sld_mm"])
+        fig.add_trace(go.Scatter(
+            x=r["x"], y=y, mode="markers", name=response,
+            marker=dict(color=color, size=12, symbol="circle" if response != "NE" else "circle-open",
+                        line=dict(width=2, color=color)),
+            customdata=np.stack([r["date"], r["pct_from_baseline"].round(1), r["pct_from_nadir"].round(1),
+                                 r["note"].fillna("")], axis=1),
+            hovertemplate="%{customdata[0]}: " + response + "<br>SLD %{y:.0f} mm<br>%{customdata[1]}% from baseline, "
+                          "%{customdata[2]}% from nadir<br>%{customdata[3]}<extra></extra>"))
+    _day0(fig, index_date, axis, "day 0")
+    top = np.nanmax([s["sld_mm"].max(), threshold.max(), s["baseline_sld_mm"].max()])
+    fig.update_yaxes(title_text="sum of diameters (mm)", rangemode="tozero", range=[0, top * 1.15])
+    return _layout(fig, "Scans (RECIST 1.1): sum of target diameters", axis, 340)
+
+
+def pro_figure(pros: pd.DataFrame, catalogue: pd.DataFrame, scales: list[tuple[str, str]],
+               index_date, progressed_on=None, *, axis: str = "days") -> go.Figure:
+    """One panel per scale: score over time, the meaningful-change band around baseline, cut-offs.
+
+    Each panel says whether higher is better or worse, so a falling line is never misread.
+    """
+    scales = scales or []
+    n = max(len(scales), 1)
+    titles = []
+    for instrument, scale in scales:
+        c = catalogue[(catalogue["instrument"] == instrument) & (catalogue["scale"] == scale)].iloc[0]
+        titles.append(f"{c['label']} ({'higher is better' if c['higher_is_better'] else 'higher is worse'})")
+    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, subplot_titles=titles or ["No scale selected"],
+                        vertical_spacing=0.22 / n if n > 1 else 0.1)
+    for i, (instrument, scale) in enumerate(scales, start=1):
+        c = catalogue[(catalogue["instrument"] == instrument) & (catalogue["scale"] == scale)].iloc[0]
+        d = pros[(pros["instrument"] == instrument) & (pros["scale"] == scale)].copy()
+        if d.empty:
+            continue
+        d["x"] = _x(d, "completed_on", "days_from_index", axis)
+        baseline = d["baseline_score"].dropna()
+        mcid = c["meaningful_change"]
+        if not baseline.empty and pd.notna(mcid):
+            b = float(baseline.iloc[0])
+            fig.add_hrect(y0=max(b - mcid, c["low"]), y1=min(b + mcid, c["high"]), fillcolor="rgba(120,120,120,0.12)",
+                          line_width=0, row=i, col=1)
+            fig.add_hline(y=b, line=dict(color="#777", width=1, dash="dot"), row=i, col=1)
+        for part in str(c["cutoffs"] or "").split("; "):
+            if part:
+                value, _, name = part.partition(" ")
+                fig.add_hline(y=float(value), line=dict(color="#b35806", width=1, dash="dash"), row=i, col=1,
+                              annotation_text=name, annotation_position="top left",
+                              annotation_font=dict(size=10, color="#b35806"))
+        colors = d["meaningful_change"].map({"worsened": "#d73027", "improved": "#1b7837"}).fillna("#4575b4")
+        fig.add_trace(go.Scatter(
+            x=d["x"], y=d["score"], mode="lines+markers", name=scale, showlegend=False,
+            line=dict(color="#4575b4", width=2), marker=dict(color=colors, size=8),
+            customdata=np.stack([pd.to_datetime(d["completed_on"]).dt.strftime("%Y-%m-%d"),
+                                 d["change_from_baseline"].round(1), d["meaningful_change"].fillna("n/a")], axis=1),
+            hovertemplate="%{customdata[0]}: %{y:.1f}<br>change from baseline %{customdata[1]} "
+                          "(%{customdata[2]})<extra></extra>"), row=i, col=1)
+        fig.update_yaxes(range=[c["low"] - 2, c["high"] + 2], row=i, col=1)
+        if progressed_on is not None and pd.notna(progressed_on):
+            fig.add_vline(x=_to_axis(progressed_on, index_date, axis), line=dict(color="#d73027", width=1.5),
+                          row=i, col=1)
+        fig.add_vline(x=_to_axis(index_date, index_date, axis), line=dict(color="#333", width=1, dash="dot"),
+                      row=i, col=1)
+    fig.add_annotation(text="grey band: baseline ± meaningful change; red line: progression; "
+                            "red/green points: meaningfully worse/better than baseline",
+                       x=0, y=-0.08 if n > 2 else -0.2, xref="paper", yref="paper", showarrow=False,
+                       xanchor="left", font=dict(size=11, color="#555"))
+    fig = _layout(fig, "Patient-reported outcomes", axis, 180 * n + 120)
+    fig.update_xaxes(title_text=None)
+    fig.update_xaxes(title_text="date" if axis == "dates" else "days from index (day 0)", row=n, col=1)
+    return fig

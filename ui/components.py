@@ -1,0 +1,194 @@
+"""Streamlit pieces shared by pages: the snapshot, cached queries, the first-start build, headers.
+
+Caches are keyed on the snapshot's file key, so swapping in a new snapshot invalidates them.
+"""
+from __future__ import annotations
+
+import fcntl
+import re
+
+import pandas as pd
+import streamlit as st
+
+from data import queries
+from data.store import Snapshot, SnapshotMissing, file_key, snapshot_path
+
+PATIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+# ------------------------------------------------------------------------------- the snapshot
+def ensure_snapshot() -> None:
+    """On the very first start, build the synthetic snapshot with visible progress."""
+    path = snapshot_path()
+    if path.exists():
+        return
+    from data.build import build_synthetic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with st.status("First start: building the synthetic STOP-HER2 database", expanded=True) as status:
+        bar = st.progress(0.0, text="waiting for another session's build to finish")
+        # One build at a time even when several sessions start together.
+        with open(path.parent / ".build.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not path.exists():
+                build_synthetic(progress=lambda fraction, message: bar.progress(min(fraction, 1.0), text=message))
+        status.update(label="Synthetic database ready", state="complete", expanded=False)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _open(key: tuple) -> Snapshot:
+    return Snapshot(key[0])
+
+
+def current_snapshot() -> Snapshot:
+    """The live snapshot, reopened when a new one has been swapped in."""
+    path = snapshot_path()
+    try:
+        return _open(file_key(path))
+    except FileNotFoundError as exc:
+        raise SnapshotMissing(f"no snapshot at {path}") from exc
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def snapshot_info(key: tuple) -> dict:
+    return _open(key).info()
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def patient_list(key: tuple) -> pd.DataFrame:
+    return queries.patient_list(_open(key))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def pro_catalogue(key: tuple) -> pd.DataFrame:
+    return queries.pro_catalogue(_open(key))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def patient_record(key: tuple, patient_id: str) -> queries.PatientRecord:
+    return queries.patient_record(_open(key), patient_id)
+
+
+def snapshot_sidebar(snap: Snapshot) -> None:
+    info = snapshot_info(snap.key)
+    with st.sidebar:
+        st.caption("Snapshot")
+        if info["is_synthetic"]:
+            st.warning("**Synthetic data**: generated patients, not real people.", icon="🧪")
+        st.markdown(f"`{info['snapshot_id']}`  \n"
+                    f"{int(info['n_patients']):,} patients · data cut-off "
+                    f"{pd.Timestamp(info['data_cutoff']):%Y-%m-%d}  \n"
+                    f"built {pd.Timestamp(info['created_at']):%Y-%m-%d %H:%M} UTC")
+
+
+# --------------------------------------------------------------------------- patient picking
+def safe_text(value: object, limit: int = 40) -> str:
+    """A user-supplied string made inert for display: no markup, no control characters, short."""
+    text = re.sub(r"[^A-Za-z0-9 ._-]", "?", str(value))[:limit]
+    return text + ("…" if len(str(value)) > limit else "")
+
+
+def patient_picker(patients: pd.DataFrame) -> str | None:
+    """A searchable patient picker that follows and sets the ?patient= query parameter."""
+    ids = patients["patient_id"].tolist()
+    labels = {
+        r.patient_id: f"{r.patient_id} · cohort {r.cohort} ({'stopped' if r.cohort == 2 else 'continuing'}) · "
+                      f"{r.status}" + (f" · {r.n_alerts} alert{'s' if r.n_alerts != 1 else ''}" if r.n_alerts else "")
+        for r in patients.itertuples()
+    }
+    wanted = st.query_params.get("patient")
+    index = 0
+    if wanted is not None:
+        if PATIENT_ID_PATTERN.match(wanted) and wanted in labels:
+            index = ids.index(wanted)
+        else:
+            st.error(f"No patient with id “{safe_text(wanted)}” in this snapshot. Pick one below.")
+    chosen = st.selectbox("Patient (type to search)", ids, index=index if ids else None,
+                          format_func=lambda pid: labels.get(pid, pid), key="patient_picker")
+    if chosen and st.query_params.get("patient") != chosen and (wanted is None or wanted in labels):
+        st.query_params["patient"] = chosen
+    return chosen
+
+
+# ------------------------------------------------------------------------------------ header
+def _fmt_date(value) -> str:
+    return "—" if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d}"
+
+
+def patient_header(rec: queries.PatientRecord) -> None:
+    s = rec.summary
+    stopped = s["cohort"] == 2
+    c = st.columns(6)
+    c[0].metric("Cohort", f"{s['cohort']} · {'stopped' if stopped else 'continuing'}",
+                help="Cohort 2 stopped anti-HER2 therapy at day 0; cohort 1 continues it.")
+    c[1].metric("Months since stopping" if stopped else "Months since enrolment",
+                f"{s['months_since_index']:.1f}", help=f"Day 0 = {_fmt_date(s['index_date'])}; to the data cut-off.")
+    if s["on_anti_her2"]:
+        anti = "on" + (f" (restarted {_fmt_date(s['restarted_on'])})" if pd.notna(s["restarted_on"]) else "")
+    else:
+        anti = f"off since {_fmt_date(s['stopped_on'])}" if stopped else "off"
+    c[2].metric("Anti-HER2 therapy", anti)
+    c[3].metric("Last overall response", s["last_overall_response"] or "—",
+                help=f"RECIST 1.1, scan of {_fmt_date(s['last_scan_on'])}")
+    ct = s["last_ctdna_detected"]
+    c[4].metric("Last ctDNA", "—" if ct is None or pd.isna(ct) else ("detected" if ct else "not detected"),
+                help=f"last draw with a result: {_fmt_date(s['last_ctdna_on'])}")
+    c[5].metric("Status", s["status"], help=f"last follow-up {_fmt_date(s['last_followup_on'])}")
+    st.caption(
+        f"{s['age_at_enrolment']} y · ER {s['er_status']}, PR {s['pr_status']} · HER2 IHC {s['her2_ihc']}"
+        + (" ISH+" if s["her2_ish_amplified"] is True else "")
+        + f" · {'de novo' if s['de_novo'] else 'recurrent'} · best response to first line {s['best_response']}"
+        + f" · {'visceral' if s['visceral'] else 'non-visceral'} · {int(s['n_metastatic_sites'])} metastatic site(s)"
+        + (" · brain metastases history" if s["brain_mets_history"] else "")
+        + f" · {s['years_on_first_line']:.1f} y of first-line {s['first_line_regimen']} before day 0")
+    alerts = list(s["alerts"]) if s["alerts"] is not None else []
+    if alerts:
+        for alert in alerts:
+            st.warning(alert, icon="⚠️")
+    else:
+        st.success("No alerts: no new ctDNA signal, no scan near PD, no sustained PRO worsening.", icon="✅")
+
+
+def since_last_visit(rec: queries.PatientRecord) -> None:
+    default = queries.previous_visit(rec)
+    left, right = st.columns([1, 3])
+    since = left.date_input("Since", value=default, help="Default: the visit before the latest one.",
+                            key="since_date")
+    if since is None:
+        return
+    digest = queries.since(rec, since)
+    if digest.empty:
+        right.info(f"Nothing recorded after {since:%Y-%m-%d}.")
+        return
+    table = digest.assign(date=pd.to_datetime(digest["starts_on"]).dt.date)[["date", "track", "label", "detail"]]
+    table.columns = ["date", "what", "result", "detail"]
+    right.dataframe(table, hide_index=True, width="stretch")
+
+
+# ------------------------------------------------------------------------------ scan and PRO
+SCAN_TABLE_COLUMNS = {
+    "scanned_on": "date", "days_from_index": "day", "modality": "modality", "sld_mm": "SLD (mm)",
+    "pct_from_baseline": "% from baseline", "pct_from_nadir": "% from nadir", "target_response": "target",
+    "non_target_response": "non-target", "new_lesion": "new lesion", "overall_response": "overall", "note": "note",
+}
+
+
+def scan_table(scans: pd.DataFrame) -> pd.DataFrame:
+    t = scans[list(SCAN_TABLE_COLUMNS)].rename(columns=SCAN_TABLE_COLUMNS)
+    t["date"] = pd.to_datetime(t["date"]).dt.date
+    t["overall"] = t["overall"].fillna("baseline")
+    for col in ("% from baseline", "% from nadir"):
+        t[col] = t[col].round(1)
+    return t
+
+
+DEFAULT_PRO_SCALES = [("QLQ-C30", "QL2"), ("QLQ-C30", "PF2"), ("QLQ-C30", "FA"), ("QLQ-C30", "DI"),
+                      ("FCRI-SF", "TOTAL"), ("PROMIS-Anxiety", "TSCORE"), ("DRS", "TOTAL")]
+
+
+def pro_scale_picker(pros: pd.DataFrame, catalogue: pd.DataFrame) -> list[tuple[str, str]]:
+    available = [tuple(x) for x in pros[["instrument", "scale"]].drop_duplicates().itertuples(index=False)]
+    labels = {(r.instrument, r.scale): f"{r.label} ({r.instrument})" for r in catalogue.itertuples()}
+    default = [k for k in DEFAULT_PRO_SCALES if k in available]
+    return st.multiselect("Scales", available, default=default, format_func=lambda k: labels.get(k, str(k)),
+                          key="pro_scales")
