@@ -1,7 +1,7 @@
 """STOP-HER2 decision support: the frame around the pages (config, first-start build, navigation)."""
 import streamlit as st
 
-from ui import components
+from ui import components, frame
 
 st.set_page_config(page_title="STOP-HER2", page_icon="🩺", layout="wide")
 
@@ -9,10 +9,12 @@ components.ensure_snapshot()
 snapshot = components.current_snapshot()
 
 pages = [
-    st.Page("pages/patient.py", title="Patient review", icon="🩺", url_path="patient", default=True),
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/patient.py", title="Patient review", icon="🩺", url_path="patient"),
 ]
 navigation = st.navigation(pages)
 with st.sidebar:
     st.markdown("**STOP-HER2** · NCT05721248  \nStopping anti-HER2 therapy after ≥ 3 years without progression")
 components.snapshot_sidebar(snapshot)
+frame.enter()
 navigation.run()

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--source", choices=["synthetic"], default="synthetic")
     b.add_argument("--patients", type=int, default=82, help="synthetic cohort size (default 82)")
     b.add_argument("--seed", type=int, default=20230419)
-    b.add_argument("--out", type=Path, default=None, help="snapshot file (default: the live snapshot)")
+    b.add_argument("--out", type=Path, default=None, help="write the snapshot to this file instead of making it the live one")
     args = parser.parse_args(argv)
 
     from data.build import BuildError, build_synthetic

@@ -17,7 +17,7 @@ import duckdb
 import pandas as pd
 
 from data import pro, recist
-from data.store import DUCKDB_CONFIG, read_sql, snapshot_path
+from data.store import DUCKDB_CONFIG, publish, read_sql, snapshot_dir
 
 BUILDER_VERSION = "1"
 
@@ -137,16 +137,19 @@ def _check_snapshot(con) -> dict:
 
 def build_snapshot(tables: dict[str, pd.DataFrame], *, source: str, out: Path | None = None,
                    data_cutoff: str | None = None, seed: int | None = None, progress=None) -> dict:
-    """Write the tables as a new snapshot at `out` (default: the live snapshot), atomically.
+    """Write the tables as a new snapshot, atomically.
 
-    Returns the snapshot_info row as a dict, with the row count of every contract view.
+    With `out`, the snapshot is written to exactly that file (replacing it atomically). Without it,
+    it goes into the snapshot folder under its own id and becomes the live snapshot (``publish``).
+    Returns facts about the snapshot, with the row count of every contract view.
     """
     say = progress or (lambda fraction, message: None)
-    out = Path(out or snapshot_path())
-    out.parent.mkdir(parents=True, exist_ok=True)
     check_tables(tables)
     created = datetime.now(timezone.utc).replace(tzinfo=None)
     snapshot_id = f"{source}-{created:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    make_live = out is None
+    out = Path(out) if out is not None else snapshot_dir() / f"{snapshot_id}.duckdb"
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{snapshot_id}.tmp")
     started = time.perf_counter()
     try:
@@ -183,6 +186,8 @@ def build_snapshot(tables: dict[str, pd.DataFrame], *, source: str, out: Path | 
         finally:
             con.close()
         os.replace(tmp, out)  # atomic: readers see the old file or the new one, never a mixture
+        if make_live:
+            publish(out)
     except BaseException:
         for leftover in (tmp, Path(str(tmp) + ".wal")):
             leftover.unlink(missing_ok=True)

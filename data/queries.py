@@ -77,11 +77,22 @@ def since(record: PatientRecord, since_date) -> pd.DataFrame:
     return out.sort_values("starts_on", ignore_index=True)[["starts_on", "track", "label", "value", "detail"]]
 
 
+#: Records less than this many days apart belong to one visit (a draw and a scan a few days apart).
+VISIT_GAP_DAYS = 14
+
+
 def previous_visit(record: PatientRecord):
-    """The visit before the latest one (the default 'since' date): the second-latest draw/PRO date."""
+    """The last day of the visit before the latest one: the default 'since last visit' date.
+
+    Draws, scans and questionnaires within VISIT_GAP_DAYS of each other count as one visit, so
+    the digest (records strictly after this day) shows the latest visit whole.
+    """
     tl = record.timeline
-    visits = pd.to_datetime(tl.loc[tl["track"].isin(["ctDNA", "PRO", "scan"]), "starts_on"]).dt.normalize()
-    visits = visits.drop_duplicates().sort_values()
-    if len(visits) >= 2:
-        return visits.iloc[-2].date()
-    return None if visits.empty else visits.iloc[0].date()
+    days = pd.to_datetime(tl.loc[tl["track"].isin(["ctDNA", "PRO", "scan"]), "starts_on"]).dt.normalize()
+    days = days.drop_duplicates().sort_values().reset_index(drop=True)
+    if days.empty:
+        return None
+    visit = (days.diff().dt.days.fillna(VISIT_GAP_DAYS + 1) > VISIT_GAP_DAYS).cumsum()
+    if visit.iloc[-1] < 2:
+        return (days.iloc[0] - pd.Timedelta(days=1)).date()
+    return days[visit == visit.iloc[-1] - 1].max().date()

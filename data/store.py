@@ -1,9 +1,14 @@
 """Open the current snapshot read-only and run parameterized queries against it.
 
-A snapshot is one DuckDB file, written once by a build and never changed afterwards. The live one
-is at ``snapshot_path()``; a build writes a new file beside it and swaps it in with os.replace, so a
-reader never sees a half-written database and a running app picks up the new file on its next
-query (see ``Snapshot.key``).
+A snapshot is one DuckDB file named by its snapshot id, written once by a build and never changed
+afterwards. The live one is named by the pointer file ``CURRENT`` in the snapshot folder; a build
+writes and checks a new file, then swaps the pointer with os.replace. Readers never see a
+half-written database, a running app picks up the new snapshot on its next rerun (see
+``Snapshot.key``), and older snapshots stay on disk for readers that still hold them and for
+rollback.
+
+Why a pointer and not one file replaced in place: DuckDB keeps one database instance per path in a
+process, so a connection opened on the same path after a swap would still read the old file.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
 SQL_DIR = Path(__file__).resolve().parent / "sql"
-DEFAULT_SNAPSHOT = REPO / "data" / "snapshots" / "current.duckdb"
+DEFAULT_SNAPSHOT_DIR = REPO / "data" / "snapshots"
+POINTER = "CURRENT"
 
 #: No extension may be fetched or loaded behind our back: a missing one must fail at once.
 DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
@@ -26,9 +32,53 @@ class SnapshotMissing(RuntimeError):
     pass
 
 
+def snapshot_dir() -> Path:
+    """Where snapshots and the CURRENT pointer live: $STOPHER2_SNAPSHOT_DIR, else data/snapshots."""
+    return Path(os.environ.get("STOPHER2_SNAPSHOT_DIR", DEFAULT_SNAPSHOT_DIR))
+
+
 def snapshot_path() -> Path:
-    """The live snapshot: $STOPHER2_SNAPSHOT, else data/snapshots/current.duckdb."""
-    return Path(os.environ.get("STOPHER2_SNAPSHOT", DEFAULT_SNAPSHOT))
+    """The live snapshot file: $STOPHER2_SNAPSHOT if set (one fixed file), else what CURRENT names.
+
+    Raises SnapshotMissing when there is none yet.
+    """
+    fixed = os.environ.get("STOPHER2_SNAPSHOT")
+    if fixed:
+        path = Path(fixed)
+    else:
+        pointer = snapshot_dir() / POINTER
+        try:
+            name = pointer.read_text().strip()
+        except FileNotFoundError:
+            raise SnapshotMissing(f"no snapshot yet in {snapshot_dir()}: build one with "
+                                  "`python -m data build --source synthetic`") from None
+        path = snapshot_dir() / name
+    if not path.exists():
+        raise SnapshotMissing(f"snapshot file {path} does not exist")
+    return path
+
+
+def has_snapshot() -> bool:
+    try:
+        snapshot_path()
+        return True
+    except SnapshotMissing:
+        return False
+
+
+def publish(path: Path, keep: int = 5) -> None:
+    """Make `path` (a finished snapshot inside snapshot_dir()) the live one, atomically.
+
+    Keeps the newest `keep` snapshot files; a reader still holding a removed file keeps reading it.
+    """
+    folder = snapshot_dir()
+    tmp = folder / f".{POINTER}.{os.getpid()}.tmp"
+    tmp.write_text(Path(path).name + "\n")
+    os.replace(tmp, folder / POINTER)
+    snapshots = sorted(folder.glob("*.duckdb"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in snapshots[keep:]:
+        if old.resolve() != Path(path).resolve():
+            old.unlink(missing_ok=True)
 
 
 def file_key(path: Path) -> tuple:

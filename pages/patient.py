@@ -2,8 +2,9 @@
 import pandas as pd
 import streamlit as st
 
-from ui import charts, components
+from ui import charts, components, frame
 
+frame.require()
 snap = components.current_snapshot()
 st.title("Patient review")
 patient_id = components.patient_picker(components.patient_list(snap.key))

@@ -216,7 +216,11 @@ def ctdna_figure(ctdna: pd.DataFrame, timeline: pd.DataFrame, index_date, follow
     _day0(fig, index_date, axis, "day 0")
     ymin = np.nanmin(ct["floor"]) / 3
     ymax = max(np.nanmax(ct["y"]) if ct["y"].notna().any() else 0, np.nanmax(ct["floor"])) * 5
-    fig.update_yaxes(type="log", title_text=unit, range=[np.log10(ymin), np.log10(ymax)])
+    fig.update_yaxes(type="log", title_text=unit, range=[np.log10(ymin), np.log10(ymax)], exponentformat="power")
+    # the view spans the draws (therapy shading may reach years back)
+    first, last = _to_axis(ct["drawn_on"].min(), index_date, axis), _to_axis(followup_end, index_date, axis)
+    pad = 30 if axis == "days" else pd.Timedelta(days=30)
+    fig.update_xaxes(range=[min(first, _to_axis(index_date, index_date, axis)) - pad, max(last, ct["x"].max()) + pad])
     fig.add_annotation(text="shaded: on anti-HER2 therapy", x=0, y=-0.22, xref="paper", yref="paper",
                        showarrow=False, xanchor="left", font=dict(size=11, color="#555"))
     return _layout(fig, "ctDNA", axis, 340)

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from data import queries
-from data.store import Snapshot, SnapshotMissing, file_key, snapshot_path
+from data.store import Snapshot, SnapshotMissing, file_key, has_snapshot, snapshot_dir, snapshot_path
 
 PATIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -19,18 +19,18 @@ PATIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # ------------------------------------------------------------------------------- the snapshot
 def ensure_snapshot() -> None:
     """On the very first start, build the synthetic snapshot with visible progress."""
-    path = snapshot_path()
-    if path.exists():
+    if has_snapshot():
         return
     from data.build import build_synthetic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = snapshot_dir()
+    folder.mkdir(parents=True, exist_ok=True)
     with st.status("First start: building the synthetic STOP-HER2 database", expanded=True) as status:
         bar = st.progress(0.0, text="waiting for another session's build to finish")
         # One build at a time even when several sessions start together.
-        with open(path.parent / ".build.lock", "w") as lock:
+        with open(folder / ".build.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if not path.exists():
+            if not has_snapshot():
                 build_synthetic(progress=lambda fraction, message: bar.progress(min(fraction, 1.0), text=message))
         status.update(label="Synthetic database ready", state="complete", expanded=False)
 
@@ -45,8 +45,8 @@ def current_snapshot() -> Snapshot:
     path = snapshot_path()
     try:
         return _open(file_key(path))
-    except FileNotFoundError as exc:
-        raise SnapshotMissing(f"no snapshot at {path}") from exc
+    except FileNotFoundError as exc:  # pruned between the two calls: the pointer has moved on
+        raise SnapshotMissing(f"snapshot {path} was replaced; reload the page") from exc
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -79,6 +79,25 @@ def snapshot_sidebar(snap: Snapshot) -> None:
                     f"{int(info['n_patients']):,} patients · data cut-off "
                     f"{pd.Timestamp(info['data_cutoff']):%Y-%m-%d}  \n"
                     f"built {pd.Timestamp(info['created_at']):%Y-%m-%d %H:%M} UTC")
+
+
+def worklist(patients: pd.DataFrame) -> pd.DataFrame:
+    """Patients in follow-up with the most alerts first, then everyone else; with a review link."""
+    w = patients.copy()
+    w["open"] = "patient?patient=" + w["patient_id"]
+    w["in_follow_up"] = w["status"].eq("in follow-up")
+    w = w.sort_values(["in_follow_up", "n_alerts", "patient_id"], ascending=[False, False, True])
+    w["last_ctdna_detected"] = w["last_ctdna_detected"].map({True: "detected", False: "not detected"})
+    return w[["open", "cohort", "status", "n_alerts", "last_overall_response", "last_ctdna_detected", "index_date"]]
+
+
+WORKLIST_COLUMNS = {
+    "open": st.column_config.LinkColumn("patient", display_text=r"patient=(.*)$"),
+    "n_alerts": st.column_config.NumberColumn("alerts"),
+    "last_overall_response": "last response",
+    "last_ctdna_detected": "last ctDNA",
+    "index_date": st.column_config.DateColumn("day 0"),
+}
 
 
 # --------------------------------------------------------------------------- patient picking
@@ -118,22 +137,27 @@ def _fmt_date(value) -> str:
 def patient_header(rec: queries.PatientRecord) -> None:
     s = rec.summary
     stopped = s["cohort"] == 2
-    c = st.columns(6)
-    c[0].metric("Cohort", f"{s['cohort']} · {'stopped' if stopped else 'continuing'}",
-                help="Cohort 2 stopped anti-HER2 therapy at day 0; cohort 1 continues it.")
-    c[1].metric("Months since stopping" if stopped else "Months since enrolment",
-                f"{s['months_since_index']:.1f}", help=f"Day 0 = {_fmt_date(s['index_date'])}; to the data cut-off.")
     if s["on_anti_her2"]:
-        anti = "on" + (f" (restarted {_fmt_date(s['restarted_on'])})" if pd.notna(s["restarted_on"]) else "")
+        anti = "on" + (f", restarted {_fmt_date(s['restarted_on'])}" if pd.notna(s["restarted_on"]) else "")
     else:
         anti = f"off since {_fmt_date(s['stopped_on'])}" if stopped else "off"
-    c[2].metric("Anti-HER2 therapy", anti)
-    c[3].metric("Last overall response", s["last_overall_response"] or "—",
-                help=f"RECIST 1.1, scan of {_fmt_date(s['last_scan_on'])}")
     ct = s["last_ctdna_detected"]
-    c[4].metric("Last ctDNA", "—" if ct is None or pd.isna(ct) else ("detected" if ct else "not detected"),
-                help=f"last draw with a result: {_fmt_date(s['last_ctdna_on'])}")
-    c[5].metric("Status", s["status"], help=f"last follow-up {_fmt_date(s['last_followup_on'])}")
+    facts = [
+        ("Cohort", f"{s['cohort']} · {'stopped' if stopped else 'continuing'}", f"day 0 {_fmt_date(s['index_date'])}"),
+        ("Months since stopping" if stopped else "Months since enrolment", f"{s['months_since_index']:.1f}",
+         "to the data cut-off"),
+        ("Anti-HER2 therapy", anti, ""),
+        ("Last overall response", s["last_overall_response"] or "—", f"RECIST 1.1, {_fmt_date(s['last_scan_on'])}"),
+        ("Last ctDNA", "—" if ct is None or pd.isna(ct) else ("detected" if ct else "not detected"),
+         _fmt_date(s["last_ctdna_on"])),
+        ("Status", s["status"], f"last follow-up {_fmt_date(s['last_followup_on'])}"),
+    ]
+    for col, (label, value, note) in zip(st.columns(len(facts)), facts):
+        with col.container(border=True):
+            st.caption(label)
+            st.markdown(f"**{value}**")
+            if note:
+                st.caption(note)
     st.caption(
         f"{s['age_at_enrolment']} y · ER {s['er_status']}, PR {s['pr_status']} · HER2 IHC {s['her2_ihc']}"
         + (" ISH+" if s["her2_ish_amplified"] is True else "")

@@ -1,0 +1,197 @@
+"""Build a real DuckDB snapshot and check the contract views, their invariants and the safety rules."""
+import hashlib
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from data import queries
+from data.build import CONTRACT, BuildError, build_snapshot, build_synthetic
+from data.store import Snapshot, connect_read_only
+
+RESPONSES = {"CR", "PR", "SD", "PD", "NE", "NON-CR/NON-PD"}
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("view", sorted(CONTRACT))
+def test_every_contract_view_has_its_columns(snapshot, view):
+    cols = snapshot.query("SELECT * FROM " + view + " LIMIT 0").columns
+    assert set(CONTRACT[view]) <= set(cols)
+
+
+def test_cohort_sizes(snapshot):
+    s = snapshot.query("SELECT cohort, count(*) AS n FROM patient_summary GROUP BY cohort ORDER BY cohort")
+    assert s["n"].tolist() == [30, 52]
+    assert snapshot.query("SELECT count(*) AS n FROM outcomes")["n"][0] == 82
+
+
+def test_response_codes_are_valid(snapshot):
+    h = snapshot.query("SELECT * FROM scan_history")
+    for col in ("target_response", "non_target_response", "overall_response"):
+        assert set(h[col].dropna()) <= RESPONSES
+    assert h.loc[h["is_baseline"], "overall_response"].isna().all()
+    assert h.loc[~h["is_baseline"], "overall_response"].notna().all()
+    assert h.groupby("patient_id")["is_baseline"].sum().eq(1).all()
+
+
+def test_sld_equals_the_sum_of_target_diameters(snapshot):
+    check = snapshot.query("""
+        SELECT h.patient_id, h.scan_id, h.sld_mm, sum(l.diameter_mm) AS summed, count(l.diameter_mm) AS measured,
+               count(*) AS n
+        FROM scan_history h JOIN lesion_measurements l USING (patient_id, scan_id)
+        WHERE l.kind = 'target' GROUP BY ALL""")
+    assert len(check) > 50
+    complete = check[check["measured"] == check["n"]]
+    np.testing.assert_allclose(complete["sld_mm"], complete["summed"])
+    assert check.loc[check["measured"] < check["n"], "sld_mm"].isna().all()
+
+
+def test_progression_events_match_the_first_recist_pd(snapshot):
+    m = snapshot.query("""
+        SELECT o.patient_id, o.progressed_on, min(h.scanned_on) FILTER (WHERE h.overall_response = 'PD') AS first_pd
+        FROM outcomes o LEFT JOIN scan_history h USING (patient_id) GROUP BY ALL""")
+    assert m["progressed_on"].notna().sum() >= 5
+    pd.testing.assert_series_equal(pd.to_datetime(m["progressed_on"]), pd.to_datetime(m["first_pd"]),
+                                   check_names=False)
+
+
+def test_outcomes_are_consistent(snapshot):
+    o = snapshot.query("SELECT * FROM outcomes")
+    assert (o["pfs_months"] >= 0).all() and (o["os_months"] >= o["pfs_months"] - 1e-9).all()
+    assert (o["pfs_event"] == (o["progressed"] | o["died"])).all()
+    assert (o.loc[o["progressed"], "pfs_months"].round(6) ==
+            ((pd.to_datetime(o.loc[o["progressed"], "progressed_on"]) - pd.to_datetime(o.loc[o["progressed"], "index_date"])).dt.days
+             / 30.4375).round(6)).all()
+
+
+def test_index_date_is_the_stop_date_in_cohort_2_and_enrolment_in_cohort_1(snapshot):
+    s = snapshot.query("""SELECT s.cohort, s.index_date, s.stopped_on, p.enrolled_on
+                          FROM patient_summary s JOIN patients p USING (patient_id)""")
+    c2, c1 = s[s["cohort"] == 2], s[s["cohort"] == 1]
+    assert (c2["index_date"] == c2["stopped_on"]).all() and (c2["index_date"] >= c2["enrolled_on"]).all()
+    assert (c1["index_date"] == c1["enrolled_on"]).all() and c1["stopped_on"].isna().all()
+
+
+def test_ctdna_series_days_from_index(snapshot):
+    c = snapshot.query("""SELECT c.*, o.index_date FROM ctdna_series c JOIN outcomes o USING (patient_id)""")
+    days = (pd.to_datetime(c["drawn_on"]) - pd.to_datetime(c["index_date"])).dt.days
+    assert (days == c["days_from_index"]).all()
+    assert c.groupby("patient_id")["days_from_index"].min().eq(0).all()
+
+
+def test_pro_scores_change_from_baseline_and_meaningful_change(snapshot):
+    p = snapshot.query("SELECT * FROM pro_scores WHERE instrument = 'QLQ-C30'")
+    assert set(p["scale"]) == {"QL2", "PF2", "RF2", "EF", "CF", "SF", "FA", "NV", "PA", "DY", "SL", "AP", "CO", "DI", "FI"}
+    assert p["score"].dropna().between(0, 100).all()
+    has = p.dropna(subset=["change_from_baseline"])
+    np.testing.assert_allclose(has["change_from_baseline"], has["score"] - has["baseline_score"])
+    big = has[has["change_from_baseline"].abs() >= 10]
+    worse = big["higher_is_better"] != (big["change_from_baseline"] > 0)
+    assert (big.loc[worse, "meaningful_change"] == "worsened").all()
+    assert (big.loc[~worse, "meaningful_change"] == "improved").all()
+    assert (has.loc[has["change_from_baseline"].abs() < 10, "meaningful_change"] == "none").all()
+
+
+def test_timeline_has_every_track_and_the_index_is_day_zero(snapshot):
+    t = snapshot.query("SELECT * FROM patient_timeline")
+    assert {"anti-HER2", "other therapy", "scan", "ctDNA", "PRO", "event"} <= set(t["track"])
+    assert (t.loc[t["track"] == "event", "label"].isin(["progression", "restart", "death", "withdrawal",
+                                                        "last_contact"])).all()
+
+
+def test_alerts_are_explained_sentences(snapshot):
+    s = snapshot.query("SELECT patient_id, alerts FROM patient_summary")
+    alerts = [a for row in s["alerts"] for a in row]
+    assert alerts and all(isinstance(a, str) and len(a) > 15 for a in alerts)
+    assert any(a.startswith("ctDNA") for a in alerts)
+
+
+def test_synthetic_truth_is_stored_for_model_checks_but_not_in_patient_views(snapshot):
+    assert snapshot.query("SELECT count(*) AS n FROM synthetic_truth")["n"][0] == 82
+    for view in CONTRACT:
+        cols = snapshot.query("SELECT * FROM " + view + " LIMIT 0").columns
+        assert not any(c.startswith("p_progression_free") or c == "latent_progression_on" for c in cols)
+
+
+def test_snapshot_is_opened_read_only_with_extension_autoload_off(snapshot_file):
+    con = connect_read_only(snapshot_file)
+    try:
+        with pytest.raises(duckdb.Error):
+            con.execute("DELETE FROM patients")
+        settings = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN "
+                                    "('autoinstall_known_extensions', 'autoload_known_extensions')").fetchall())
+        assert settings == {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+    finally:
+        con.close()
+
+
+def test_unknown_or_hostile_patient_ids_are_not_found(snapshot):
+    for bad in ["STH-9999", "", "' OR 1=1 --", "<script>alert(1)</script>", "x" * 500, None]:
+        with pytest.raises(queries.UnknownPatient):
+            queries.patient_record(snapshot, bad)
+    assert snapshot.query("SELECT count(*) AS n FROM patients")["n"][0] == 82
+
+
+def test_patient_record_and_since_digest(snapshot, situations):
+    rec = queries.patient_record(snapshot, situations["progressed"])
+    assert rec.summary["patient_id"] == situations["progressed"]
+    since = queries.previous_visit(rec)
+    digest = queries.since(rec, since)
+    assert (pd.to_datetime(digest["starts_on"]) > pd.Timestamp(since)).all()
+    everything = queries.since(rec, "1900-01-01")
+    assert len(everything) >= len(rec.scans) + len(rec.ctdna)
+
+
+def test_failed_build_leaves_the_live_snapshot_byte_for_byte(tmp_path):
+    live = tmp_path / "current.duckdb"
+    build_synthetic(20, seed=3, out=live)
+    before = sha256(live)
+    from data import synth
+
+    tables = synth.generate(20, seed=4)
+    tables["scans"] = tables["scans"].drop(columns="scanned_on")
+    with pytest.raises(BuildError, match="scans.*scanned_on"):
+        build_snapshot(tables, source="synthetic", out=live)
+    tables = synth.generate(20, seed=4)
+    tables["ctdna_draws"]["patient_id"] = tables["ctdna_draws"]["patient_id"].astype(str)
+    tables["ctdna_draws"].loc[0, "patient_id"] = "NOBODY"
+    with pytest.raises(BuildError, match="NOBODY"):
+        build_snapshot(tables, source="synthetic", out=live)
+    tables = synth.generate(20, seed=4)
+    tables["ctdna_draws"].loc[0, "value"] = -1.0  # refused by the schema's check, mid-build
+    with pytest.raises(duckdb.Error):
+        build_snapshot(tables, source="synthetic", out=live)
+    assert sha256(live) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current.duckdb"]  # no temporary file left
+
+
+def test_a_reader_keeps_working_while_a_new_snapshot_is_swapped_in(tmp_path, monkeypatch):
+    monkeypatch.delenv("STOPHER2_SNAPSHOT", raising=False)
+    monkeypatch.setenv("STOPHER2_SNAPSHOT_DIR", str(tmp_path))
+    from data.store import SnapshotMissing, snapshot_path
+
+    with pytest.raises(SnapshotMissing, match="python -m data build"):
+        snapshot_path()
+    build_synthetic(20, seed=3)
+    reader = Snapshot(snapshot_path())
+    build_synthetic(30, seed=5)  # a writer is never blocked by the open reader
+    assert reader.query("SELECT count(*) AS n FROM patients")["n"][0] == 20  # the old file, intact
+    fresh = Snapshot(snapshot_path())
+    assert fresh.key != reader.key and fresh.query("SELECT count(*) AS n FROM patients")["n"][0] == 30
+    reader.close()
+    fresh.close()
+
+
+def test_old_snapshots_are_pruned_but_the_live_one_is_kept(tmp_path, monkeypatch):
+    monkeypatch.delenv("STOPHER2_SNAPSHOT", raising=False)
+    monkeypatch.setenv("STOPHER2_SNAPSHOT_DIR", str(tmp_path))
+    from data.store import snapshot_path
+
+    for seed in range(7):
+        build_synthetic(5, seed=seed)
+    assert len(list(tmp_path.glob("*.duckdb"))) == 5
+    assert snapshot_path().exists()
