@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import duckdb
@@ -145,7 +145,7 @@ def build_snapshot(tables: dict[str, pd.DataFrame], *, source: str, out: Path | 
     """
     say = progress or (lambda fraction, message: None)
     check_tables(tables)
-    created = datetime.now(timezone.utc).replace(tzinfo=None)
+    created = datetime.now(UTC).replace(tzinfo=None)
     snapshot_id = f"{source}-{created:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     make_live = out is None
     out = Path(out) if out is not None else snapshot_dir() / f"{snapshot_id}.duckdb"

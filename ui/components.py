@@ -152,14 +152,14 @@ def patient_header(rec: queries.PatientRecord) -> None:
          _fmt_date(s["last_ctdna_on"])),
         ("Status", s["status"], f"last follow-up {_fmt_date(s['last_followup_on'])}"),
     ]
-    for col, (label, value, note) in zip(st.columns(len(facts)), facts):
+    for col, (label, value, note) in zip(st.columns(len(facts)), facts, strict=False):
         with col.container(border=True):
             st.caption(label)
             st.markdown(f"**{value}**")
             if note:
                 st.caption(note)
     st.caption(
-        f"{s['age_at_enrolment']} y · ER {s['er_status']}, PR {s['pr_status']} · HER2 IHC {s['her2_ihc']}"
+        f"**{s['patient_id']}** · site {s['site']} · {s['age_at_enrolment']} y · ER {s['er_status']}, PR {s['pr_status']} · HER2 IHC {s['her2_ihc']}"
         + (" ISH+" if s["her2_ish_amplified"] is True else "")
         + f" · {'de novo' if s['de_novo'] else 'recurrent'} · best response to first line {s['best_response']}"
         + f" · {'visceral' if s['visceral'] else 'non-visceral'} · {int(s['n_metastatic_sites'])} metastatic site(s)"

@@ -13,7 +13,7 @@ def qlq(answers: dict[int, float], patient="P1", date="2024-01-01"):
 
 def scores(frame) -> dict[str, float]:
     out = pro.score(frame)
-    return dict(zip(out["scale"], out["score"]))
+    return dict(zip(out["scale"], out["score"], strict=False))
 
 
 def test_every_qlq_c30_scale_is_scored_by_the_manual():
@@ -61,7 +61,7 @@ def test_out_of_range_answers_are_treated_as_unanswered():
 
 def test_fcri_sf_total_is_the_sum_of_nine_items_prorated_when_some_are_missing():
     full = pd.DataFrame([{"patient_id": "P1", "completed_on": "2024-01-01", "instrument": "FCRI-SF",
-                          "item": str(i), "response": v} for i, v in zip(range(1, 10), [0, 1, 2, 3, 4, 4, 3, 2, 1])])
+                          "item": str(i), "response": v} for i, v in zip(range(1, 10), [0, 1, 2, 3, 4, 4, 3, 2, 1], strict=False)])
     assert scores(full)["TOTAL"] == pytest.approx(20.0)
     partial = full[full["item"] != "9"]  # 19 over 8 items -> 19 / 8 * 9
     assert scores(partial)["TOTAL"] == pytest.approx(19 / 8 * 9)
@@ -70,7 +70,7 @@ def test_fcri_sf_total_is_the_sum_of_nine_items_prorated_when_some_are_missing()
 def test_decision_regret_reverses_items_2_and_4():
     # strongly agree (1) that it was right / would choose again / wise, strongly disagree (5) with regret/harm
     frame = pd.DataFrame([{"patient_id": "P1", "completed_on": "2024-01-01", "instrument": "DRS",
-                           "item": str(i), "response": v} for i, v in zip(range(1, 6), [1, 5, 1, 5, 1])])
+                           "item": str(i), "response": v} for i, v in zip(range(1, 6), [1, 5, 1, 5, 1], strict=False)])
     assert scores(frame)["TOTAL"] == pytest.approx(0.0)
     frame["response"] = [5, 1, 5, 1, 5]  # the most regret possible
     assert scores(frame)["TOTAL"] == pytest.approx(100.0)

@@ -1,5 +1,4 @@
 """The synthetic cohort respects the figures in clinical-facts.md (measured on a large draw)."""
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -1,0 +1,104 @@
+"""The main journeys in real Chromium against `streamlit run` (Debian's chromium, driven by Playwright)."""
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHART = '[data-testid="stPlotlyChart"] .main-svg'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def streamlit_server(env_overrides: dict):
+    port = free_port()
+    env = {**os.environ, **env_overrides, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
+                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--server.headless", "true"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(proc.stdout.read()) from None
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: `apt-get install -y chromium` (the README's test command does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def drawn_charts(page, n: int, timeout_ms: int = 90_000) -> int:
+    page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= {n}", timeout=timeout_ms)
+    return page.locator(CHART).count()
+
+
+def test_deep_link_on_a_fresh_server_draws_the_patient_charts(browser, snapshot_file, situations):
+    pid = situations["progressed"]
+    with streamlit_server({"STOPHER2_SNAPSHOT": str(snapshot_file)}) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 4000})
+        page.goto(f"{url}/patient?patient={pid}")  # the very first visitor of this server
+        assert drawn_charts(page, 4) >= 4
+        assert page.get_by_text("Page not found").count() == 0
+        assert page.get_by_text("Patient review").first.is_visible()
+        assert page.get_by_text("Synthetic data").first.is_visible()  # the app frame ran (sidebar)
+        assert page.get_by_text(f"{pid} · site").first.is_visible()
+        page.close()
+
+
+def test_worklist_link_opens_the_patient(browser, snapshot_file):
+    with streamlit_server({"STOPHER2_SNAPSHOT": str(snapshot_file)}) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto(url)
+        page.wait_for_selector('[data-testid="stDataFrame"]', timeout=60_000)
+        page.goto(f"{url}/patient?patient=STH-0002")
+        assert drawn_charts(page, 2) >= 2
+        page.get_by_text("calendar dates").click()
+        page.wait_for_timeout(1500)
+        assert drawn_charts(page, 4) >= 4
+        page.close()
+
+
+def test_first_start_builds_the_database_and_draws_a_chart(browser, tmp_path):
+    with streamlit_server({"STOPHER2_SNAPSHOT_DIR": str(tmp_path), "STOPHER2_SNAPSHOT": ""}) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 3000})
+        started = time.perf_counter()
+        page.goto(f"{url}/patient?patient=STH-0001")
+        assert drawn_charts(page, 1, timeout_ms=180_000) >= 1
+        print(f"first start to the first drawn chart: {time.perf_counter() - started:.1f} s")
+        assert (tmp_path / "CURRENT").exists()
+        page.close()
