@@ -1,4 +1,4 @@
-"""`python -m data build --source synthetic [--patients N] [--seed S] [--out PATH]`."""
+"""`python -m data build --source synthetic [--patients N] [--seed S] [--out PATH]`; `python -m data parameters`."""
 from __future__ import annotations
 
 import argparse
@@ -20,7 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--patients", type=int, default=82, help="synthetic cohort size (default 82)")
     b.add_argument("--seed", type=int, default=20230419)
     b.add_argument("--out", type=Path, default=None, help="write the snapshot to this file instead of making it the live one")
+    sub.add_parser("parameters", help="print every synthetic-cohort parameter with its value and source")
     args = parser.parse_args(argv)
+    if args.command == "parameters":
+        from data.synth import parameter_table
+
+        table = parameter_table()
+        print("| parameter | value | source |\n|---|---|---|")
+        for row in table.itertuples():
+            print(f"| {row.name} | `{row.value}` | {row.source} |")
+        return 0
 
     from data.build import BuildError, build_synthetic
 

@@ -555,7 +555,8 @@ def generate(n_patients: int = 82, seed: int = 20230419, progress=None) -> dict[
     brain_scan = sc["scan_kind"].eq("progression").to_numpy() & ev["brain_only"][sc["pidx"]]
     scans = pd.DataFrame({"patient_id": ids_of(sc["pidx"]), "scan_id": scan_ids,
                           "scanned_on": dates(sc["pidx"], sc["day"]),
-                          "modality": np.where(brain_scan, "MRI brain", "CT chest/abdomen/pelvis")})
+                          "modality": np.where(brain_scan, "CT chest/abdomen/pelvis + MRI brain",
+                                               "CT chest/abdomen/pelvis")})
     sid = pd.Series(scan_ids, index=pd.MultiIndex.from_arrays([sc["pidx"], sc["seq"]]))
     les_sid = sid.reindex(pd.MultiIndex.from_arrays([les["pidx"], les["seq"]])).to_numpy()
     lesions = pd.DataFrame({"patient_id": ids_of(les["pidx"]), "scan_id": les_sid,

@@ -34,9 +34,10 @@ def _to_axis(date, index_date, axis: str):
 
 
 def _layout(fig: go.Figure, title: str, axis: str, height: int) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0, xanchor="left"), height=height, font=FONT,
-                      margin=dict(l=10, r=10, t=50, b=40), plot_bgcolor="white",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+    # the legend sits under the plot, where it cannot cover the title or the day-0 label
+    fig.update_layout(title=dict(text=title, x=0, xanchor="left"), height=height + 60, font=FONT,
+                      margin=dict(l=10, r=10, t=50, b=100), plot_bgcolor="white",
+                      legend=dict(orientation="h", yanchor="top", y=-0.25, xanchor="left", x=0),
                       hovermode="closest")
     fig.update_xaxes(title_text="date" if axis == "dates" else "days from index (day 0)",
                      showgrid=True, gridcolor="#eee", zeroline=False)
@@ -202,17 +203,18 @@ def ctdna_figure(ctdna: pd.DataFrame, timeline: pd.DataFrame, index_date, follow
     if progressed_on is not None and pd.notna(progressed_on):
         xp = _to_axis(progressed_on, index_date, axis)
         fig.add_vline(x=xp, line=dict(color="#d73027", width=2))
-        fig.add_annotation(x=xp, y=1, yref="paper", text="progression", showarrow=False,
-                           xanchor="right", yanchor="bottom", font=dict(color="#d73027", size=11))
+        fig.add_annotation(x=xp, y=0.98, yref="paper", text="progression ", showarrow=False,
+                           xanchor="right", yanchor="top", font=dict(color="#d73027", size=11))
         before = det[pd.to_datetime(det["drawn_on"]) <= pd.Timestamp(progressed_on)]
         if not before.empty:
             first = before.iloc[0]
             lead = (pd.Timestamp(progressed_on) - pd.Timestamp(first["drawn_on"])).days / 30.4375
-            fig.add_annotation(x=first["x"], y=np.log10(first["y"]), ax=xp, ay=np.log10(first["y"]),
-                               axref="x", ayref="y", xref="x", yref="y", showarrow=True, arrowhead=2,
-                               arrowside="start", arrowcolor="#d73027",
-                               text=f"lead time {lead:.1f} months", font=dict(color="#d73027", size=11),
-                               yshift=12)
+            y = np.log10(first["y"])
+            fig.add_annotation(x=xp, y=y, ax=first["x"], ay=y, axref="x", ayref="y", xref="x", yref="y",
+                               showarrow=True, arrowhead=2, arrowcolor="#d73027", text="")
+            mid = first["x"] + (xp - first["x"]) / 2
+            fig.add_annotation(x=mid, y=y, xref="x", yref="y", yshift=-12, showarrow=False,
+                               text=f"ctDNA lead time {lead:.1f} months", font=dict(color="#d73027", size=11))
     _day0(fig, index_date, axis, "day 0")
     ymin = np.nanmin(ct["floor"]) / 3
     ymax = max(np.nanmax(ct["y"]) if ct["y"].notna().any() else 0, np.nanmax(ct["floor"])) * 5
@@ -221,8 +223,8 @@ def ctdna_figure(ctdna: pd.DataFrame, timeline: pd.DataFrame, index_date, follow
     first, last = _to_axis(ct["drawn_on"].min(), index_date, axis), _to_axis(followup_end, index_date, axis)
     pad = 30 if axis == "days" else pd.Timedelta(days=30)
     fig.update_xaxes(range=[min(first, _to_axis(index_date, index_date, axis)) - pad, max(last, ct["x"].max()) + pad])
-    fig.add_annotation(text="shaded: on anti-HER2 therapy", x=0, y=-0.22, xref="paper", yref="paper",
-                       showarrow=False, xanchor="left", font=dict(size=11, color="#555"))
+    fig.add_annotation(text="shaded: on anti-HER2 therapy", x=1, y=1.0, xref="paper", yref="paper",
+                       showarrow=False, xanchor="right", yanchor="bottom", font=dict(size=11, color="#555"))
     return _layout(fig, "ctDNA", axis, 340)
 
 
