@@ -108,6 +108,8 @@ def _insert(con, table: str, df: pd.DataFrame) -> None:
     con.register("_incoming", df)
     try:
         con.execute("INSERT INTO " + table + " BY NAME SELECT * FROM _incoming")
+    except duckdb.Error as exc:  # a schema check refused a value: say where
+        raise BuildError(f"table {table!r}: {exc}") from exc
     finally:
         con.unregister("_incoming")
 

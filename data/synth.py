@@ -173,7 +173,8 @@ def _patients(rng, n: int) -> dict:
     ish = np.where(ihc3, np.where(rng.random(n) < P["ish_done_if_ihc3"], 1.0, np.nan), 1.0)
     k, theta = P["extra_years_first_line_gamma"]
     years_fl = 3 + np.minimum(rng.gamma(k, theta, n), 11)
-    first_line_start = index - np.round(years_fl * 365.25).astype(np.int64)
+    # eligibility counts >= 3 years of first-line therapy before ENROLMENT
+    first_line_start = enrolled - np.round(years_fl * 365.25).astype(np.int64)
     metastatic_on = first_line_start - rng.integers(7, 60, n)
     organs = np.column_stack([rng.random(n) < p for p in P["organ_involvement"].values()])
     none = ~organs.any(axis=1)
