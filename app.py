@@ -7,10 +7,12 @@ st.set_page_config(page_title="STOP-HER2", page_icon="🩺", layout="wide")
 
 components.ensure_snapshot()
 snapshot = components.current_snapshot()
+components.current_model(snapshot, components.DEFAULT_HORIZON)  # trains once per snapshot, with progress
 
 pages = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/patient.py", title="Patient review", icon="🩺", url_path="patient"),
+    st.Page("pages/model_card.py", title="Model card", icon="📐", url_path="model_card"),
 ]
 navigation = st.navigation(pages)
 with st.sidebar:

@@ -49,6 +49,9 @@ CONTRACT = {
     "pro_scores": ["patient_id", "completed_on", "instrument", "scale", "score", "higher_is_better",
                    "change_from_baseline", "meaningful_change"],
     "outcomes": ["patient_id", "cohort", "index_date", "pfs_months", "progressed"],
+    "model_features": ["patient_id", "ctdna_detected_at_index", "ctdna_log10_fold_over_lod", "best_response_cr",
+                       "visceral", "hr_positive", "de_novo", "brain_mets_history", "years_on_first_line", "age",
+                       "n_metastatic_sites", "her2_ihc3"],
 }
 
 

@@ -96,3 +96,11 @@ def previous_visit(record: PatientRecord):
     if visit.iloc[-1] < 2:
         return (days.iloc[0] - pd.Timedelta(days=1)).date()
     return days[visit == visit.iloc[-1] - 1].max().date()
+
+
+TRUTH = "SELECT * FROM synthetic_truth ORDER BY patient_id"
+
+
+def synthetic_truth(snap: Snapshot) -> pd.DataFrame:
+    """The generator's true probabilities (synthetic snapshots only; never shown on patient pages)."""
+    return snap.query(TRUTH)

@@ -20,6 +20,8 @@ components.patient_header(rec)
 st.subheader("Since last visit")
 components.since_last_visit(rec)
 
+components.risk_card(snap, rec, components.horizon_setting())
+
 axis = st.radio("Time axis", ["days", "dates"], horizontal=True, key="axis",
                 format_func=lambda a: "days from day 0" if a == "days" else "calendar dates")
 st.plotly_chart(charts.timeline_figure(rec.timeline, s["index_date"], followup_end, cohort=int(s["cohort"]),

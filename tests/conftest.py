@@ -37,6 +37,22 @@ def live_snapshot_env(snapshot_file, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, snapshot) -> Path:
+    """The 12-month model trained once on the session snapshot (200 bootstrap refits)."""
+    from model.train import save, train
+
+    folder = tmp_path_factory.mktemp("models")
+    save(train(snapshot, 12, n_boot=200), folder)
+    return folder
+
+
+@pytest.fixture
+def live_model_env(model_dir, monkeypatch):
+    monkeypatch.setenv("STOPHER2_MODEL_DIR", str(model_dir))
+    return model_dir
+
+
+@pytest.fixture(scope="session")
 def situations(snapshot) -> dict[str, str]:
     """One patient id for each situation the patient page must handle."""
     q = snapshot.query

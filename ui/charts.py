@@ -342,3 +342,108 @@ def pro_figure(pros: pd.DataFrame, catalogue: pd.DataFrame, scales: list[tuple[s
     fig.update_xaxes(title_text=None)
     fig.update_xaxes(title_text="date" if axis == "dates" else "days from index (day 0)", row=n, col=1)
     return fig
+
+
+# ------------------------------------------------------------------------------ the estimate
+def icon_array_figure(p: float, low: float, high: float, horizon: int) -> go.Figure:
+    """100 people: solid = stay progression-free (the estimate), pale = the interval's uncertainty."""
+    n, n_lo, n_hi = round(p * 100), round(low * 100), round(high * 100)
+    idx = np.arange(100)
+    x, y = idx % 10, 9 - idx // 10
+    kind = np.where(idx < n_lo, "sure", np.where(idx < n, "likely", np.where(idx < n_hi, "possible", "progress")))
+    styles = {"sure": ("#1b7837", f"stay progression-free (at least {n_lo})"),
+              "likely": ("#5aae61", f"… up to the estimate ({n})"),
+              "possible": ("#c7e9c0", f"… possibly, up to {n_hi} (upper end of the interval)"),
+              "progress": ("#d9d9d9", "progress or die")}
+    fig = go.Figure()
+    for key, (color, label) in styles.items():
+        m = kind == key
+        if m.any():
+            fig.add_trace(go.Scatter(x=x[m], y=y[m], mode="markers", name=label, hoverinfo="skip",
+                                     marker=dict(symbol="circle", size=16, color=color, line=dict(width=0))))
+    fig.update_xaxes(visible=False, range=[-0.7, 9.7])
+    fig.update_yaxes(visible=False, range=[-0.7, 9.7], scaleanchor="x")
+    fig = _layout(fig, f"100 patients like this, {horizon} months after stopping", "days", 300)
+    fig.update_layout(legend=dict(y=-0.02), margin=dict(b=110))
+    return fig
+
+
+def contributions_figure(contributions: pd.DataFrame) -> go.Figure:
+    """What raises and what lowers the estimate, in percentage points against a typical patient."""
+    c = contributions[contributions["points"].abs() >= 0.05].iloc[::-1]
+    colors = np.where(c["points"] > 0, "#1b7837", "#d73027")
+    fig = go.Figure(go.Bar(x=c["points"], y=c["input"] + " = " + c["value"], orientation="h", marker_color=colors,
+                           hovertemplate="%{y}: %{x:+.1f} points<extra></extra>"))
+    fig.add_vline(x=0, line=dict(color="#333", width=1))
+    fig = _layout(fig, "What raises (green) and lowers (red) the chance", "days", 60 + 28 * max(len(c), 1))
+    fig.update_xaxes(title_text="percentage points vs the typical training patient")
+    return fig
+
+
+def calibration_figure(training: pd.DataFrame, smooth: pd.DataFrame, current: float | None = None) -> go.Figure:
+    """Observed vs predicted: deciles (binned, with Wilson intervals) and a smoothed curve with its band."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                             line=dict(color="#999", dash="dash")))
+    fig.add_trace(go.Scatter(x=np.r_[smooth["p"], smooth["p"][::-1]], y=np.r_[smooth["hi"], smooth["lo"][::-1]],
+                             fill="toself", fillcolor="rgba(69,117,180,0.15)", line=dict(width=0),
+                             name="95% band (bootstrap)", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=smooth["p"], y=smooth["observed"], mode="lines", name="smoothed",
+                             line=dict(color="#4575b4", width=2)))
+    t = training[training["weight"] > 0]
+    groups = pd.qcut(t["p"].rank(method="first"), q=min(5, len(t) // 8 or 1), labels=False)
+    binned = t.groupby(groups).apply(lambda g: pd.Series({
+        "p": g["p"].mean(), "observed": np.average(g["y"], weights=g["weight"]), "n": len(g)}), include_groups=False)
+    fig.add_trace(go.Scatter(x=binned["p"], y=binned["observed"], mode="markers", name="observed by fifth",
+                             marker=dict(size=10, color="#333"), text=binned["n"].astype(int).astype(str) + " patients",
+                             hovertemplate="predicted %{x:.2f}, observed %{y:.2f}<br>%{text}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=t["p"], y=np.full(len(t), -0.03), mode="markers", name="training patients",
+                             marker=dict(symbol="line-ns", size=10, color="#777", line=dict(width=1)),
+                             hoverinfo="skip"))
+    if current is not None:
+        fig.add_vline(x=current, line=dict(color="#d73027", width=2))
+        fig.add_annotation(x=current, y=1.02, text="this patient", showarrow=False, font=dict(color="#d73027"))
+    fig = _layout(fig, "Calibration: predicted vs observed progression-free", "days", 420)
+    fig.update_xaxes(title_text="predicted chance of staying progression-free", range=[0, 1.02])
+    fig.update_yaxes(title_text="observed (IPCW)", range=[-0.06, 1.05])
+    return fig
+
+
+def roc_figure(fpr: np.ndarray, tpr: np.ndarray, auroc: float) -> go.Figure:
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#999", dash="dash"), name="chance"))
+    fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", line=dict(color="#4575b4", width=2, shape="hv"),
+                             name=f"model (apparent AUROC {auroc:.2f})"))
+    fig = _layout(fig, "ROC (apparent, training patients)", "days", 380)
+    fig.update_xaxes(title_text="1 - specificity", range=[0, 1])
+    fig.update_yaxes(title_text="sensitivity", range=[0, 1])
+    return fig
+
+
+def decision_curve_figure(curve: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for col, name, style in (("model", "model", dict(color="#4575b4", width=2)),
+                             ("act_for_all", "continue therapy for all", dict(color="#777", dash="dash")),
+                             ("act_for_none", "stop for all", dict(color="#333", dash="dot"))):
+        fig.add_trace(go.Scatter(x=curve["threshold"], y=curve[col], mode="lines", name=name, line=style))
+    fig = _layout(fig, "Decision curve: continue therapy when the risk of progression ≥ threshold", "days", 380)
+    fig.update_xaxes(title_text="risk threshold (progression by the horizon)")
+    top = max(float(curve["model"].max()), float(curve["act_for_all"].max()), 0.01)
+    fig.update_yaxes(title_text="net benefit", range=[-0.05, top * 1.2])
+    return fig
+
+
+def subgroup_figure(table: pd.DataFrame) -> go.Figure:
+    """Observed (with interval) and expected chance per subgroup."""
+    t = table.iloc[::-1]
+    labels = t["subgroup"] + ": " + t["group"].astype(str) + " (n=" + t["n"].astype(str) + ")"
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=t["observed"], y=labels, mode="markers", name="observed (95% CI)",
+                             marker=dict(color="#333", size=9),
+                             error_x=dict(type="data", symmetric=False, array=t["observed_hi"] - t["observed"],
+                                          arrayminus=t["observed"] - t["observed_lo"], color="#333")))
+    fig.add_trace(go.Scatter(x=t["expected"], y=labels, mode="markers", name="predicted (mean)",
+                             marker=dict(color="#4575b4", size=11, symbol="diamond")))
+    fig = _layout(fig, "Calibration by subgroup", "days", 80 + 30 * len(t))
+    fig.update_xaxes(title_text="chance of staying progression-free", range=[0, 1.05])
+    return fig

@@ -216,3 +216,136 @@ def pro_scale_picker(pros: pd.DataFrame, catalogue: pd.DataFrame) -> list[tuple[
     default = [k for k in DEFAULT_PRO_SCALES if k in available]
     return st.multiselect("Scales", available, default=default, format_func=lambda k: labels.get(k, str(k)),
                           key="pro_scales")
+
+
+# ------------------------------------------------------------------------------- the estimate
+HORIZON_KEY = "horizon_months"
+DEFAULT_HORIZON = 12  # months; model.features.DEFAULT_HORIZON is the source, checked by a test
+
+
+def horizon_setting() -> int:
+    """The prediction horizon (6, 12 or 24 months), shared by every page of the session."""
+    from model.features import DEFAULT_HORIZON, HORIZONS
+
+    with st.sidebar:
+        return st.selectbox("Estimate horizon (months)", HORIZONS, index=HORIZONS.index(DEFAULT_HORIZON),
+                            key=HORIZON_KEY, help="The chance of staying progression-free for this long.")
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _load_model(snapshot_id: str, horizon: int, manifest_sha: str):
+    from model import predict
+
+    return predict.load(snapshot_id, horizon)
+
+
+def current_model(snap: Snapshot, horizon: int):
+    """The verified model for this snapshot and horizon, training it (with progress) when none exists.
+
+    Returns (model, None) or (None, message): a tampered or incompatible model is never retrained
+    silently, so its message stays on screen until someone retrains on purpose.
+    """
+    from model import predict
+    from model.train import save, train
+
+    snapshot_id = str(snapshot_info(snap.key)["snapshot_id"])
+    try:
+        manifest = predict.read_manifest(snapshot_id, horizon)
+    except predict.ModelUnavailable:
+        folder = snapshot_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        with st.status(f"Training the {horizon}-month model on this snapshot (once)", expanded=True) as status:
+            bar = st.progress(0.0, text="waiting for another session's training to finish")
+            with open(folder / f".train-{horizon}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    manifest = predict.read_manifest(snapshot_id, horizon)
+                except predict.ModelUnavailable:
+                    try:
+                        model = train(snap, horizon=horizon,
+                                      progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
+                    except ValueError as exc:
+                        status.update(label="No model for this snapshot", state="error")
+                        return None, f"The estimate is not available: {exc}"
+                    save(model)
+                    manifest = predict.read_manifest(snapshot_id, horizon)
+            status.update(label=f"{horizon}-month model ready", state="complete", expanded=False)
+    try:
+        return _load_model(snapshot_id, horizon, manifest["sha256"]), None
+    except predict.ModelUnavailable as exc:
+        return None, f"The estimate is not available: {exc}"
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def patient_estimate(key: tuple, patient_id: str, basis: str, horizon: int, manifest_sha: str):
+    from model import features, predict
+
+    snapshot_id = str(snapshot_info(key)["snapshot_id"])
+    model = _load_model(snapshot_id, horizon, manifest_sha)
+    return predict.estimate(model, features.patient_features(_open(key), patient_id, basis), basis)
+
+
+def risk_card(snap: Snapshot, rec: queries.PatientRecord, horizon: int) -> None:
+    """The estimate as a number with its interval, an icon array and words; its inputs and drivers."""
+    from model import predict
+    from ui import charts
+
+    s = rec.summary
+    basis = "index" if s["cohort"] == 2 else "now"
+    when = (f"at stopping (day 0, {_fmt_date(s['index_date'])})" if basis == "index"
+            else f"if anti-HER2 therapy stopped at the data cut-off ({_fmt_date(snapshot_info(snap.key)['data_cutoff'])})")
+    st.subheader(f"Chance of staying progression-free for {horizon} months off anti-HER2 therapy")
+    model, problem = current_model(snap, horizon)
+    if model is None:
+        st.warning(problem + " The rest of this page does not depend on it.", icon="⚠️")
+        return
+    sha = predict.read_manifest(model.snapshot_id, horizon)["sha256"]
+    est = patient_estimate(snap.key, str(s["patient_id"]), basis, horizon, sha)
+    st.caption(f"Estimated {when}. Decision support from {int((model.training['weight'] > 0).sum())} patients "
+               f"who stopped; see the model card for how it was made and validated.")
+    if not est.applicable:
+        st.info("**No estimate for this patient**: the model does not apply, because\n\n"
+                + "\n".join(f"- {r}" for r in est.reasons), icon="🚫")
+        with st.expander("Inputs"):
+            st.dataframe(est.inputs, hide_index=True)
+        st.page_link("pages/model_card.py", label="Model card: who the model is for")
+        return
+    pct, lo, hi = round(est.probability * 100), round(est.low * 100), round(est.high * 100)
+    left, right = st.columns([2, 3])
+    with left:
+        st.markdown(f"### {pct}%  \n95% interval **{lo}% to {hi}%**")
+        st.markdown(f"About **{pct} in 100** patients like this stay progression-free for {horizon} months "
+                    f"after stopping (somewhere between {lo} and {hi} in 100).")
+        flagged = est.inputs[est.inputs["note"] != ""]
+        if not flagged.empty:
+            for r in flagged.itertuples():
+                st.warning(f"{r.input}: {r.note}", icon="⚠️")
+        st.caption(f"Model {model.model_name}, {model.calibration} calibration, trained "
+                   f"{model.created_at[:10]} on snapshot `{model.snapshot_id}`.")
+        st.page_link("pages/model_card.py", label="Model card: how this estimate was made and validated")
+    right.plotly_chart(charts.icon_array_figure(est.probability, est.low, est.high, horizon), key="icon_array")
+    c1, c2 = st.columns([3, 2])
+    c1.plotly_chart(charts.contributions_figure(est.contributions), key="contributions")
+    c2.dataframe(est.inputs, hide_index=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def synthetic_truth(key: tuple) -> pd.DataFrame:
+    return queries.synthetic_truth(_open(key))
+
+
+def model_versions() -> pd.DataFrame:
+    """Every trained model on this machine, newest first, from the manifests."""
+    import json
+
+    from model.train import artifact_dir
+
+    rows = []
+    for path in sorted(artifact_dir().glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        m = json.loads(path.read_text())
+        rows.append({"created": m["created_at"], "snapshot": m["snapshot_id"], "horizon": m["horizon_months"],
+                     "model": m["model"], "calibration": m["calibration"], "patients": m["n_training"],
+                     "events": m["events_by_horizon"],
+                     "AUROC (corrected)": round(m["metrics_optimism_corrected"]["auroc"], 3),
+                     "sha256": m["sha256"][:12]})
+    return pd.DataFrame(rows)

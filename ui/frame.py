@@ -6,6 +6,9 @@ link such as ``/patient?patient=STH-0001``, Streamlit runs pages/patient.py dire
 app.py: no page config, no snapshot check, no sidebar. ``require()`` notices that and reruns
 through app.py. The folder keeps its name because the product's layout (and other tools) expect
 ``pages/``; the browser test "deep link on a fresh server" guards this.
+
+The rerun finds the page again only when its ``url_path`` equals the file's stem (Streamlit's legacy
+mode names a page after its file), so app.py keeps them equal (tests/app/test_pages.py checks).
 """
 from __future__ import annotations
 

@@ -200,3 +200,53 @@ LEFT JOIN last_scan ls USING (patient_id)
 LEFT JOIN last_draw ld USING (patient_id)
 LEFT JOIN any_draw ad USING (patient_id)
 LEFT JOIN last_pro lp USING (patient_id);
+
+-- Model inputs at a point in time, for two bases:
+--   'index': as of day 0 (training, and the estimate at stopping); nothing measured later leaks in;
+--   'now':   as of the data cut-off (the "if they stopped now" estimate for a patient still on therapy).
+CREATE VIEW model_feature_points AS
+SELECT patient_id, index_date AS as_of, 'index' AS basis FROM patient_index
+UNION ALL
+SELECT patient_id, (SELECT data_cutoff FROM snapshot_info), 'now' FROM patient_index;
+
+CREATE VIEW model_features_all AS
+WITH ct AS (
+    SELECT f.patient_id, f.basis,
+           arg_max(d.detected, d.drawn_on) AS ctdna_detected,
+           arg_max(CASE WHEN d.detected THEN d.value / d.lod END, d.drawn_on) AS ctdna_fold,
+           max(d.drawn_on) AS ctdna_drawn_on
+    FROM model_feature_points f JOIN ctdna_draws d
+      ON d.patient_id = f.patient_id AND d.drawn_on <= f.as_of AND d.qc = 'pass'
+    GROUP BY f.patient_id, f.basis
+), prior AS (
+    SELECT f.patient_id, f.basis, min(e.occurred_on) AS progressed_on
+    FROM model_feature_points f JOIN events e
+      ON e.patient_id = f.patient_id AND e.event = 'progression' AND e.occurred_on <= f.as_of
+    GROUP BY f.patient_id, f.basis
+)
+SELECT f.patient_id, f.basis, f.as_of, p.cohort,
+       ct.ctdna_detected AS ctdna_detected_at_index,
+       CASE WHEN ct.ctdna_detected THEN log10(greatest(ct.ctdna_fold, 1.0))
+            WHEN NOT ct.ctdna_detected THEN 0.0 END AS ctdna_log10_fold_over_lod,
+       date_diff('day', ct.ctdna_drawn_on, f.as_of) AS ctdna_days_before,
+       CASE WHEN p.best_response IS NULL THEN NULL ELSE p.best_response = 'CR' END AS best_response_cr,
+       p.visceral,
+       CASE WHEN p.er_status = 'positive' OR p.pr_status = 'positive' THEN true
+            WHEN p.er_status = 'negative' AND p.pr_status = 'negative' THEN false END AS hr_positive,
+       p.de_novo, p.brain_mets_history,
+       date_diff('day', p.first_line_start, f.as_of) / 365.25 AS years_on_first_line,
+       p.age_at_enrolment + date_diff('day', p.enrolled_on, f.as_of) / 365.25 AS age,
+       p.n_metastatic_sites,
+       CASE WHEN p.her2_ihc IS NULL THEN NULL ELSE p.her2_ihc = '3+' END AS her2_ihc3,
+       -- applicability, not model inputs
+       CASE WHEN p.her2_ihc = '3+' OR (p.her2_ihc = '2+' AND p.her2_ish_amplified) THEN true
+            WHEN p.her2_ihc IS NULL THEN NULL ELSE false END AS her2_positive,
+       date_diff('day', p.first_line_start, p.enrolled_on) / 365.25 AS years_on_first_line_at_enrolment,
+       prior.progressed_on AS progressed_on_or_before
+FROM model_feature_points f
+JOIN patients p USING (patient_id)
+LEFT JOIN ct USING (patient_id, basis)
+LEFT JOIN prior USING (patient_id, basis);
+
+CREATE VIEW model_features AS
+SELECT * EXCLUDE (basis, as_of), as_of AS index_date FROM model_features_all WHERE basis = 'index';

@@ -1,5 +1,9 @@
 """AppTest of every page: each patient situation renders without exception, with its four charts."""
+import base64
 import json
+import re
+
+import numpy as np
 
 import pytest
 import streamlit as st
@@ -11,7 +15,7 @@ APP = str(REPO / "app.py")
 
 
 @pytest.fixture(autouse=True)
-def fresh_caches(live_snapshot_env):
+def fresh_caches(live_snapshot_env, live_model_env):
     st.cache_data.clear()
     st.cache_resource.clear()
     yield
@@ -32,8 +36,23 @@ def charts(at):
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
+def values(array):
+    """A plotly JSON array, plain or typed ({"dtype", "bdata"})."""
+    if isinstance(array, dict) and "bdata" in array:
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
+    return list(array)
+
+
 def titles(specs):
     return [s["layout"]["title"]["text"] for s in specs]
+
+
+FOUR = ("Timeline", "ctDNA", "Scans (RECIST 1.1)", "Patient-reported outcomes")
+
+
+def the_four(at):
+    """The timeline, ctDNA, scan and PRO charts, in page order (the risk card adds its own)."""
+    return [s for s in charts(at) if s["layout"]["title"]["text"].startswith(FOUR)]
 
 
 @pytest.mark.parametrize("situation", ["stopped_stable", "progressed", "continuing", "no_target_lesions"])
@@ -42,11 +61,10 @@ def test_patient_page_for_each_situation(situations, situation):
     at = run_page("pages/patient.py", patient=pid)
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="patient_picker").value == pid
-    specs = charts(at)
+    specs = the_four(at)
     assert titles(specs)[:2] == ["Timeline", "ctDNA"]
     assert titles(specs)[2].startswith("Scans (RECIST 1.1)")
     assert titles(specs)[3] == "Patient-reported outcomes"
-    assert len(specs) == 4
     for spec in specs:
         assert spec["data"], "every chart draws data"
     assert specs[1]["layout"]["yaxis"]["type"] == "log"
@@ -59,7 +77,7 @@ def test_patient_page_for_each_situation(situations, situation):
 
 def test_progressed_patient_shows_progression_on_timeline_and_ctdna(situations):
     at = run_page("pages/patient.py", patient=situations["progressed"])
-    timeline, ctdna = charts(at)[:2]
+    timeline, ctdna = the_four(at)[:2]
     assert any(t.get("name") == "progression" for t in timeline["data"])
     shapes = ctdna["layout"].get("shapes", [])
     assert any(s.get("line", {}).get("color") == "#d73027" for s in shapes)  # the progression line
@@ -67,7 +85,7 @@ def test_progressed_patient_shows_progression_on_timeline_and_ctdna(situations):
 
 def test_no_target_patient_gets_the_response_strip_not_an_sld_line(situations):
     at = run_page("pages/patient.py", patient=situations["no_target_lesions"])
-    sld = charts(at)[2]
+    sld = the_four(at)[2]
     assert sld["layout"]["yaxis"]["type"] == "category"
     assert "No target lesions" in json.dumps(sld["layout"]["annotations"])
 
@@ -76,7 +94,7 @@ def test_switching_to_calendar_dates_redraws_every_chart(situations):
     at = run_page("pages/patient.py", patient=situations["stopped_stable"])
     at.radio(key="axis").set_value("dates").run()
     assert not at.exception
-    for spec in charts(at):
+    for spec in the_four(at):
         xs = [x for trace in spec["data"] for x in (trace.get("x") or []) if x is not None]
         assert xs and all(isinstance(x, str) and x[:2] in ("19", "20") for x in xs[:5])
 
@@ -118,3 +136,72 @@ def test_first_start_builds_the_snapshot_with_progress(tmp_path, monkeypatch):
     assert type(status).__name__ == "Status" and status.proto.label == "Synthetic database ready"
     assert status.children[0].proto.value == 100  # the progress bar reached the end
     assert at.dataframe[0].value.shape[0] == 82  # and the page went on to show the cohort
+
+
+def test_risk_card_for_a_patient_who_stopped(snapshot, situations):
+    pid = situations["stopped_stable"]
+    at = run_page("pages/patient.py", patient=pid)
+    assert not at.exception
+    body = " ".join(m.value for m in at.markdown)
+    assert "95% interval" in body and "in 100" in body and "patients like this" in body
+    icons = [s for s in charts(at) if s["layout"]["title"]["text"].startswith("100 patients like this")]
+    assert icons and sum(len(values(t["x"])) for t in icons[0]["data"]) == 100
+    assert any(s["layout"]["title"]["text"].startswith("What raises") for s in charts(at))
+    assert any("Model card" in str(link.proto.label) for link in at.get("page_link"))
+
+
+def test_risk_card_refuses_a_progressed_patient_with_the_reason(situations, snapshot):
+    pid = snapshot.query("SELECT patient_id FROM patient_summary WHERE cohort = 1 AND progressed LIMIT 1")
+    at = run_page("pages/patient.py", patient=pid.iloc[0, 0])
+    assert not at.exception
+    refusal = " ".join(i.value for i in at.info)
+    assert "No estimate for this patient" in refusal and "progressed on" in refusal
+    assert len(the_four(at)) == 4  # the rest of the page is unaffected
+
+
+def test_horizon_setting_changes_the_question(situations, model_dir):
+    at = run_page("pages/patient.py", patient=situations["stopped_stable"])
+    assert "for 12 months" in " ".join(h.value for h in at.subheader)
+    assert at.sidebar.selectbox(key="horizon_months").options == ["6", "12", "24"]
+
+
+def test_a_tampered_model_is_refused_and_the_page_still_works(situations, snapshot, model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from model.train import artifact_paths
+
+    folder = tmp_path / "models"
+    shutil.copytree(model_dir, folder)
+    path, _ = artifact_paths(str(snapshot.info()["snapshot_id"]), 12, folder)
+    path.write_bytes(path.read_bytes()[:-10] + b"tampered!!")
+    monkeypatch.setenv("STOPHER2_MODEL_DIR", str(folder))
+    at = run_page("pages/patient.py", patient=situations["stopped_stable"])
+    assert not at.exception
+    warning = " ".join(w.value for w in at.warning)
+    assert "does not match its manifest (sha256)" in warning
+    assert len(the_four(at)) == 4
+
+
+def test_model_card_page(situations):
+    at = run_page("pages/model_card.py", patient=situations["stopped_stable"])
+    assert not at.exception, [e.value for e in at.exception]
+    names = titles(charts(at))
+    assert names[0].startswith("Calibration: predicted vs observed")
+    assert any(n.startswith("ROC") for n in names) and any(n.startswith("Decision curve") for n in names)
+    assert any(n == "Calibration by subgroup" for n in names)
+    calibration = charts(at)[0]
+    assert any(a.get("text") == "this patient" for a in calibration["layout"].get("annotations", []))
+    text = " ".join(m.value for m in at.markdown)
+    for section in ("Intended use", "Population and data", "Outcome and horizon", "Predictors", "Model.",
+                    "Against the generator" if False else "interval covers the true probability"):
+        assert section in text
+    subheaders = " ".join(h.value for h in at.subheader)
+    assert "Validation" in subheaders and "Limitations" in subheaders and "Version history" in subheaders
+    metrics = at.dataframe[0].value
+    assert {"apparent", "optimism", "corrected", "ci_low", "ci_high"} <= set(metrics.columns)
+
+
+def test_every_page_url_matches_its_file_so_deep_links_survive_a_fresh_server():
+    source = (REPO / "app.py").read_text()
+    pages = re.findall(r'st\.Page\("pages/(\w+)\.py"[^)]*?url_path="(\w+)"', source)
+    assert pages and all(stem == url for stem, url in pages), pages

@@ -1,0 +1,137 @@
+"""Load a verified model and give one patient's estimate, or a refusal with the reason.
+
+Never a bare number: every estimate carries its 95 % interval (from the stored bootstrap refits),
+the inputs it used with missing, stale or unusual ones flagged, and what pushes it up or down.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from model.features import CTDNA_STALE_DAYS, FEATURE_BY_NAME, FEATURES, as_matrix
+from model.train import TrainedModel, artifact_paths, library_versions, sha256_file
+
+MIN_FIRST_LINE_YEARS = 3.0  # eligibility: >= 3 years of first-line anti-HER2 therapy
+
+
+class ModelUnavailable(RuntimeError):
+    """No trustworthy model: the message says why and what to do. Pages keep working without it."""
+
+
+def read_manifest(snapshot_id: str, horizon: int, folder: Path | None = None) -> dict:
+    path, manifest_path = artifact_paths(snapshot_id, horizon, folder)
+    if not manifest_path.exists() or not path.exists():
+        raise ModelUnavailable(f"no model has been trained on snapshot {snapshot_id} for {horizon} months "
+                               "(`python -m model train`)")
+    return json.loads(manifest_path.read_text())
+
+
+def load(snapshot_id: str, horizon: int, folder: Path | None = None) -> TrainedModel:
+    """Load the model for a snapshot and horizon after checking its sha256 and library versions."""
+    manifest = read_manifest(snapshot_id, horizon, folder)
+    path, _ = artifact_paths(snapshot_id, horizon, folder)
+    if sha256_file(path) != manifest["sha256"]:
+        raise ModelUnavailable(f"the model file {path.name} does not match its manifest (sha256): it was "
+                               "changed after training and will not be loaded; retrain with `python -m model train`")
+    here = library_versions()
+    for lib in ("scikit-learn", "numpy", "joblib"):
+        if manifest["versions"].get(lib) != here[lib]:
+            raise ModelUnavailable(f"the model was trained with {lib} {manifest['versions'].get(lib)}, this "
+                                   f"installation has {here[lib]}; retrain with `python -m model train`")
+    if manifest["snapshot_id"] != snapshot_id or manifest["horizon_months"] != horizon:
+        raise ModelUnavailable("the model's manifest names another snapshot or horizon")
+    model = joblib.load(path)
+    if not isinstance(model, TrainedModel):
+        raise ModelUnavailable(f"{path.name} does not hold a trained STOP-HER2 model")
+    return model
+
+
+@dataclass
+class Estimate:
+    applicable: bool
+    basis: str  # "index" (at stopping) or "now" (if stopped at the data cut-off)
+    horizon: int
+    reasons: list[str] = field(default_factory=list)  # why it does not apply
+    probability: float | None = None
+    low: float | None = None
+    high: float | None = None
+    inputs: pd.DataFrame | None = None  # feature, value, note
+    contributions: pd.DataFrame | None = None  # feature, points (percentage points vs typical patient)
+
+
+def _fmt(feature: str, value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "missing"
+    if FEATURE_BY_NAME[feature].kind == "binary":
+        return "yes" if bool(value) else "no"
+    return f"{float(value):.1f}"
+
+
+def applicability(model: TrainedModel, row: pd.Series, basis: str) -> list[str]:
+    """Reasons the model must not be used for this patient (empty when it applies)."""
+    reasons = []
+    her2 = row.get("her2_positive")
+    if her2 is None or pd.isna(her2):
+        reasons.append("HER2 status unknown: the model is for HER2-positive disease (IHC 3+, or 2+ with ISH amplification)")
+    elif not bool(her2):
+        reasons.append("not HER2-positive by ASCO/CAP 2018 (IHC 3+, or IHC 2+ with ISH amplification)")
+    years = row.get("years_on_first_line_at_enrolment") if basis == "index" else row.get("years_on_first_line")
+    if years is not None and pd.notna(years) and years < MIN_FIRST_LINE_YEARS:
+        reasons.append(f"{years:.1f} years of first-line therapy: the model is for >= {MIN_FIRST_LINE_YEARS:g} years")
+    if pd.notna(row.get("progressed_on_or_before")):
+        when = "day 0" if basis == "index" else "the data cut-off"
+        reasons.append(f"progressed on {pd.Timestamp(row['progressed_on_or_before']):%Y-%m-%d}, on or before {when}: "
+                       "the model is for patients without progression")
+    for f in FEATURES:
+        value = row.get(f.name)
+        missing = value is None or pd.isna(value)
+        if f.required and missing:
+            what = ("no ctDNA result on or before that date" if f.name.startswith("ctdna") else "not recorded")
+            reasons.append(f"required input missing: {f.label} ({what})")
+        elif not missing and f.kind == "numeric":
+            lo, hi = model.feature_ranges[f.name]
+            if not lo - 1e-9 <= float(value) <= hi + 1e-9:
+                reasons.append(f"{f.label} {float(value):.1f} is outside the training range {lo:.1f} to {hi:.1f}")
+    return list(dict.fromkeys(reasons))
+
+
+def estimate(model: TrainedModel, row: pd.Series | None, basis: str = "index") -> Estimate:
+    """The patient's chance of staying progression-free for model.horizon months, or a refusal."""
+    if row is None:
+        return Estimate(False, basis, model.horizon, ["no model inputs for this patient"])
+    reasons = applicability(model, row, basis)
+    inputs = []
+    for f in FEATURES:
+        value = row.get(f.name)
+        note = ""
+        if value is None or pd.isna(value):
+            note = "missing: required" if f.required else "missing: imputed from the training patients"
+        elif f.kind == "numeric":
+            lo, hi = model.feature_ranges[f.name]
+            if not lo - 1e-9 <= float(value) <= hi + 1e-9:
+                note = f"outside training range {lo:.1f}-{hi:.1f}"
+        if f.name.startswith("ctdna") and pd.notna(row.get("ctdna_days_before")) \
+                and row["ctdna_days_before"] > CTDNA_STALE_DAYS:
+            note = (note + "; " if note else "") + f"stale: drawn {int(row['ctdna_days_before'])} days before"
+        inputs.append({"input": f.label, "value": _fmt(f.name, value), "note": note})
+    inputs = pd.DataFrame(inputs)
+    if reasons:
+        return Estimate(False, basis, model.horizon, reasons, inputs=inputs)
+    X = as_matrix(pd.DataFrame([row]))
+    p = float(model.predict(X)[0])
+    lo, hi = model.interval(X)
+    contributions = []
+    for f in FEATURES:
+        if pd.isna(X[f.name].iloc[0]):
+            continue
+        ref = X.copy()
+        ref[f.name] = model.reference[f.name]
+        delta = p - float(model.predict(ref)[0])
+        contributions.append({"input": f.label, "value": _fmt(f.name, X[f.name].iloc[0]), "points": 100 * delta})
+    contrib = pd.DataFrame(contributions).sort_values("points", key=np.abs, ascending=False, ignore_index=True)
+    return Estimate(True, basis, model.horizon, [], p, float(lo[0]), float(hi[0]), inputs, contrib)

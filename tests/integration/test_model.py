@@ -1,0 +1,138 @@
+"""The trained model on a real snapshot: labels, leakage, artifacts, applicability, intervals."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data.build import build_snapshot
+from data.store import Snapshot
+from model import features, predict
+from model.train import artifact_paths, sha256_file
+
+
+@pytest.fixture(scope="module")
+def model(snapshot, model_dir):
+    return predict.load(str(snapshot.info()["snapshot_id"]), 12, model_dir)
+
+
+def test_training_population_is_cohort_2_with_censoring_weighted_not_counted(snapshot):
+    data = features.training_data(snapshot, 12)
+    cohorts = snapshot.query("SELECT patient_id, cohort FROM patients").set_index("patient_id")["cohort"]
+    assert (cohorts.loc[data.ids] == 2).all()
+    censored_early = ~data.event & (data.time < 12)
+    assert (data.weight[censored_early] == 0).all()  # never counted as progression-free
+    events_early = data.event & (data.time <= 12)
+    assert (data.y[events_early] == 0).all() and (data.y[data.time > 12] == 1).all()
+    assert data.weight[data.weight > 0].min() >= 1.0
+    assert data.weight.sum() == pytest.approx(len(data.ids), rel=0.05)  # IPCW keeps the sample's size
+
+
+def test_manifest_describes_the_artifact(snapshot, model_dir, model):
+    path, manifest_path = artifact_paths(model.snapshot_id, 12, model_dir)
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["sha256"] == sha256_file(path)
+    assert manifest["snapshot_id"] == snapshot.info()["snapshot_id"] and manifest["horizon_months"] == 12
+    assert manifest["features"] == features.FEATURE_NAMES
+    assert manifest["n_boot"] >= 200 and len(model.boot_models) >= 200
+    assert {"scikit-learn", "numpy", "joblib", "pandas", "python"} <= set(manifest["versions"])
+    assert set(manifest["metrics_optimism_corrected"]) >= {"auroc", "brier", "calibration_slope", "ici"}
+    assert model.candidates["chosen"].sum() == 1 and model.candidates["candidate"].str.contains("logistic").any()
+    assert model.candidates["candidate"].str.contains("boosting").any()
+
+
+def test_a_tampered_artifact_is_refused(model, model_dir, tmp_path):
+    folder = tmp_path / "models"
+    shutil.copytree(model_dir, folder)
+    path, manifest_path = artifact_paths(model.snapshot_id, 12, folder)
+    with open(path, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(predict.ModelUnavailable, match="sha256"):
+        predict.load(model.snapshot_id, 12, folder)
+
+
+def test_a_model_from_other_library_versions_is_refused(model, model_dir, tmp_path):
+    folder = tmp_path / "models"
+    shutil.copytree(model_dir, folder)
+    _, manifest_path = artifact_paths(model.snapshot_id, 12, folder)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["versions"]["scikit-learn"] = "0.24.2"
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(predict.ModelUnavailable, match="scikit-learn 0.24.2"):
+        predict.load(model.snapshot_id, 12, folder)
+    with pytest.raises(predict.ModelUnavailable, match="no model has been trained"):
+        predict.load("another-snapshot", 12, folder)
+
+
+def test_nothing_measured_after_day_0_changes_the_inputs_or_the_estimate(model, tmp_path):
+    from data import synth
+
+    tables = synth.generate(82, seed=20230419)
+    before = tmp_path / "before.duckdb"
+    build_snapshot(tables, source="synthetic", out=before, data_cutoff=synth.P["data_cutoff"])
+    changed = {k: v.copy() for k, v in tables.items()}
+    draws = changed["ctdna_draws"]
+    index = Snapshot(before).query("SELECT patient_id, index_date FROM patient_index")
+    later = draws.merge(index, on="patient_id", how="left")["drawn_on"].to_numpy() > \
+        draws.merge(index, on="patient_id", how="left")["index_date"].to_numpy()
+    draws.loc[later, ["detected", "value", "qc"]] = [True, 999.0, "pass"]  # every later draw strongly positive
+    changed["lesion_measurements"]["diameter_mm"] = changed["lesion_measurements"]["diameter_mm"] * 3
+    changed["pro_responses"]["response"] = 1.0
+    after = tmp_path / "after.duckdb"
+    build_snapshot(changed, source="synthetic", out=after, data_cutoff=synth.P["data_cutoff"])
+    a = Snapshot(before).query("SELECT * FROM model_features ORDER BY patient_id")
+    b = Snapshot(after).query("SELECT * FROM model_features ORDER BY patient_id")
+    pd.testing.assert_frame_equal(a, b)
+    np.testing.assert_array_equal(model.predict(features.as_matrix(a)), model.predict(features.as_matrix(b)))
+    assert later.sum() > 100  # the change was real
+
+
+def test_estimate_has_an_interval_inputs_and_contributions(snapshot, model):
+    rows = snapshot.query("SELECT * FROM model_features_all WHERE basis = 'index' AND cohort = 2 "
+                          "AND ctdna_detected_at_index IS NOT NULL AND progressed_on_or_before IS NULL")
+    est = predict.estimate(model, rows.iloc[0], "index")
+    assert est.applicable and 0 < est.low <= est.probability <= est.high < 1
+    assert set(est.inputs["input"]) == {f.label for f in features.FEATURES}
+    assert len(est.contributions) >= 5 and est.contributions["points"].abs().max() > 0
+
+
+def base_row(snapshot):
+    rows = snapshot.query("SELECT * FROM model_features_all WHERE basis = 'index' AND cohort = 2 "
+                          "AND ctdna_detected_at_index IS NOT NULL AND progressed_on_or_before IS NULL")
+    return rows.iloc[0].copy()
+
+
+@pytest.mark.parametrize("change,reason", [
+    ({"her2_positive": False}, "not HER2-positive"),
+    ({"her2_positive": None}, "HER2 status unknown"),
+    ({"years_on_first_line_at_enrolment": 2.5}, "2.5 years of first-line therapy"),
+    ({"progressed_on_or_before": pd.Timestamp("2024-01-01")}, "progressed on 2024-01-01"),
+    ({"ctdna_detected_at_index": None}, "required input missing: ctDNA detected"),
+    ({"best_response_cr": None}, "required input missing: complete response"),
+    ({"years_on_first_line": 40.0}, "outside the training range"),
+    ({"age": 101.0}, "age (years) 101.0 is outside the training range"),
+])
+def test_each_applicability_refusal_names_its_reason(snapshot, model, change, reason):
+    row = base_row(snapshot)
+    for k, v in change.items():
+        row[k] = v
+    est = predict.estimate(model, row, "index")
+    assert not est.applicable and est.probability is None
+    assert any(reason in r for r in est.reasons), est.reasons
+
+
+def test_optional_missing_input_is_imputed_and_flagged(snapshot, model):
+    row = base_row(snapshot)
+    row["visceral"] = None
+    est = predict.estimate(model, row, "index")
+    assert est.applicable
+    note = est.inputs.set_index("input").loc["visceral disease", "note"]
+    assert "imputed" in note
+
+
+def test_stale_ctdna_is_flagged(snapshot, model):
+    row = base_row(snapshot)
+    row["ctdna_days_before"] = 200
+    est = predict.estimate(model, row, "index")
+    assert "stale" in est.inputs.set_index("input").loc["ctDNA detected at stopping", "note"]

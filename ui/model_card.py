@@ -1,0 +1,112 @@
+"""The model card (TRIPOD+AI / FDA CDS criterion 4): what the model is for and the evidence for it."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from model import card, predict
+from model.features import CTDNA_STALE_DAYS, FEATURES
+from ui import charts, components
+
+METRIC_LABELS = {
+    "auroc": "AUROC (discrimination)", "brier": "Brier score (lower is better)",
+    "scaled_brier": "scaled Brier (1 = perfect, 0 = no better than the average)",
+    "calibration_intercept": "calibration intercept (ideal 0)", "calibration_slope": "calibration slope (ideal 1)",
+    "oe_ratio": "observed / expected (ideal 1)", "ici": "ICI, mean calibration error (ideal 0)",
+}
+
+
+@st.cache_data(show_spinner=False, max_entries=6)
+def _evidence(snapshot_id: str, horizon: int, sha: str):
+    model = components._load_model(snapshot_id, horizon, sha)
+    return (card.smooth_calibration(model), card.roc_points(model), card.decision_curve(model),
+            card.subgroups(model))
+
+
+def render(snap, horizon: int) -> None:
+    info = components.snapshot_info(snap.key)
+    model, problem = components.current_model(snap, horizon)
+    st.title("Model card")
+    if model is None:
+        st.warning(problem, icon="⚠️")
+        return
+    manifest = predict.read_manifest(model.snapshot_id, horizon)
+    t = model.training
+    used = t[t["weight"] > 0]
+    events = int((used["y"] == 0).sum())
+    corrected = model.metrics.set_index("metric")
+
+    st.markdown(f"""
+**Intended use.** Decision support for oncologists and tumour boards considering whether a patient with
+HER2-positive metastatic breast cancer who has been progression-free for at least 3 years on first-line
+anti-HER2 therapy could stop it. It estimates the chance of staying **progression-free and alive for
+{horizon} months after stopping**, with a 95% interval. It does not decide: the clinician reviews the
+inputs, the interval and this card. **Not for** patients who are HER2-negative, have had < 3 years of
+first-line therapy, have progressed, or whose inputs lie outside the training range: the app refuses
+them with the reason.
+
+**Population and data.** Snapshot `{model.snapshot_id}` ({'SYNTHETIC data' if info['is_synthetic'] else info['source']},
+data cut-off {pd.Timestamp(info['data_cutoff']):%Y-%m-%d}). Training population: cohort 2 (patients who stopped),
+**{len(used)} patients, {events} progressions or deaths by {horizon} months**
+({events} events for {len(FEATURES)} inputs: a very small sample, hence a penalized model).
+Left out: {', '.join(f'{v} {k}' for k, v in model.excluded.items()) or 'none'}.
+
+**Outcome and horizon.** Progression (RECIST 1.1, derived from lesion measurements) or death within {horizon}
+months of day 0 (the day therapy stopped). Patients censored before {horizon} months are neither successes
+nor failures: the others carry inverse-probability-of-censoring weights.
+
+**Predictors, measured at day 0 only** (nothing measured later is used): {', '.join(f.label for f in FEATURES)}.
+ctDNA, best response, years on first-line therapy and HER2 IHC are required; the others are imputed inside
+the model when missing (most frequent / median of the training patients) and the risk card flags them.
+A ctDNA result drawn more than {CTDNA_STALE_DAYS} days before is flagged as stale. For a patient still on therapy the
+same model answers "if they stopped now", with inputs as of the data cut-off.
+
+**Model.** {model.model_name} with {model.calibration} calibration (CalibratedClassifierCV, 5-fold), chosen
+as the simplest candidate within one standard error of the best cross-validated Brier score.
+Each patient's 95% interval comes from {len(model.boot_models)} bootstrap refits of the model and its calibration.
+Trained {model.created_at} with scikit-learn {model.versions['scikit-learn']}; file sha256 `{manifest['sha256'][:16]}…`.
+""")
+    st.subheader("Validation (bootstrap optimism-corrected)")
+    m = model.metrics.assign(metric=model.metrics["metric"].map(METRIC_LABELS))
+    st.dataframe(m.round(3), hide_index=True)
+    st.caption("Apparent = on the training patients; optimism = mean (bootstrap apparent − bootstrap model on the "
+               "original patients); corrected = apparent − optimism; 95% CI = bootstrap apparent percentiles shifted "
+               "by the optimism. Censored-data view (risk of progression, apparent): "
+               f"Harrell C {model.survival['c_index']:.2f}, O/E {model.survival['oe_ratio']:.2f}, "
+               f"IPCW Brier {model.survival['brier']:.3f}.")
+    with st.expander("Candidates compared (repeated stratified 5-fold cross-validation)"):
+        st.dataframe(model.candidates.round(4), hide_index=True)
+        st.dataframe(model.calibration_choice.round(4), hide_index=True)
+
+    smooth, (fpr, tpr), curve, groups = _evidence(model.snapshot_id, horizon, manifest["sha256"])
+    current = None
+    patient = st.query_params.get("patient")
+    if patient:
+        row = t[t["patient_id"] == patient]
+        current = float(row["p"].iloc[0]) if not row.empty else None
+    st.plotly_chart(charts.calibration_figure(t, smooth, current), key="calibration")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(charts.roc_figure(fpr, tpr, float(corrected.loc["auroc", "apparent"])), key="roc")
+    c2.plotly_chart(charts.decision_curve_figure(curve), key="decision_curve")
+    st.plotly_chart(charts.subgroup_figure(groups), key="subgroups")
+
+    if info["is_synthetic"]:
+        st.subheader("Against the generator's truth (synthetic data only)")
+        truth = components.synthetic_truth(snap.key)
+        cmp = card.truth_comparison(model, truth)
+        st.markdown(f"Correlation of the estimate with each patient's true probability **{cmp['correlation']:.2f}**, "
+                    f"mean absolute error **{cmp['mean_abs_error'] * 100:.1f} points**, the 95% interval covers the "
+                    f"true probability for **{cmp['interval_covers_truth']:.0%}** of the {cmp['n']} training patients. "
+                    "The benchmark `python -m model evaluate --synthetic-check` repeats this at scale.")
+
+    st.subheader("Limitations")
+    st.markdown(f"""
+- {len(used)} patients and {events} events: every estimate is uncertain and the intervals are wide; subgroup
+  results rest on a handful of patients each.
+- Validated internally only (bootstrap). No external validation exists; no published 12-month PFS after
+  stopping exists to compare with.
+- ctDNA assays differ (tumour-informed MRD panels): levels are compared as multiples of each assay's limit.
+- Brain-only progression is often missed by ctDNA; the model cannot know about it.
+""")
+    st.subheader("Version history")
+    st.dataframe(components.model_versions(), hide_index=True)
