@@ -67,9 +67,9 @@ def drawn_charts(page, n: int, timeout_ms: int = 90_000) -> int:
     return page.locator(CHART).count()
 
 
-def test_deep_link_on_a_fresh_server_draws_the_patient_charts(browser, snapshot_file, situations):
+def test_deep_link_on_a_fresh_server_draws_the_patient_charts(browser, snapshot_file, model_dir, situations):
     pid = situations["progressed"]
-    with streamlit_server({"STOPHER2_SNAPSHOT": str(snapshot_file)}) as url:
+    with streamlit_server({"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir)}) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 4000})
         page.goto(f"{url}/patient?patient={pid}")  # the very first visitor of this server
         assert drawn_charts(page, 4) >= 4
@@ -80,8 +80,17 @@ def test_deep_link_on_a_fresh_server_draws_the_patient_charts(browser, snapshot_
         page.close()
 
 
-def test_worklist_link_opens_the_patient(browser, snapshot_file):
-    with streamlit_server({"STOPHER2_SNAPSHOT": str(snapshot_file)}) as url:
+def test_model_card_deep_link_on_a_fresh_server(browser, snapshot_file, model_dir):
+    with streamlit_server({"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir)}) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 3000})
+        page.goto(f"{url}/model_card")
+        assert drawn_charts(page, 4) >= 4
+        assert page.get_by_text("Intended use.").first.is_visible()
+        page.close()
+
+
+def test_home_then_a_patient_then_calendar_dates(browser, snapshot_file, model_dir):
+    with streamlit_server({"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir)}) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1200})
         page.goto(url)
         page.wait_for_selector('[data-testid="stDataFrame"]', timeout=60_000)
@@ -93,12 +102,15 @@ def test_worklist_link_opens_the_patient(browser, snapshot_file):
         page.close()
 
 
-def test_first_start_builds_the_database_and_draws_a_chart(browser, tmp_path):
-    with streamlit_server({"STOPHER2_SNAPSHOT_DIR": str(tmp_path), "STOPHER2_SNAPSHOT": ""}) as url:
+def test_first_start_builds_the_database_trains_the_model_and_draws_a_chart(browser, tmp_path):
+    env = {"STOPHER2_SNAPSHOT_DIR": str(tmp_path / "snapshots"), "STOPHER2_SNAPSHOT": "",
+           "STOPHER2_MODEL_DIR": str(tmp_path / "models")}
+    with streamlit_server(env) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 3000})
         started = time.perf_counter()
         page.goto(f"{url}/patient?patient=STH-0001")
         assert drawn_charts(page, 1, timeout_ms=180_000) >= 1
         print(f"first start to the first drawn chart: {time.perf_counter() - started:.1f} s")
-        assert (tmp_path / "CURRENT").exists()
+        assert (tmp_path / "snapshots" / "CURRENT").exists()
+        assert list((tmp_path / "models").glob("*-h12.json"))  # the model was trained on first start
         page.close()
