@@ -23,6 +23,22 @@ def _evidence(snapshot_id: str, horizon: int, sha: str):
             card.subgroups(model))
 
 
+def _current_patient_estimate(snap, training: pd.DataFrame, horizon: int, sha: str) -> float | None:
+    """The estimate of the patient named in ?patient= (training or not), to mark on the calibration plot."""
+    patient = st.query_params.get("patient")
+    if not patient or not components.PATIENT_ID_PATTERN.match(patient):
+        return None
+    row = training[training["patient_id"] == patient]
+    if not row.empty:
+        return float(row["p"].iloc[0])
+    patients = components.patient_list(snap.key).set_index("patient_id")
+    if patient not in patients.index:
+        return None
+    basis = "index" if patients.loc[patient, "cohort"] == 2 else "now"
+    est = components.patient_estimate(snap.key, patient, basis, horizon, sha)
+    return est.probability if est.applicable else None
+
+
 def render(snap, horizon: int) -> None:
     info = components.snapshot_info(snap.key)
     model, problem = components.current_model(snap, horizon)
@@ -79,11 +95,7 @@ Trained {model.created_at} with scikit-learn {model.versions['scikit-learn']}; f
         st.dataframe(model.calibration_choice.round(4), hide_index=True)
 
     smooth, (fpr, tpr), curve, groups = _evidence(model.snapshot_id, horizon, manifest["sha256"])
-    current = None
-    patient = st.query_params.get("patient")
-    if patient:
-        row = t[t["patient_id"] == patient]
-        current = float(row["p"].iloc[0]) if not row.empty else None
+    current = _current_patient_estimate(snap, t, horizon, manifest["sha256"])
     st.plotly_chart(charts.calibration_figure(t, smooth, current), key="calibration")
     c1, c2 = st.columns(2)
     c1.plotly_chart(charts.roc_figure(fpr, tpr, float(corrected.loc["auroc", "apparent"])), key="roc")
