@@ -12,6 +12,7 @@ components.current_model(snapshot, components.DEFAULT_HORIZON)  # trains once pe
 pages = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/patient.py", title="Patient review", icon="🩺", url_path="patient"),
+    st.Page("pages/tumor_board.py", title="Tumor board", icon="🗂️", url_path="tumor_board"),
     st.Page("pages/model_card.py", title="Model card", icon="📐", url_path="model_card"),
 ]
 navigation = st.navigation(pages)

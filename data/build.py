@@ -34,6 +34,8 @@ CANONICAL = {
                             "diameter_mm", "status"],
     "pro_responses": ["patient_id", "completed_on", "instrument", "item", "response"],
     "events": ["patient_id", "event", "occurred_on", "detail"],
+    "first_line_progressions": ["patient_id", "progressed_on", "site", "n_lesions", "treated_with", "symptomatic",
+                                "on_steroids", "on_anticonvulsants", "cns_therapy_on"],
 }
 OPTIONAL = {"synthetic_truth", "synthetic_parameters"}
 
@@ -52,6 +54,7 @@ CONTRACT = {
     "model_features": ["patient_id", "ctdna_detected_at_index", "ctdna_log10_fold_over_lod", "best_response_cr",
                        "visceral", "hr_positive", "de_novo", "brain_mets_history", "years_on_first_line", "age",
                        "n_metastatic_sites", "her2_ihc3"],
+    "eligibility": ["patient_id", "criterion", "met", "detail"],
 }
 
 
@@ -118,7 +121,22 @@ def _insert(con, table: str, df: pd.DataFrame) -> None:
 
 
 _DERIVED = {"recist_assessments", "pro_scale_scores", "pro_catalogue", "clinical_constants",
-            "snapshot_info"}
+            "snapshot_info", "eligibility_results"}
+
+ELIGIBILITY_INPUT = """
+SELECT p.patient_id, p.age_at_enrolment + date_diff('day', p.enrolled_on, s.data_cutoff) / 365.25 AS age,
+       p.her2_ihc, p.her2_ish_amplified, p.first_line_start, i.stopped_on, o.progressed_on
+FROM patients p JOIN patient_index i USING (patient_id) JOIN outcomes o USING (patient_id), snapshot_info s
+"""
+
+
+def _eligibility(con) -> pd.DataFrame:
+    from data import eligibility
+
+    frame = con.execute(ELIGIBILITY_INPUT).df()
+    progressions = con.execute("SELECT * FROM first_line_progressions").df()
+    as_of = con.execute("SELECT data_cutoff FROM snapshot_info").fetchall()[0][0]
+    return eligibility.evaluate(frame, progressions, as_of)
 
 
 def _check_snapshot(con) -> dict:
@@ -185,6 +203,8 @@ def build_snapshot(tables: dict[str, pd.DataFrame], *, source: str, out: Path | 
                 "n_patients": len(tables["patients"]), "builder_version": BUILDER_VERSION}]))
             say(0.75, "creating the contract views")
             con.execute(read_sql("views.sql"))
+            say(0.80, "evaluating eligibility")
+            _insert(con, "eligibility_results", _eligibility(con))
             say(0.85, "checking every contract view")
             counts = _check_snapshot(con)
             con.execute("CHECKPOINT")

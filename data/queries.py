@@ -104,3 +104,33 @@ TRUTH = "SELECT * FROM synthetic_truth ORDER BY patient_id"
 def synthetic_truth(snap: Snapshot) -> pd.DataFrame:
     """The generator's true probabilities (synthetic snapshots only; never shown on patient pages)."""
     return snap.query(TRUTH)
+
+
+CANDIDATES = """
+SELECT s.patient_id, s.cohort, s.status, s.last_ctdna_detected, s.last_ctdna_on, s.last_overall_response,
+       s.last_scan_on, f.years_on_first_line, s.er_status, s.pr_status,
+       CASE WHEN s.er_status = 'positive' OR s.pr_status = 'positive' THEN 'positive'
+            WHEN s.er_status = 'negative' AND s.pr_status = 'negative' THEN 'negative' END AS hr_status
+FROM patient_summary s JOIN model_features_all f ON f.patient_id = s.patient_id AND f.basis = 'now'
+ORDER BY s.patient_id
+"""
+ELIGIBILITY = "SELECT * FROM eligibility ORDER BY patient_id, criterion"
+FEATURES_NOW = "SELECT * FROM model_features_all WHERE basis = 'now' ORDER BY patient_id"
+ELIGIBILITY_ONE = "SELECT criterion, text, met, detail FROM eligibility WHERE patient_id = ?"
+
+
+def candidates(snap: Snapshot) -> pd.DataFrame:
+    """One row per patient with what the tumour board screens on."""
+    return snap.query(CANDIDATES)
+
+
+def eligibility(snap: Snapshot) -> pd.DataFrame:
+    return snap.query(ELIGIBILITY)
+
+
+def features_now(snap: Snapshot) -> pd.DataFrame:
+    return snap.query(FEATURES_NOW)
+
+
+def patient_eligibility(snap: Snapshot, patient_id: str) -> pd.DataFrame:
+    return snap.query(ELIGIBILITY_ONE, [patient_id])

@@ -104,6 +104,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("scan_target_not_measured", 0.015, "assumption: a target lesion not measured -> NE"),
     Param("progression_by_new_lesion", 0.45, "assumption"),
     Param("progression_brain_only_if_brain_history", 0.5, "assumption"),
+    Param("first_line_brain_progression_if_brain_history", 0.6,
+          "assumption: enrolled under the brain-only exception (treated locally, >= 24 months since CNS therapy)"),
+    Param("first_line_oligoprogression", 0.05,
+          "assumption: enrolled under the single-lesion extracranial oligoprogression exception"),
     # --- PROs
     Param("pro_missed", 0.08, "assumption: missed questionnaires"),
     Param("pro_item_missing", 0.015, "assumption: skipped items (exercises the half-items rule)"),
@@ -542,6 +546,7 @@ def generate(n_patients: int = 82, seed: int = 20230419, progress=None) -> dict[
         "ecog": pt["ecog"],
     })
     treatments = _treatments(rng, pt, ev, ids)
+    first_line_progressions = _first_line_progressions(rng, pt, ids)
 
     say("ctDNA draws")
     ct = _ctdna(rng, pt, ev)
@@ -581,6 +586,7 @@ def generate(n_patients: int = 82, seed: int = 20230419, progress=None) -> dict[
                           "latent_progression_on": _date(index + ev["t_prog"])})
     return {"patients": patients, "treatments": treatments, "ctdna_draws": ctdna, "scans": scans,
             "lesion_measurements": lesions, "pro_responses": pro_responses, "events": events,
+            "first_line_progressions": first_line_progressions,
             "synthetic_truth": truth, "synthetic_parameters": parameter_table()}
 
 
@@ -635,6 +641,25 @@ def _treatments(rng, pt, ev, ids) -> pd.DataFrame:
     out.loc[stopped.isna() | (stopped < 0), "stopped_on"] = pd.NaT
     out["stop_reason"] = out["stop_reason"].where(out["stopped_on"].notna(), None)
     return out.sort_values(["patient_id", "started_on", "agent"], ignore_index=True)
+
+
+def _first_line_progressions(rng, pt, ids) -> pd.DataFrame:
+    """Progressions during first-line therapy that the eligibility exceptions allow (all enrolled)."""
+    n = pt["n"]
+    latest = pt["enrolled"] - 760  # CNS therapy >= 24 months before enrolment, and no progression since
+    earliest = pt["first_line_start"] + 180
+    room = latest - earliest
+    brain = pt["brain"] & (rng.random(n) < P["first_line_brain_progression_if_brain_history"]) & (room > 30)
+    oligo = ~brain & (rng.random(n) < P["first_line_oligoprogression"]) & (room > 30)
+    day = earliest + (rng.random(n) * np.maximum(room, 1)).astype(np.int64)
+    rows = pd.DataFrame({
+        "patient_id": ids, "progressed_on": _date(day),
+        "site": np.where(brain, "brain_only", "extracranial"),
+        "n_lesions": np.where(brain, rng.integers(1, 3, n), 1),
+        "treated_with": np.where(brain, "local", np.where(rng.random(n) < 0.6, "local", "endocrine_change")),
+        "symptomatic": False, "on_steroids": False, "on_anticonvulsants": False,
+        "cns_therapy_on": pd.Series(_date(day + rng.integers(7, 30, n))).where(brain, pd.NaT)})
+    return rows[brain | oligo].reset_index(drop=True)
 
 
 def _event_rows(pt, ev, ids, last_seen) -> pd.DataFrame:

@@ -135,3 +135,23 @@ def estimate(model: TrainedModel, row: pd.Series | None, basis: str = "index") -
         contributions.append({"input": f.label, "value": _fmt(f.name, X[f.name].iloc[0]), "points": 100 * delta})
     contrib = pd.DataFrame(contributions).sort_values("points", key=np.abs, ascending=False, ignore_index=True)
     return Estimate(True, basis, model.horizon, [], p, float(lo[0]), float(hi[0]), inputs, contrib)
+
+
+def batch(model: TrainedModel, frame: pd.DataFrame, basis: str) -> pd.DataFrame:
+    """Estimates for many patients at once (the tumour board): probability, interval, or the refusal.
+
+    Applicability is checked by the same rules as one patient's estimate; the predictions and the
+    bootstrap intervals are computed on the whole matrix.
+    """
+    frame = frame.reset_index(drop=True)
+    reasons = [applicability(model, row, basis) for _, row in frame.iterrows()]
+    ok = np.array([not r for r in reasons], dtype=bool)
+    out = pd.DataFrame({"patient_id": frame["patient_id"], "applicable": ok,
+                        "not_applicable_because": ["; ".join(r) for r in reasons],
+                        "probability": np.nan, "low": np.nan, "high": np.nan})
+    if ok.any():
+        X = as_matrix(frame[ok])
+        out.loc[ok, "probability"] = model.predict(X)
+        lo, hi = model.interval(X)
+        out.loc[ok, "low"], out.loc[ok, "high"] = lo, hi
+    return out

@@ -11,7 +11,7 @@ model family and calibration method, which are fixed once chosen):
 3. The simplest candidate whose Brier score is within one standard error of the best wins (52
    patients is a small sample: complexity must earn its place).
 4. The winner is calibrated with CalibratedClassifierCV (5-fold); sigmoid or isotonic, chosen by the
-   same repeated cross-validation.
+   same repeated cross-validation (isotonic only with >= 1,000 patients: below that it overfits).
 5. Bootstrap (B >= 200 resamples of the patients): each refit of steps 1 and 4 gives (a) the
    optimism of every metric (Harrell's bootstrap optimism correction) and (b) a model whose
    predictions make each patient's 95 % interval. The refits are stored with the model.
@@ -50,6 +50,10 @@ ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
 MODEL_VERSION = "1"
 N_BOOT = 200
 CV_REPEATS = 10
+#: Isotonic calibration is a step function fitted to the data: with fewer patients than this it
+#: overfits (scikit-learn's guide: "isotonic ... prone to overfitting" on small calibration sets),
+#: so only sigmoid calibration is considered below it.
+MIN_PATIENTS_FOR_ISOTONIC = 1000
 METRICS = ("auroc", "brier", "scaled_brier", "calibration_intercept", "calibration_slope", "oe_ratio", "ici")
 
 
@@ -223,7 +227,8 @@ def train(snap: Snapshot, horizon: int = DEFAULT_HORIZON, n_boot: int = N_BOOT, 
 
     say(0.38, "choosing the calibration method")
     cal_rows = []
-    for method in ("sigmoid", "isotonic"):
+    methods = ("sigmoid", "isotonic") if used.sum() >= MIN_PATIENTS_FOR_ISOTONIC else ("sigmoid",)
+    for method in methods:
         cal_rows.append({"method": method, **repeated_cv(calibrated(cands[name], method), X, y, w,
                                                          repeats=max(3, CV_REPEATS // 2), seed=seed + 100)})
     cal = pd.DataFrame(cal_rows)

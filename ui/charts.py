@@ -447,3 +447,14 @@ def subgroup_figure(table: pd.DataFrame) -> go.Figure:
     fig = _layout(fig, "Calibration by subgroup", "days", 80 + 30 * len(t))
     fig.update_xaxes(title_text="chance of staying progression-free", range=[0, 1.05])
     return fig
+
+
+def funnel_figure(funnel: pd.DataFrame) -> go.Figure:
+    """Attrition: patients left after each eligibility criterion (ATLAS-style), removals and unknowns."""
+    text = [f"{r.remaining}" + (f"  (−{r.removed} fail" + (f", {r.unknown} unknown" if r.unknown else "") + ")"
+                                if r.removed or r.unknown else "") for r in funnel.itertuples()]
+    fig = go.Figure(go.Funnel(y=funnel["step"], x=funnel["remaining"], text=text, textinfo="text",
+                              marker=dict(color="#4575b4"), connector=dict(line=dict(color="#ccc"))))
+    fig = _layout(fig, "Attrition by criterion (as of the data cut-off)", "days", 120 + 45 * len(funnel))
+    fig.update_yaxes(automargin=True)
+    return fig

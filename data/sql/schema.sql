@@ -78,6 +78,19 @@ CREATE TABLE events (
     detail       VARCHAR
 );
 
+-- Progressions during first-line therapy before enrolment, with what the eligibility exceptions need.
+CREATE TABLE first_line_progressions (
+    patient_id          VARCHAR NOT NULL,
+    progressed_on       DATE NOT NULL,
+    site                VARCHAR CHECK (site IS NULL OR site IN ('brain_only', 'extracranial')),
+    n_lesions           INTEGER CHECK (n_lesions IS NULL OR n_lesions >= 1),
+    treated_with        VARCHAR CHECK (treated_with IS NULL OR treated_with IN ('local', 'endocrine_change', 'systemic')),
+    symptomatic         BOOLEAN,
+    on_steroids         BOOLEAN,
+    on_anticonvulsants  BOOLEAN,
+    cns_therapy_on      DATE
+);
+
 -- Derived at build time by the pure Python rules (data/recist.py, data/pro.py) and catalogues.
 CREATE TABLE recist_assessments (
     patient_id VARCHAR, scan_id VARCHAR, scanned_on DATE, is_baseline BOOLEAN, n_target_lesions INTEGER,
@@ -92,6 +105,9 @@ CREATE TABLE pro_catalogue (
     instrument VARCHAR, scale VARCHAR, label VARCHAR, low DOUBLE, high DOUBLE,
     higher_is_better BOOLEAN, meaningful_change DOUBLE, cutoffs VARCHAR, source VARCHAR, alert BOOLEAN,
     PRIMARY KEY (instrument, scale)
+);
+CREATE TABLE eligibility_results (
+    patient_id VARCHAR, criterion VARCHAR, text VARCHAR, met BOOLEAN, detail VARCHAR
 );
 -- Clinical constants the views need, written from their one Python source of truth.
 CREATE TABLE clinical_constants (name VARCHAR PRIMARY KEY, value DOUBLE, source VARCHAR);

@@ -250,3 +250,8 @@ LEFT JOIN prior USING (patient_id, basis);
 
 CREATE VIEW model_features AS
 SELECT * EXCLUDE (basis, as_of), as_of AS index_date FROM model_features_all WHERE basis = 'index';
+
+-- Eligibility per patient x criterion as of the data cut-off (rules in data/eligibility.py);
+-- met is NULL when an input is missing ("unknown", never "met").
+CREATE VIEW eligibility AS
+SELECT patient_id, criterion, text, met, detail FROM eligibility_results;

@@ -205,3 +205,24 @@ def test_every_page_url_matches_its_file_so_deep_links_survive_a_fresh_server():
     source = (REPO / "app.py").read_text()
     pages = re.findall(r'st\.Page\("pages/(\w+)\.py"[^)]*?url_path="(\w+)"', source)
     assert pages and all(stem == url for stem, url in pages), pages
+
+
+def test_tumor_board_funnel_candidates_filters_and_meeting_list():
+    at = run_page("pages/tumor_board.py")
+    assert not at.exception, [e.value for e in at.exception]
+    funnel = charts(at)[0]
+    assert funnel["data"][0]["type"] == "funnel"
+    table = at.dataframe[0].value
+    assert set(table["eligibility"]) <= {"eligible", "unknown"}  # the default filter
+    ranked = table["chance"].dropna().tolist()
+    assert ranked == sorted(ranked, reverse=True) and ranked
+    at.multiselect(key="tb_status").set_value(["not eligible"]).run()
+    not_eligible = at.dataframe[0].value
+    assert (not_eligible["eligibility"] == "not eligible").all() and not_eligible["failing criteria"].str.len().min() > 0
+    at.multiselect(key="tb_hr").set_value(["negative"]).run()
+    assert (at.dataframe[0].value["hr_status"] == "negative").all()
+    first = table["patient_id"].iloc[0]
+    at.multiselect(key="meeting_picker").set_value([first]).run()
+    assert not at.exception
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert any("CSV" in label for label in labels) and any("printable" in label for label in labels)

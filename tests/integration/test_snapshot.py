@@ -195,3 +195,14 @@ def test_old_snapshots_are_pruned_but_the_live_one_is_kept(tmp_path, monkeypatch
         build_synthetic(5, seed=seed)
     assert len(list(tmp_path.glob("*.duckdb"))) == 5
     assert snapshot_path().exists()
+
+
+def test_eligibility_view_has_every_criterion_for_every_patient(snapshot):
+    e = snapshot.query("SELECT * FROM eligibility")
+    assert e.groupby("patient_id").size().eq(4).all() and e["patient_id"].nunique() == 82
+    stopped = snapshot.query("SELECT patient_id FROM patient_summary WHERE cohort = 2")["patient_id"]
+    rule = e[(e["criterion"] == "not_stopped_or_progressed") & e["patient_id"].isin(stopped)]
+    assert (rule["met"] == False).all()  # noqa: E712
+    allowed = e[(e["criterion"] == "first_line_3y") & e["detail"].str.contains("allowed")
+                & ~e["detail"].str.contains("RECIST progression")]
+    assert len(allowed) >= 1 and (allowed["met"] == True).all()  # noqa: E712 (the exceptions in the cohort)

@@ -1,0 +1,134 @@
+"""Tumour board screening: eligibility per criterion, attrition, ranked candidates, the meeting list."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from data import eligibility, queries
+from ui import charts, components, exports
+
+MEETING_KEY = "meeting_list"
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _eligibility(key: tuple) -> pd.DataFrame:
+    return queries.eligibility(components._open(key))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def candidate_table(key: tuple, horizon: int, manifest_sha: str | None) -> pd.DataFrame:
+    """Every patient with eligibility, the 'if they stopped now' estimate and what the board screens on."""
+    from model import predict
+
+    snap = components._open(key)
+    table = queries.candidates(snap).merge(eligibility.overall(_eligibility(key)), on="patient_id")
+    if manifest_sha is not None:
+        model = components._load_model(str(components.snapshot_info(key)["snapshot_id"]), horizon, manifest_sha)
+        est = predict.batch(model, queries.features_now(snap), "now")
+        table = table.merge(est, on="patient_id", how="left")
+    else:
+        table = table.assign(probability=float("nan"), low=float("nan"), high=float("nan"),
+                             not_applicable_because="no model")
+    return table
+
+
+def _display(table: pd.DataFrame) -> pd.DataFrame:
+    t = table.copy()
+    t["open"] = "patient?patient=" + t["patient_id"]
+    t["chance"] = (t["probability"] * 100).round()
+    t["interval"] = [f"{lo * 100:.0f}-{hi * 100:.0f}%" if pd.notna(lo) else "" for lo, hi in zip(t["low"], t["high"], strict=True)]
+    t["failing criteria"] = (t["failed"] + (", unknown: " + t["unknown"]).where(t["unknown"] != "", "")).str.strip(", ")
+    t["last ctDNA"] = t["last_ctdna_detected"].map({True: "detected", False: "not detected"})
+    t["no estimate because"] = t["not_applicable_because"].where(t["probability"].isna(), "")
+    t = t.sort_values(["probability", "patient_id"], ascending=[False, True], na_position="last")
+    return t[["open", "patient_id", "eligibility", "failing criteria", "chance", "interval", "no estimate because",
+              "last ctDNA", "last_ctdna_on", "last_overall_response", "last_scan_on", "years_on_first_line",
+              "hr_status", "cohort"]]
+
+
+COLUMNS = {
+    "open": st.column_config.LinkColumn("open", display_text="open ›", width="small"),
+    "chance": st.column_config.NumberColumn("chance %", help="Estimated chance of staying progression-free "
+                                            "if therapy stopped now", format="%d"),
+    "interval": st.column_config.TextColumn("95% interval"),
+    "last_ctdna_on": st.column_config.DateColumn("ctDNA date"),
+    "last_overall_response": "last response",
+    "last_scan_on": st.column_config.DateColumn("scan date"),
+    "years_on_first_line": st.column_config.NumberColumn("years on first line", format="%.1f"),
+    "hr_status": "HR",
+}
+
+
+def render(snap, horizon: int) -> None:
+    st.title("Tumor board")
+    results = _eligibility(snap.key)
+    st.plotly_chart(charts.funnel_figure(eligibility.funnel(results)), key="funnel")
+    with st.expander("The criteria"):
+        for c in eligibility.CRITERIA:
+            st.markdown(f"- **{c.id}**: {c.text}")
+
+    model, problem = components.current_model(snap, horizon)
+    sha = None
+    if model is None:
+        st.warning(problem, icon="⚠️")
+    else:
+        from model import predict
+
+        sha = predict.read_manifest(model.snapshot_id, horizon)["sha256"]
+    table = _display(candidate_table(snap.key, horizon, sha))
+
+    st.subheader(f"Candidates, ranked by the chance of staying progression-free for {horizon} months if they stopped now")
+    f1, f2, f3 = st.columns(3)
+    status = f1.multiselect("Eligibility", ["eligible", "unknown", "not eligible"], default=["eligible", "unknown"],
+                            key="tb_status")
+    hr = f2.multiselect("HR status", ["positive", "negative"], default=["positive", "negative"], key="tb_hr")
+    ctdna = f3.multiselect("Last ctDNA", ["not detected", "detected"], default=["not detected", "detected"],
+                           key="tb_ctdna")
+    view = table[table["eligibility"].isin(status) & table["hr_status"].isin(hr)
+                 & (table["last ctDNA"].isin(ctdna) | table["last ctDNA"].isna())]
+    st.caption(f"{len(view)} of {len(table)} patients. Click a column header to sort; select rows to add them "
+               "to the meeting list; 'open ›' opens the patient.")
+    picked = st.dataframe(view, hide_index=True, column_config=COLUMNS, on_select="rerun",
+                          selection_mode="multi-row", key="candidates")
+    chosen = view.iloc[picked.selection.rows]["patient_id"].tolist() if picked and picked.selection.rows else []
+    meeting = st.session_state.setdefault(MEETING_KEY, [])
+    c1, c2 = st.columns([1, 3])
+    if c1.button(f"Add {len(chosen)} selected to the meeting list", disabled=not chosen, key="add_meeting"):
+        st.session_state[MEETING_KEY] = list(dict.fromkeys(meeting + chosen))
+        st.rerun()
+    if len(chosen) == 1 and c2.button(f"Open {chosen[0]}", key="open_patient"):
+        st.switch_page("pages/patient.py", query_params={"patient": chosen[0]})
+
+    st.subheader("Meeting list")
+    meeting = st.multiselect("Patients for the meeting", table["patient_id"].tolist(),
+                             default=st.session_state[MEETING_KEY], key="meeting_picker")
+    st.session_state[MEETING_KEY] = meeting
+    if not meeting:
+        st.info("Select candidates above and add them, or pick patients here.")
+        return
+    listed = table.set_index("patient_id").loc[meeting].reset_index()
+    export = listed.drop(columns=["open"])
+    d1, d2 = st.columns(2)
+    d1.download_button("Download the list (CSV)", exports.safe_csv(export), file_name="stop-her2-meeting-list.csv",
+                       mime="text/csv", key="csv")
+    d2.download_button("Download printable sheets (one page per patient)", _sheets(snap, listed, horizon),
+                       file_name="stop-her2-meeting-sheets.html", mime="text/html", key="sheets")
+    st.dataframe(export, hide_index=True, column_config=COLUMNS)
+
+
+def _sheets(snap, listed: pd.DataFrame, horizon: int) -> str:
+    info = components.snapshot_info(snap.key)
+    patients = []
+    for row in listed.to_dict("records"):
+        pid = row["patient_id"]
+        rec = components.patient_record(snap.key, pid)
+        estimate = (f"Chance of staying progression-free for {horizon} months if stopped now: {row['chance']:.0f}% "
+                    f"(95% interval {row['interval']})" if pd.notna(row["chance"])
+                    else f"No estimate: {row['no estimate because'] or 'not available'}")
+        patients.append({"patient_id": pid, "summary": rec.summary.to_dict(),
+                         "eligibility": queries.patient_eligibility(snap, pid),
+                         "estimate": estimate, "alerts": list(rec.summary["alerts"]),
+                         "scans": rec.scans.tail(4)})
+    footer = (f"STOP-HER2 decision support · snapshot {info['snapshot_id']}"
+              + (" · SYNTHETIC DATA" if info["is_synthetic"] else "") + " · decision support, not a decision")
+    return exports.meeting_sheets(patients, "STOP-HER2 tumour board", footer)
