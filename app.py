@@ -13,6 +13,7 @@ pages = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/patient.py", title="Patient review", icon="🩺", url_path="patient"),
     st.Page("pages/tumor_board.py", title="Tumor board", icon="🗂️", url_path="tumor_board"),
+    st.Page("pages/cohorts.py", title="Cohorts", icon="📊", url_path="cohorts"),
     st.Page("pages/model_card.py", title="Model card", icon="📐", url_path="model_card"),
 ]
 navigation = st.navigation(pages)

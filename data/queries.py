@@ -134,3 +134,31 @@ def features_now(snap: Snapshot) -> pd.DataFrame:
 
 def patient_eligibility(snap: Snapshot, patient_id: str) -> pd.DataFrame:
     return snap.query(ELIGIBILITY_ONE, [patient_id])
+
+
+COHORT_FRAME = """
+SELECT s.patient_id, s.cohort, s.site, s.age_at_enrolment, s.sex, s.er_status, s.pr_status, s.her2_ihc, s.de_novo,
+       s.visceral, s.brain_mets_history, s.n_metastatic_sites, s.best_response, s.years_on_first_line,
+       CASE WHEN s.er_status = 'positive' OR s.pr_status = 'positive' THEN 'positive'
+            WHEN s.er_status = 'negative' AND s.pr_status = 'negative' THEN 'negative' END AS hr_status,
+       f.ctdna_detected_at_index, o.index_date, o.pfs_months, o.pfs_event, o.progressed, o.progressed_on,
+       o.died, o.died_on, o.restarted_on, o.last_followup_on, o.os_months
+FROM patient_summary s JOIN outcomes o USING (patient_id) JOIN model_features f USING (patient_id)
+ORDER BY s.patient_id
+"""
+COHORT_DRAWS = "SELECT patient_id, drawn_on, days_from_index, detected, qc FROM ctdna_series"
+COHORT_PROS = """SELECT patient_id, instrument, scale, label, days_from_index, change_from_baseline, higher_is_better,
+                        meaningful_change_points FROM pro_scores"""
+
+
+def cohort_frame(snap: Snapshot) -> pd.DataFrame:
+    """One row per patient: baseline, ctDNA at day 0 and outcomes (the researchers' table)."""
+    return snap.query(COHORT_FRAME)
+
+
+def cohort_draws(snap: Snapshot) -> pd.DataFrame:
+    return snap.query(COHORT_DRAWS)
+
+
+def cohort_pros(snap: Snapshot) -> pd.DataFrame:
+    return snap.query(COHORT_PROS)

@@ -458,3 +458,110 @@ def funnel_figure(funnel: pd.DataFrame) -> go.Figure:
     fig = _layout(fig, "Attrition by criterion (as of the data cut-off)", "days", 120 + 45 * len(funnel))
     fig.update_yaxes(automargin=True)
     return fig
+
+
+# ------------------------------------------------------------------------------------ cohorts
+GROUP_COLORS = ["#4575b4", "#d73027", "#1b7837", "#984ea3", "#ff7f00"]
+
+
+def km_figure(curves: pd.DataFrame, at_risk: pd.DataFrame, test: dict, title: str, names: dict | None = None) -> go.Figure:
+    """Kaplan-Meier with 95% CI bands, the numbers at risk under the plot and the log-rank p."""
+    names = names or {}
+    groups = list(dict.fromkeys(curves["group"]))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22], vertical_spacing=0.08)
+    for k, g in enumerate(groups):
+        c = curves[curves["group"] == g]
+        color = GROUP_COLORS[k % len(GROUP_COLORS)]
+        label = names.get(g, g)
+        fig.add_trace(go.Scatter(x=np.r_[c["time"], c["time"][::-1]], y=np.r_[c["upper"], c["lower"][::-1]],
+                                 fill="toself", fillcolor=color, opacity=0.15, line=dict(width=0, shape="hv"),
+                                 hoverinfo="skip", showlegend=False), row=1, col=1)
+        fig.add_trace(go.Scatter(x=c["time"], y=c["survival"], mode="lines", name=label,
+                                 line=dict(color=color, width=2, shape="hv"),
+                                 hovertemplate=label + ": %{y:.2f} at %{x:.1f} months<extra></extra>"), row=1, col=1)
+        r = at_risk[at_risk["group"] == g]
+        fig.add_trace(go.Scatter(x=r["time"], y=[label] * len(r), mode="text", text=r["n"].astype(str),
+                                 textfont=dict(color=color), showlegend=False, hoverinfo="skip"), row=2, col=1)
+    p = test.get("p_value")
+    if p is not None and not np.isnan(p):
+        fig.add_annotation(text=f"log-rank p = {p:.3g}", x=0.99, y=0.02, xref="x domain", yref="y domain",
+                           showarrow=False, xanchor="right", yanchor="bottom", font=dict(size=12))
+    fig = _layout(fig, title, "days", 470)
+    fig.update_yaxes(title_text="progression-free", range=[0, 1.02], row=1, col=1)
+    fig.update_yaxes(title_text="at risk", type="category", row=2, col=1)
+    fig.update_xaxes(title_text=None, row=1, col=1)
+    fig.update_xaxes(title_text="months from day 0", row=2, col=1)
+    return fig
+
+
+def swimmer_figure(frame: pd.DataFrame, draws: pd.DataFrame, label_col: str = "label") -> go.Figure:
+    """One bar per patient from day 0 to last follow-up; ctDNA-positive draws, progression, restart, death."""
+    f = frame.copy()
+    f["end"] = f["os_months"]
+    f = f.sort_values("end")
+    labels = f[label_col].tolist()
+    fig = go.Figure()
+    for cohort, color in ((1, "#a6bddb"), (2, "#4575b4")):
+        c = f[f["cohort"] == cohort]
+        fig.add_trace(go.Bar(x=c["end"], y=c[label_col], orientation="h", marker_color=color, name=f"cohort {cohort}",
+                             hovertemplate="%{y}: %{x:.1f} months followed<extra></extra>"))
+    pos = draws[draws["detected"] == True].merge(f[["patient_id", label_col]], on="patient_id")  # noqa: E712
+    fig.add_trace(go.Scatter(x=pos["days_from_index"] / 30.4375, y=pos[label_col], mode="markers", name="ctDNA positive",
+                             marker=dict(color="#d73027", size=6, symbol="circle")))
+    for col, name, symbol, color in (("progressed_on", "progression", "x", "#000000"),
+                                     ("restarted_on", "restart", "triangle-right", "#1b7837"),
+                                     ("died_on", "death", "cross", "#555555")):
+        e = f[f[col].notna()]
+        months = (pd.to_datetime(e[col]) - pd.to_datetime(e["index_date"])).dt.days / 30.4375
+        fig.add_trace(go.Scatter(x=months, y=e[label_col], mode="markers", name=name,
+                                 marker=dict(symbol=symbol, size=9, color=color, line=dict(width=2, color=color))))
+    fig = _layout(fig, "Swimmer plot: each patient from day 0 to last follow-up", "days", max(320, 14 * len(f) + 120))
+    fig.update_layout(barmode="overlay")
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels, tickfont=dict(size=9))
+    fig.update_xaxes(title_text="months from day 0")
+    return fig
+
+
+def lead_time_figure(leads: pd.DataFrame, no_signal: int) -> go.Figure:
+    fig = go.Figure(go.Histogram(x=leads["lead_months"], xbins=dict(size=3), marker_color="#d73027",
+                                 name="progressions with a ctDNA signal"))
+    if len(leads):
+        med = float(leads["lead_months"].median())
+        fig.add_vline(x=med, line=dict(color="#333", dash="dash"))
+        fig.add_annotation(x=med, y=0.98, yref="paper", text=f" median {med:.1f} months", showarrow=False,
+                           xanchor="left", yanchor="top")
+    fig.add_annotation(text=f"{len(leads)} progressions with a positive draw before them; {no_signal} without any "
+                            "ctDNA signal", x=0, y=1.08, xref="paper", yref="paper", showarrow=False, xanchor="left")
+    fig = _layout(fig, "ctDNA lead time: first positive draw to radiological progression", "days", 340)
+    fig.update_xaxes(title_text="months")
+    fig.update_yaxes(title_text="progressions")
+    return fig
+
+
+def pro_change_figure(summary: pd.DataFrame, scales: list[tuple[str, str]], mcid: dict) -> go.Figure:
+    """Mean change from baseline with 95% CI by cohort, one panel per scale; meaningful change shaded."""
+    n = max(len(scales), 1)
+    labels = []
+    for inst, scale in scales:
+        s = summary[(summary["instrument"] == inst) & (summary["scale"] == scale)]
+        labels.append(s["label"].iloc[0] if len(s) else scale)
+    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, subplot_titles=labels or ["no scale"],
+                        vertical_spacing=0.2 / n if n > 1 else 0.1)
+    for i, (inst, scale) in enumerate(scales, start=1):
+        m = mcid.get((inst, scale))
+        if m is not None and not pd.isna(m):
+            fig.add_hrect(y0=-m, y1=m, fillcolor="rgba(120,120,120,0.12)", line_width=0, row=i, col=1)
+        for k, cohort in enumerate((1, 2)):
+            s = summary[(summary["instrument"] == inst) & (summary["scale"] == scale) & (summary["cohort"] == cohort)]
+            color = GROUP_COLORS[k]
+            fig.add_trace(go.Scatter(x=s["month"], y=s["mean"], mode="lines+markers", name=f"cohort {cohort}",
+                                     showlegend=i == 1, line=dict(color=color),
+                                     error_y=dict(type="data", symmetric=False, array=s["upper"] - s["mean"],
+                                                  arrayminus=s["mean"] - s["lower"], color=color),
+                                     hovertemplate="month %{x}: %{y:.1f}<extra></extra>"), row=i, col=1)
+        fig.add_hline(y=0, line=dict(color="#999", width=1), row=i, col=1)
+    fig = _layout(fig, "Change from baseline by cohort (mean, 95% CI; grey: within the meaningful change)",
+                  "days", 200 * n + 100)
+    fig.update_xaxes(title_text=None)
+    fig.update_xaxes(title_text="months from day 0", row=n, col=1)
+    return fig

@@ -226,3 +226,21 @@ def test_tumor_board_funnel_candidates_filters_and_meeting_list():
     assert not at.exception
     labels = [b.proto.label for b in at.get("download_button")]
     assert any("CSV" in label for label in labels) and any("printable" in label for label in labels)
+
+
+def test_cohorts_page_with_filters_and_pseudonymous_ids():
+    at = run_page("pages/cohorts.py")
+    assert not at.exception, [e.value for e in at.exception]
+    names = titles(charts(at))
+    assert names[:2] == ["By cohort", "By ctDNA at day 0"]
+    assert any(n.startswith("Swimmer") for n in names) and any(n.startswith("ctDNA lead time") for n in names)
+    assert any(n.startswith("Change from baseline") for n in names)
+    swimmer = [c for c in charts(at) if c["layout"]["title"]["text"].startswith("Swimmer")][0]
+    labels = swimmer["layout"]["yaxis"]["categoryarray"]
+    assert all(label.startswith("R-") for label in labels) and not any("STH" in label for label in labels)
+    at.multiselect(key="cohort_filter_hr_status").set_value(["negative"]).run()
+    assert not at.exception
+    table_one = at.dataframe[0].value.set_index("")
+    n_all = int(table_one.loc["Patients", "all"])
+    assert 0 < n_all < 82
+    assert table_one.loc["ER positive", "all"].startswith("0 ")  # HR-negative only

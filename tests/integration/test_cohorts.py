@@ -1,0 +1,58 @@
+"""Cohort statistics on a real snapshot: Kaplan-Meier and log-rank equal lifelines' on the same rows."""
+import numpy as np
+import pandas as pd
+import pytest
+from lifelines import KaplanMeierFitter
+from lifelines.statistics import logrank_test
+
+from data import cohorts, queries
+
+
+@pytest.fixture(scope="module")
+def frame(snapshot):
+    return queries.cohort_frame(snapshot)
+
+
+def test_kaplan_meier_equals_lifelines_on_the_same_rows(snapshot, frame):
+    raw = snapshot.query("SELECT o.patient_id, o.cohort, o.pfs_months, o.pfs_event FROM outcomes o")
+    curves, at_risk, test = cohorts.km_curves(frame, "cohort")
+    for cohort in (1, 2):
+        rows = raw[raw["cohort"] == cohort]
+        kmf = KaplanMeierFitter().fit(rows["pfs_months"], rows["pfs_event"])
+        ours = curves[curves["group"] == str(cohort)]
+        np.testing.assert_allclose(ours["survival"], kmf.survival_function_.iloc[:, 0].to_numpy())
+        np.testing.assert_allclose(ours["lower"], kmf.confidence_interval_survival_function_.iloc[:, 0].to_numpy())
+        at12 = cohorts.survival_at(curves, 12).set_index("group").loc[str(cohort), "survival"]
+        assert at12 == pytest.approx(float(kmf.predict(12)))
+        assert at_risk[(at_risk["group"] == str(cohort)) & (at_risk["time"] == 0)]["n"].iloc[0] == len(rows)
+    a, b = raw[raw["cohort"] == 1], raw[raw["cohort"] == 2]
+    lr = logrank_test(a["pfs_months"], b["pfs_months"], a["pfs_event"], b["pfs_event"])
+    assert test["p_value"] == pytest.approx(lr.p_value) and test["test_statistic"] == pytest.approx(lr.test_statistic)
+
+
+def test_table_one_counts(frame):
+    t = cohorts.table_one(frame).set_index("")
+    assert t.loc["Patients"].tolist() == ["30", "52", "82"]
+    er = int(t.loc["ER positive", "all"].split(" ")[0])
+    assert er == int((frame["er_status"] == "positive").sum())
+    assert "[" in t.loc["Age at enrolment, years", "cohort 1"]
+
+
+def test_lead_times_count_progressions_without_signal(snapshot, frame):
+    draws = queries.cohort_draws(snapshot)
+    leads, no_signal = cohorts.lead_times(draws, frame)
+    assert len(leads) + no_signal == int(frame["progressed"].sum())
+    assert (leads["lead_months"] >= 0).all()
+
+
+def test_pro_change_has_confidence_intervals(snapshot, frame):
+    summary = cohorts.pro_change(queries.cohort_pros(snapshot), frame)
+    assert {1, 2} <= set(summary["cohort"])
+    assert (summary["lower"] <= summary["mean"] + 1e-9).all() and (summary["mean"] <= summary["upper"] + 1e-9).all()
+
+
+def test_pseudonyms_are_stable_and_reveal_nothing():
+    a = cohorts.pseudonym("STH-0001", "key")
+    assert a == cohorts.pseudonym("STH-0001", "key") and a != cohorts.pseudonym("STH-0002", "key")
+    assert "0001" not in a and a.startswith("R-") and a != cohorts.pseudonym("STH-0001", "other")
+    assert pd.Series([cohorts.pseudonym(f"STH-{i:04d}", "k") for i in range(1000)]).is_unique
