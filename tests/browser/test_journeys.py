@@ -114,3 +114,22 @@ def test_first_start_builds_the_database_trains_the_model_and_draws_a_chart(brow
         assert (tmp_path / "snapshots" / "CURRENT").exists()
         assert list((tmp_path / "models").glob("*-h12.json"))  # the model was trained on first start
         page.close()
+
+
+def test_tumor_board_row_opens_the_patient_page(browser, snapshot_file, model_dir):
+    with streamlit_server({"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir)}) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(f"{url}/tumor_board")
+        grid = page.locator('[data-testid="stDataFrame"]').first
+        grid.wait_for(timeout=90_000)
+        page.wait_for_timeout(1500)
+        box = grid.bounding_box()
+        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first candidate's row selector
+        button = page.get_by_role("button", name="Open STH-")
+        button.wait_for(timeout=30_000)
+        pid = button.inner_text().split()[-1]
+        button.click()
+        page.wait_for_url(f"**/patient?patient={pid}", timeout=60_000)
+        assert drawn_charts(page, 4) >= 4
+        assert page.get_by_text(f"{pid} · site").first.is_visible()
+        page.close()
