@@ -65,7 +65,7 @@ class Estimate:
 
 
 def _fmt(feature: str, value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or pd.isna(value):  # None, NaN, NaT and pandas' NA
         return "missing"
     if FEATURE_BY_NAME[feature].kind == "binary":
         return "yes" if bool(value) else "no"

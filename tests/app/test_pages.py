@@ -139,7 +139,8 @@ def test_first_start_builds_the_snapshot_with_progress(tmp_path, monkeypatch):
 
 
 def test_risk_card_for_a_patient_who_stopped(snapshot, situations):
-    pid = situations["stopped_stable"]
+    pid = snapshot.query("""SELECT patient_id FROM model_features WHERE cohort = 2 AND ctdna_detected_at_index
+                            IS NOT NULL AND progressed_on_or_before IS NULL ORDER BY patient_id LIMIT 1""").iloc[0, 0]
     at = run_page("pages/patient.py", patient=pid)
     assert not at.exception
     body = " ".join(m.value for m in at.markdown)
@@ -182,8 +183,10 @@ def test_a_tampered_model_is_refused_and_the_page_still_works(situations, snapsh
     assert len(the_four(at)) == 4
 
 
-def test_model_card_page(situations):
-    at = run_page("pages/model_card.py", patient=situations["stopped_stable"])
+def test_model_card_page(snapshot):
+    pid = snapshot.query("""SELECT patient_id FROM model_features WHERE cohort = 2 AND ctdna_detected_at_index
+                            IS NOT NULL AND progressed_on_or_before IS NULL ORDER BY patient_id LIMIT 1""").iloc[0, 0]
+    at = run_page("pages/model_card.py", patient=pid)
     assert not at.exception, [e.value for e in at.exception]
     names = titles(charts(at))
     assert names[0].startswith("Calibration: predicted vs observed")
@@ -244,3 +247,11 @@ def test_cohorts_page_with_filters_and_pseudonymous_ids():
     n_all = int(table_one.loc["Patients", "all"])
     assert 0 < n_all < 82
     assert table_one.loc["ER positive", "all"].startswith("0 ")  # HR-negative only
+
+
+def test_risk_card_refuses_a_patient_without_ctdna_at_stopping(snapshot):
+    rows = snapshot.query("SELECT patient_id FROM model_features WHERE cohort = 2 AND ctdna_detected_at_index IS NULL")
+    assert not rows.empty, "the synthetic cohort has QC failures at day 0"
+    at = run_page("pages/patient.py", patient=rows.iloc[0, 0])
+    assert not at.exception, [e.value for e in at.exception]
+    assert "required input missing: ctDNA" in " ".join(i.value for i in at.info)

@@ -109,6 +109,7 @@ def base_row(snapshot):
     ({"years_on_first_line_at_enrolment": 2.5}, "2.5 years of first-line therapy"),
     ({"progressed_on_or_before": pd.Timestamp("2024-01-01")}, "progressed on 2024-01-01"),
     ({"ctdna_detected_at_index": None}, "required input missing: ctDNA detected"),
+    ({"ctdna_detected_at_index": pd.NA, "ctdna_log10_fold_over_lod": np.nan}, "required input missing: ctDNA"),
     ({"best_response_cr": None}, "required input missing: complete response"),
     ({"years_on_first_line": 40.0}, "outside the training range"),
     ({"age": 101.0}, "age (years) 101.0 is outside the training range"),
