@@ -108,9 +108,7 @@ def synthetic_truth(snap: Snapshot) -> pd.DataFrame:
 
 CANDIDATES = """
 SELECT s.patient_id, s.cohort, s.status, s.last_ctdna_detected, s.last_ctdna_on, s.last_overall_response,
-       s.last_scan_on, f.years_on_first_line, s.er_status, s.pr_status,
-       CASE WHEN s.er_status = 'positive' OR s.pr_status = 'positive' THEN 'positive'
-            WHEN s.er_status = 'negative' AND s.pr_status = 'negative' THEN 'negative' END AS hr_status
+       s.last_scan_on, f.years_on_first_line, s.er_status, s.pr_status, s.hr_status
 FROM patient_summary s JOIN model_features_all f ON f.patient_id = s.patient_id AND f.basis = 'now'
 ORDER BY s.patient_id
 """
@@ -138,9 +136,7 @@ def patient_eligibility(snap: Snapshot, patient_id: str) -> pd.DataFrame:
 
 COHORT_FRAME = """
 SELECT s.patient_id, s.cohort, s.site, s.age_at_enrolment, s.sex, s.er_status, s.pr_status, s.her2_ihc, s.de_novo,
-       s.visceral, s.brain_mets_history, s.n_metastatic_sites, s.best_response, s.years_on_first_line,
-       CASE WHEN s.er_status = 'positive' OR s.pr_status = 'positive' THEN 'positive'
-            WHEN s.er_status = 'negative' AND s.pr_status = 'negative' THEN 'negative' END AS hr_status,
+       s.visceral, s.brain_mets_history, s.n_metastatic_sites, s.best_response, s.years_on_first_line, s.hr_status,
        f.ctdna_detected_at_index, o.index_date, o.pfs_months, o.pfs_event, o.progressed, o.progressed_on,
        o.died, o.died_on, o.restarted_on, o.last_followup_on, o.os_months
 FROM patient_summary s JOIN outcomes o USING (patient_id) JOIN model_features f USING (patient_id)

@@ -169,7 +169,10 @@ SELECT p.patient_id, p.cohort, p.site, i.index_date, i.stopped_on,
        o.progressed, o.progressed_on, o.died, o.died_on, o.restarted_on, o.last_followup_on,
        CASE WHEN o.died THEN 'died' WHEN o.progressed THEN 'progressed'
             WHEN o.withdrew_on IS NOT NULL THEN 'withdrew' ELSE 'in follow-up' END AS status,
-       p.age_at_enrolment, p.sex, p.er_status, p.pr_status, p.her2_ihc, p.her2_ish_amplified, p.de_novo,
+       p.age_at_enrolment, p.sex, p.er_status, p.pr_status,
+       CASE WHEN p.er_status = 'positive' OR p.pr_status = 'positive' THEN 'positive'
+            WHEN p.er_status = 'negative' AND p.pr_status = 'negative' THEN 'negative' END AS hr_status,
+       p.her2_ihc, p.her2_ish_amplified, p.de_novo,
        p.first_line_regimen, p.best_response, p.visceral, p.brain_mets_history, p.n_metastatic_sites,
        date_diff('day', p.first_line_start, i.index_date) / 365.25 AS years_on_first_line,
        list_filter([
