@@ -112,9 +112,13 @@ Trained {model.created_at} with scikit-learn {model.versions['scikit-learn']}; f
                     "The benchmark `python -m model evaluate --synthetic-check` repeats this at scale.")
 
     st.subheader("Limitations")
+    chosen = model.candidates[model.candidates["chosen"]].iloc[0]
     st.markdown(f"""
 - {len(used)} patients and {events} events: every estimate is uncertain and the intervals are wide; subgroup
-  results rest on a handful of patients each.
+  results rest on a handful of patients each. The two internal validations disagree: the repeated
+  cross-validated AUROC of the chosen model is **{chosen['auroc']:.2f}** (calibration slope {chosen['calibration_slope']:.2f})
+  against the bootstrap-corrected {float(corrected.loc['auroc', 'corrected']):.2f}; with this few events, trust the lower.
+  A calibration slope cannot be estimated reliably when the predictions barely spread: read it with its interval.
 - Validated internally only (bootstrap). No external validation exists; no published 12-month PFS after
   stopping exists to compare with.
 - ctDNA assays differ (tumour-informed MRD panels): levels are compared as multiples of each assay's limit.
