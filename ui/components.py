@@ -314,6 +314,8 @@ def risk_card(snap: Snapshot, rec: queries.PatientRecord, horizon: int) -> None:
     left, right = st.columns([2, 3])
     with left:
         st.markdown(f"### {pct}%  \n95% interval **{lo}% to {hi}%**")
+        st.caption(f"Caution: on synthetic trial-size data these intervals held the true chance only "
+                   f"{predict.INTERVAL_COVERAGE_MEASURED:.0%} of the time, not 95%: the real uncertainty is larger.")
         st.markdown(f"About **{pct} in 100** patients like this stay progression-free for {horizon} months "
                     f"after stopping (somewhere between {lo} and {hi} in 100).")
         flagged = est.inputs[est.inputs["note"] != ""]

@@ -119,6 +119,8 @@ Trained {model.created_at} with scikit-learn {model.versions['scikit-learn']}; f
   cross-validated AUROC of the chosen model is **{chosen['auroc']:.2f}** (calibration slope {chosen['calibration_slope']:.2f})
   against the bootstrap-corrected {float(corrected.loc['auroc', 'corrected']):.2f}; with this few events, trust the lower.
   A calibration slope cannot be estimated reliably when the predictions barely spread: read it with its interval.
+- The per-patient 95% intervals are too narrow: on synthetic trial-size data they held the true chance
+  {predict.INTERVAL_COVERAGE_MEASURED:.0%} of the time (`python -m model evaluate --synthetic-check`).
 - Validated internally only (bootstrap). No external validation exists; no published 12-month PFS after
   stopping exists to compare with.
 - ctDNA assays differ (tumour-informed MRD panels): levels are compared as multiples of each assay's limit.
