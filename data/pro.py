@@ -110,13 +110,6 @@ def catalogue_frame() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def scale_info(instrument: str, scale: str) -> Scale:
-    for s in CATALOGUE:
-        if s.instrument == instrument and s.scale == scale:
-            return s
-    raise KeyError(f"unknown PRO scale {instrument}/{scale}")
-
-
 RESPONSE_COLUMNS = ["patient_id", "completed_on", "instrument", "item", "response"]
 SCORE_COLUMNS = ["patient_id", "completed_on", "instrument", "scale", "score"]
 

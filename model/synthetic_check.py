@@ -24,7 +24,7 @@ import pandas as pd
 from data.build import build_synthetic
 from data.store import Snapshot
 from model import evaluate
-from model.features import DEFAULT_HORIZON, as_matrix, training_data
+from model.features import DEFAULT_HORIZON, training_data
 
 
 def _cohort(n: int, seed: int, folder: Path) -> Snapshot:
@@ -120,5 +120,3 @@ def run(large: int = 20000, repeats: int = 200, boot: int = 200, jobs: int = 2, 
     out["aims"] = {"brier_ratio": "<= 1.05", "calibration_slope": "0.9-1.1", "coverage": "0.95 +/- 0.03"}
     return out
 
-
-__all__ = ["run", "as_matrix"]

@@ -12,6 +12,7 @@ import streamlit as st
 
 from data import queries
 from data.store import Snapshot, SnapshotMissing, file_key, has_snapshot, snapshot_dir, snapshot_path
+from model.features import DEFAULT_HORIZON, HORIZONS
 
 PATIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -220,13 +221,10 @@ def pro_scale_picker(pros: pd.DataFrame, catalogue: pd.DataFrame) -> list[tuple[
 
 # ------------------------------------------------------------------------------- the estimate
 HORIZON_KEY = "horizon_months"
-DEFAULT_HORIZON = 12  # months; model.features.DEFAULT_HORIZON is the source, checked by a test
 
 
 def horizon_setting() -> int:
     """The prediction horizon (6, 12 or 24 months), shared by every page of the session."""
-    from model.features import DEFAULT_HORIZON, HORIZONS
-
     with st.sidebar:
         return st.selectbox("Estimate horizon (months)", HORIZONS, index=HORIZONS.index(DEFAULT_HORIZON),
                             key=HORIZON_KEY, help="The chance of staying progression-free for this long.")
