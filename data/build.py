@@ -17,26 +17,12 @@ import duckdb
 import pandas as pd
 
 from data import pro, recist
+from data.canonical import CANONICAL
 from data.store import DUCKDB_CONFIG, publish, read_sql, snapshot_dir
 
 BUILDER_VERSION = "1"
 
-#: Canonical tables in load order, with the columns each must have (data/sql/schema.sql).
-CANONICAL = {
-    "patients": ["patient_id", "site", "cohort", "enrolled_on", "age_at_enrolment", "sex", "er_status",
-                 "pr_status", "her2_ihc", "her2_ish_amplified", "de_novo", "metastatic_on",
-                 "first_line_start", "first_line_regimen", "best_response", "visceral",
-                 "brain_mets_history", "n_metastatic_sites", "pik3ca", "ecog"],
-    "treatments": ["patient_id", "agent", "agent_class", "started_on", "stopped_on", "stop_reason"],
-    "ctdna_draws": ["patient_id", "drawn_on", "assay", "value", "unit", "lod", "detected", "qc"],
-    "scans": ["patient_id", "scan_id", "scanned_on", "modality"],
-    "lesion_measurements": ["patient_id", "scan_id", "lesion_id", "kind", "organ", "is_node",
-                            "diameter_mm", "status"],
-    "pro_responses": ["patient_id", "completed_on", "instrument", "item", "response"],
-    "events": ["patient_id", "event", "occurred_on", "detail"],
-    "first_line_progressions": ["patient_id", "progressed_on", "site", "n_lesions", "treated_with", "symptomatic",
-                                "on_steroids", "on_anticonvulsants", "cns_therapy_on"],
-}
+#: Canonical tables in load order, with the columns each must have (data/canonical.py).
 OPTIONAL = {"synthetic_truth", "synthetic_parameters"}
 
 #: The contract (architecture.md): view -> columns it must have. Checked on every build.

@@ -111,6 +111,39 @@ def catalogue_frame() -> pd.DataFrame:
 
 
 RESPONSE_COLUMNS = ["patient_id", "completed_on", "instrument", "item", "response"]
+PROMIS_TSCORE_RANGE = (10.0, 90.0)  # T-scores: mean 50, SD 10 in the reference population
+
+
+def item_problems(responses: pd.DataFrame) -> pd.Series:
+    """Per answer, why it cannot be scored ("" when it can): the item ranges of the catalogue above.
+
+    Used by the importers' validation; unknown instruments are kept but not scored.
+    """
+    out = pd.Series("", index=responses.index, dtype=object)
+    inst = responses["instrument"].astype(str)
+    item = responses["item"].astype(str)
+    value = pd.to_numeric(responses["response"], errors="coerce")
+    answered = value.notna()
+    whole = value == value.round()
+
+    qlq = inst == QLQ_C30
+    number = pd.to_numeric(item.where(qlq), errors="coerce")
+    high = number.map(QLQ_C30_ITEM_MAX)
+    out[qlq & high.isna()] = "not a QLQ-C30 item (1-30)"
+    out[qlq & high.notna() & answered & ((value < 1) | (value > high) | ~whole)] = "QLQ-C30 answer out of its scale"
+    for name, n_items, low, top in ((FCRI_SF, FCRI_SF_ITEMS, 0, 4), (DRS, DRS_ITEMS, 1, 5)):
+        here = inst == name
+        number = pd.to_numeric(item.where(here), errors="coerce")
+        out[here & ~number.between(1, n_items)] = f"not a {name} item (1-{n_items})"
+        out[here & number.between(1, n_items) & answered & (~value.between(low, top) | ~whole)] = \
+            f"{name} answer out of its scale ({low}-{top})"
+    promis = inst.str.startswith("PROMIS")
+    out[promis & (item != PROMIS_TSCORE_ITEM)] = f"PROMIS instruments are imported as item {PROMIS_TSCORE_ITEM}"
+    out[promis & (item == PROMIS_TSCORE_ITEM) & answered & ~value.between(*PROMIS_TSCORE_RANGE)] = \
+        "PROMIS T-score out of range (10-90)"
+    known = qlq | promis | inst.isin([FCRI_SF, DRS])
+    out[~known] = "unknown instrument: kept, not scored"
+    return out
 SCORE_COLUMNS = ["patient_id", "completed_on", "instrument", "scale", "score"]
 
 

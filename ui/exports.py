@@ -5,24 +5,7 @@ import html
 
 import pandas as pd
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralize(value):
-    """A cell a spreadsheet would run as a formula gets a leading apostrophe (OWASP CSV injection)."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
-def safe_csv(frame: pd.DataFrame) -> bytes:
-    out = frame.copy()
-    for col in out.columns:
-        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            out[col] = out[col].map(neutralize)
-    out.columns = [neutralize(str(c)) for c in out.columns]
-    return out.to_csv(index=False).encode("utf-8")
-
+from data.csvsafe import FORMULA_PREFIXES, neutralize, safe_csv  # noqa: F401  (re-exported for the pages)
 
 SHEET_CSS = """
 @page { size: A4; margin: 14mm; }

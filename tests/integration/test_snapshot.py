@@ -206,3 +206,23 @@ def test_eligibility_view_has_every_criterion_for_every_patient(snapshot):
     allowed = e[(e["criterion"] == "first_line_3y") & e["detail"].str.contains("allowed")
                 & ~e["detail"].str.contains("RECIST progression")]
     assert len(allowed) >= 1 and (allowed["met"] == True).all()  # noqa: E712 (the exceptions in the cohort)
+
+
+def test_the_canonical_spec_and_the_database_schema_agree_column_by_column():
+    """data/canonical.py drives validation; schema.sql is the last line of defence: they must not drift."""
+    import duckdb
+
+    from data.canonical import TABLES
+    from data.store import read_sql
+
+    con = duckdb.connect()
+    con.execute(read_sql("schema.sql"))
+    sql_types = {"text": "VARCHAR", "int": "INTEGER", "float": "DOUBLE", "date": "DATE", "bool": "BOOLEAN"}
+    for name, table in TABLES.items():
+        rows = con.execute("SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+                           "WHERE table_name = ? ORDER BY ordinal_position", [name]).fetchall()
+        assert [r[0] for r in rows] == table.column_names, name
+        for (column, data_type, nullable), spec in zip(rows, table.columns, strict=True):
+            assert data_type == sql_types[spec.type], f"{name}.{column}"
+            if nullable == "NO" and column != "is_node":  # is_node has a default: empty means false
+                assert spec.required, f"{name}.{column} is NOT NULL in the schema but optional in the spec"
