@@ -1,4 +1,11 @@
-"""`python -m data build --source synthetic [--patients N] [--seed S] [--out PATH]`; `python -m data parameters`."""
+"""Build, import, export and roll back snapshots.
+
+    python -m data build --source synthetic [--patients N] [--seed S] [--out PATH]
+    python -m data build --source csv|sdtm|fhir PATH [--data-cutoff YYYY-MM-DD] [--report FILE]
+    python -m data check --source csv|sdtm|fhir PATH      (validate only; writes nothing)
+    python -m data export --out DIR                       (the live snapshot as a CSV bundle)
+    python -m data history | rollback SNAPSHOT_ID | parameters
+"""
 from __future__ import annotations
 
 import argparse
@@ -16,12 +23,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build a snapshot and swap it in atomically")
-    b.add_argument("--source", choices=["synthetic"], default="synthetic")
+    b.add_argument("--source", choices=["synthetic", "csv", "sdtm", "fhir"], default="synthetic")
+    b.add_argument("path", nargs="?", type=Path, help="the folder, .zip or file to import (not for synthetic)")
+    b.add_argument("--data-cutoff", default=None, help="YYYY-MM-DD (default: the latest date in the data)")
+    b.add_argument("--report", type=Path, default=None, help="also write the validation report (CSV) here")
     b.add_argument("--patients", type=int, default=82, help="synthetic cohort size (default 82)")
     b.add_argument("--seed", type=int, default=20230419)
     b.add_argument("--out", type=Path, default=None, help="write the snapshot to this file instead of making it the live one")
+    c = sub.add_parser("check", help="validate a source and print the report; writes nothing")
+    c.add_argument("--source", choices=["csv", "sdtm", "fhir"], required=True)
+    c.add_argument("path", type=Path)
+    c.add_argument("--report", type=Path, default=None, help="write the report (CSV) here")
+    x = sub.add_parser("export", help="write the live snapshot's canonical tables as a CSV bundle")
+    x.add_argument("--out", type=Path, required=True)
+    sub.add_parser("history", help="list the kept snapshots")
+    r = sub.add_parser("rollback", help="make a kept snapshot the live one again")
+    r.add_argument("snapshot_id")
     sub.add_parser("parameters", help="print every synthetic-cohort parameter with its value and source")
     args = parser.parse_args(argv)
+    if args.command in ("check", "export", "history", "rollback") or \
+            (args.command == "build" and args.source != "synthetic"):
+        return _real_data(parser, args)
     if args.command == "parameters":
         from data.synth import parameter_table
 
@@ -43,6 +65,57 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     info["total_seconds"] = round(time.perf_counter() - started, 2)
     print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def _print_report(report, path: Path | None) -> None:
+    from data.csvsafe import safe_csv
+
+    frame = report.frame()
+    if path is not None:
+        path.write_bytes(safe_csv(frame))
+    shown = frame.head(50)
+    if not shown.empty:
+        print(shown.to_string(index=False), file=sys.stderr)
+        if len(frame) > len(shown):
+            print(f"... {len(frame) - len(shown)} more findings" + (f" in {path}" if path else ""), file=sys.stderr)
+
+
+def _real_data(parser, args) -> int:
+    from data import importing
+    from data.store import Snapshot, SnapshotMissing, snapshot_path
+    from data.validate import ImportRejected
+
+    try:
+        if args.command == "history":
+            print(importing.history().to_string(index=False))
+        elif args.command == "rollback":
+            path = importing.rollback(args.snapshot_id)
+            print(f"live snapshot is now {path.name}")
+        elif args.command == "export":
+            from data.bundle import export_bundle
+
+            for path in export_bundle(Snapshot(snapshot_path()), args.out):
+                print(path)
+        elif args.command == "check":
+            _, report = importing.check(args.source, args.path)
+            _print_report(report, args.report)
+            print(report.summary())
+            return 0 if report.ok else 2
+        else:
+            if args.path is None:
+                parser.error(f"--source {args.source} needs the PATH to import")
+            info = importing.run_import(args.source, args.path, progress=_progress, data_cutoff=args.data_cutoff)
+            if args.report:
+                Path(args.report).write_bytes(Path(info["report"]).read_bytes())
+            print(json.dumps(info, indent=2, default=str))
+    except ImportRejected as exc:
+        _print_report(exc.report, args.report)
+        print(exc, file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, SnapshotMissing) as exc:
+        print(f"{exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -158,3 +158,42 @@ def cohort_draws(snap: Snapshot) -> pd.DataFrame:
 
 def cohort_pros(snap: Snapshot) -> pd.DataFrame:
     return snap.query(COHORT_PROS)
+
+
+# ------------------------------------------------------------------------------- data quality
+def missingness(snap: Snapshot) -> pd.DataFrame:
+    """Per canonical table and column: rows, missing values and the share missing."""
+    from data.canonical import TABLES
+
+    parts = []
+    for name, table in TABLES.items():
+        counts = ", ".join(f"count({c.name}) AS {c.name}" for c in table.columns)
+        row = snap.query("SELECT count(*) AS _rows, " + counts + " FROM " + name).iloc[0]
+        for c in table.columns:
+            missing = int(row["_rows"] - row[c.name])
+            parts.append({"table": name, "column": c.name, "required": c.required, "rows": int(row["_rows"]),
+                          "missing": missing, "missing_pct": 100 * missing / row["_rows"] if row["_rows"] else 0.0})
+    return pd.DataFrame(parts)
+
+
+PATIENTS_WITHOUT = """
+SELECT p.patient_id, p.cohort,
+       NOT EXISTS (SELECT 1 FROM scans s WHERE s.patient_id = p.patient_id) AS no_scans,
+       NOT EXISTS (SELECT 1 FROM ctdna_draws d WHERE d.patient_id = p.patient_id AND d.qc = 'pass') AS no_ctdna,
+       NOT EXISTS (SELECT 1 FROM pro_responses r WHERE r.patient_id = p.patient_id) AS no_questionnaires
+FROM patients p
+ORDER BY p.patient_id
+"""
+
+
+def patients_without(snap: Snapshot) -> pd.DataFrame:
+    """Patients with no scans, no usable ctDNA result or no questionnaire (only those lacking something)."""
+    frame = snap.query(PATIENTS_WITHOUT)
+    return frame[frame[["no_scans", "no_ctdna", "no_questionnaires"]].any(axis=1)].reset_index(drop=True)
+
+
+def canonical_tables(snap: Snapshot) -> dict[str, pd.DataFrame]:
+    """The loaded canonical tables, for re-running the importers' validation on the live snapshot."""
+    from data.canonical import TABLES
+
+    return {name: snap.query("SELECT " + ", ".join(t.column_names) + " FROM " + name) for name, t in TABLES.items()}

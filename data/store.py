@@ -69,9 +69,11 @@ def has_snapshot() -> bool:
 def publish(path: Path, keep: int = 5) -> None:
     """Make `path` (a finished snapshot inside snapshot_dir()) the live one, atomically.
 
-    Keeps the newest `keep` snapshot files; a reader still holding a removed file keeps reading it.
+    Keeps the `keep` most recently published snapshot files (a rollback counts as publishing, so the
+    snapshot rolled back to is not the next to go); a reader still holding a removed file keeps reading it.
     """
     folder = snapshot_dir()
+    os.utime(path)  # the pruning below orders by this: most recently made live first
     tmp = folder / f".{POINTER}.{os.getpid()}.tmp"
     tmp.write_text(Path(path).name + "\n")
     os.replace(tmp, folder / POINTER)

@@ -1,0 +1,164 @@
+"""The CSV bundle: the project's own exchange format, one CSV per canonical table.
+
+Format (also in the README and in the templates the Data page offers): a folder or a .zip holding
+`<table>.csv` for every table in data/canonical.py, UTF-8, comma-separated, a header row with the
+column names, dates as YYYY-MM-DD, booleans as true/false, empty cells for missing values. A text
+value that a spreadsheet would run as a formula is written with a leading apostrophe (`'=...`) and
+read back without it, so a bundle survives a round trip through the product unchanged.
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+from data.canonical import TABLES
+from data.csvsafe import FORMULA_PREFIXES, safe_csv
+from data.validate import Report
+
+MAX_MEMBER_BYTES = 2 << 30  # a zip member larger than this is refused (zip bombs)
+
+
+def _unescape(frame: pd.DataFrame) -> pd.DataFrame:
+    """Undo the export's formula neutralization: a leading apostrophe before = + - @ is dropped."""
+    for col in frame.columns:
+        s = frame[col]
+        mask = s.str.startswith("'", na=False) & s.str[1:2].isin(FORMULA_PREFIXES)
+        if mask.any():
+            frame.loc[mask, col] = s[mask].str[1:]
+    return frame
+
+
+def read_csv_bytes(data: bytes, file: str, report: Report) -> pd.DataFrame | None:
+    """One CSV as strings, or None with the reason in the report."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        report.add("error", file, None, "", "", f"not UTF-8 text (byte {exc.start}): save the file as UTF-8 CSV")
+        return None
+    if not text.strip():
+        report.add("error", file, None, "", "", "the file is empty (it needs at least a header row)")
+        return None
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""],
+                            skipinitialspace=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        report.add("error", file, None, "", "", f"not a readable CSV: {str(exc).strip()}")
+        return None
+    unnamed = [c for c in frame.columns if str(c).startswith("Unnamed:")]
+    if unnamed:
+        report.add("error", file, 1, "", "", "the header row has an empty column name")
+        return None
+    if frame.columns.duplicated().any():
+        report.add("error", file, 1, str(frame.columns[frame.columns.duplicated()][0]), "",
+                   "the header row names this column twice")
+        return None
+    return _unescape(frame)
+
+
+def read_bundle(source: Path | dict[str, bytes]) -> tuple[dict[str, pd.DataFrame], dict[str, str], Report]:
+    """Read a bundle from a folder, a .zip file, or {file name: bytes} (an upload)."""
+    report = Report()
+    if isinstance(source, dict):
+        members = dict(source)
+    else:
+        source = Path(source)
+        if source.is_dir():
+            members = {p.name: p.read_bytes() for p in sorted(source.glob("*.csv"))}
+        elif source.suffix.lower() == ".zip":
+            members = {}
+        else:
+            raise FileNotFoundError(f"{source} is neither a folder of CSV files nor a .zip")
+        if not source.is_dir():
+            members = zip_members(source.read_bytes(), source.name, report)
+    expanded = {}
+    for name, data in members.items():
+        if name.lower().endswith(".zip"):
+            expanded.update(zip_members(data, name, report))
+        else:
+            expanded[name] = data
+    raw, files = {}, {}
+    for name, data in sorted(expanded.items()):
+        stem = Path(name).name
+        if not stem.lower().endswith(".csv"):
+            report.add("warning", stem, None, "", "", "not a .csv file: ignored")
+            continue
+        table = stem[:-4].lower()
+        frame = read_csv_bytes(data, stem, report)
+        if frame is not None:
+            raw[table], files[table] = frame, stem
+        else:
+            files[table] = stem
+    return raw, files, report
+
+
+def zip_members(data: bytes, file: str, report: Report) -> dict[str, bytes]:
+    """The CSV members of a zip by their base names (folders inside are flattened, nothing is extracted)."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        report.add("error", file, None, "", "", "not a readable .zip file")
+        return {}
+    out = {}
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        if info.file_size > MAX_MEMBER_BYTES:
+            report.add("error", file, None, "", info.filename, "member too large to import")
+            continue
+        out[Path(info.filename).name] = archive.read(info)
+    return out
+
+
+def export_bundle(snap, folder: Path) -> list[Path]:
+    """Write the snapshot's canonical tables as a CSV bundle (formula-safe) into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, table in TABLES.items():
+        frame = snap.query("SELECT " + ", ".join(table.column_names) + " FROM " + name)
+        path = folder / f"{name}.csv"
+        path.write_bytes(bundle_csv(frame, table))
+        written.append(path)
+    return written
+
+
+def bundle_csv(frame: pd.DataFrame, table=None) -> bytes:
+    """One table in the bundle's text conventions: ISO dates, true/false, whole numbers without .0."""
+    out = frame.copy()
+    columns = {c.name: c for c in table.columns} if table is not None else {}
+    for col in out.columns:
+        kind = columns[col].type if col in columns else None
+        s = out[col]
+        if kind == "date" or pd.api.types.is_datetime64_any_dtype(s):
+            out[col] = pd.to_datetime(s).dt.strftime("%Y-%m-%d").astype(object).where(s.notna(), None)
+        elif kind == "bool" or pd.api.types.is_bool_dtype(s):
+            out[col] = s.astype("boolean").map({True: "true", False: "false"}).astype(object).where(s.notna(), None)
+        elif kind == "int":
+            out[col] = s.astype("Int64").astype("string").astype(object).where(s.notna(), None)
+        elif kind == "float":
+            out[col] = s.astype("float64").map(lambda x: repr(float(x))).astype(object).where(s.notna(), None)
+    return safe_csv(out)
+
+
+def templates() -> dict[str, bytes]:
+    """Header-only CSVs, one per table, plus a description of every column."""
+    out = {f"{name}.csv": (",".join(t.column_names) + "\n").encode() for name, t in TABLES.items()}
+    rows = [{"table": name, "column": c.name, "type": c.type, "required": "yes" if c.required else "no",
+             "allowed values": " | ".join(c.codes) if c.codes else "",
+             "range": "" if c.low is None and c.high is None else
+             f"{'>' if c.low_open else '>='} {c.low:g}" + ("" if c.high is None else f" and <= {c.high:g}"),
+             "description": c.description}
+            for name, t in TABLES.items() for c in t.columns]
+    out["COLUMNS.csv"] = safe_csv(pd.DataFrame(rows))
+    return out
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
