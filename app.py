@@ -15,6 +15,7 @@ pages = [
     st.Page("pages/tumor_board.py", title="Tumor board", icon="🗂️", url_path="tumor_board"),
     st.Page("pages/cohorts.py", title="Cohorts", icon="📊", url_path="cohorts"),
     st.Page("pages/model_card.py", title="Model card", icon="📐", url_path="model_card"),
+    st.Page("pages/data.py", title="Data", icon="🗄️", url_path="data"),
 ]
 navigation = st.navigation(pages)
 with st.sidebar:

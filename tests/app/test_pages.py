@@ -256,3 +256,49 @@ def test_risk_card_refuses_a_patient_without_ctdna_at_stopping(snapshot):
     at = run_page("pages/patient.py", patient=rows.iloc[0, 0])
     assert not at.exception, [e.value for e in at.exception]
     assert "required input missing: ctDNA" in " ".join(i.value for i in at.info)
+
+
+@pytest.fixture
+def two_kept_snapshots(snapshot_file, tmp_path, monkeypatch):
+    """A snapshot folder holding two snapshots (copies of the test snapshot), the newer one live."""
+    import os
+    import shutil
+
+    from data.store import publish
+
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    monkeypatch.setenv("STOPHER2_SNAPSHOT_DIR", str(folder))
+    monkeypatch.delenv("STOPHER2_SNAPSHOT")
+    older, newer = folder / "csv-older.duckdb", folder / "csv-newer.duckdb"
+    shutil.copy(snapshot_file, older)
+    publish(older)
+    os.utime(older, (1, 1))
+    shutil.copy(snapshot_file, newer)
+    publish(newer)
+    return folder, older, newer
+
+
+def test_data_page_history_rollback_quality_and_templates(two_kept_snapshots):
+    from data.store import snapshot_path
+
+    folder, older, newer = two_kept_snapshots
+    at = run_page("pages/data.py")
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.label for t in at.tabs] == ["Import", "Snapshots", "Data quality", "Templates"]
+    assert at.radio(key="data_source").options == ["CSV bundle", "CDISC SDTM", "FHIR R4 / mCODE"]
+    history = at.dataframe[0].value
+    assert list(history["snapshot_id"]) == ["csv-newer", "csv-older"] and list(history["live"]) == [True, False]
+    assert (history["rows: patients"] == 82).all()
+    at.selectbox(key="rollback_target").set_value("csv-older")
+    at.button(key="rollback").click().run()
+    assert snapshot_path() == newer and any("Tick the box" in w.value for w in at.warning), "not without confirming"
+    at.checkbox(key="rollback_sure").check().run()
+    at.button(key="rollback").click().run()
+    assert not at.exception and snapshot_path() == older
+    assert any("csv-older is live again" in s.value for s in at.success)
+    at.button(key="recheck").click().run()
+    assert not at.exception and any("No problems found" in s.value for s in at.success)
+    missing = at.dataframe[1].value
+    assert {"table", "column", "missing", "missing_pct"} <= set(missing.columns)
+    assert "patients" not in set(missing.loc[missing["column"] == "patient_id", "table"])
