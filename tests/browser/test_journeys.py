@@ -133,3 +133,34 @@ def test_tumor_board_row_opens_the_patient_page(browser, snapshot_file, model_di
         assert drawn_charts(page, 4) >= 4
         assert page.get_by_text(f"{pid} · site").first.is_visible()
         page.close()
+
+
+def test_data_manager_uploads_a_bundle_checks_it_and_imports_it(browser, snapshot_file, model_dir, tmp_path):
+    import shutil
+
+    from data.bundle import export_bundle, zip_bytes
+    from data.store import Snapshot
+
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    shutil.copy(snapshot_file, folder / "synthetic-start.duckdb")
+    (folder / "CURRENT").write_text("synthetic-start.duckdb\n")
+    models = tmp_path / "models"
+    shutil.copytree(model_dir, models)
+    bundle = tmp_path / "bundle"
+    export_bundle(Snapshot(snapshot_file), bundle)
+    upload = tmp_path / "trial-bundle.zip"
+    upload.write_bytes(zip_bytes({p.name: p.read_bytes() for p in bundle.glob("*.csv")}))
+    with streamlit_server({"STOPHER2_SNAPSHOT_DIR": str(folder), "STOPHER2_MODEL_DIR": str(models)}) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        page.goto(f"{url}/data")
+        page.locator('input[type="file"]').first.set_input_files(str(upload))
+        page.get_by_role("button", name="Check").click()
+        page.get_by_text("No problems found.").wait_for(timeout=60_000)
+        assert (folder / "CURRENT").read_text().strip() == "synthetic-start.duckdb"  # checking writes nothing
+        page.get_by_role("button", name="Import and make it the live snapshot").click()
+        page.get_by_text("is live:").first.wait_for(timeout=90_000)
+        live = (folder / "CURRENT").read_text().strip()
+        assert live.startswith("csv-") and (folder / live).exists()
+        assert (folder / live.replace(".duckdb", ".report.csv")).exists()
+        page.close()
