@@ -65,6 +65,18 @@ def patient_record(snap: Snapshot, patient_id: str) -> PatientRecord:
         pros=snap.query(PROS, [patient_id]))
 
 
+def blind_ctdna(record: PatientRecord) -> PatientRecord:
+    """The record without any ctDNA result (ctDNA blinding): no draws, no ctDNA track, alert or last call."""
+    summary = record.summary.copy()
+    summary["last_ctdna_detected"] = None
+    summary["last_ctdna_on"] = None
+    alerts = [] if summary["alerts"] is None else [a for a in summary["alerts"] if "ctdna" not in str(a).lower()]
+    summary["alerts"] = alerts
+    return PatientRecord(summary=summary, outcome=record.outcome,
+                         timeline=record.timeline[record.timeline["track"] != "ctDNA"].reset_index(drop=True),
+                         ctdna=record.ctdna.iloc[0:0], scans=record.scans, lesions=record.lesions, pros=record.pros)
+
+
 def since(record: PatientRecord, since_date) -> pd.DataFrame:
     """What happened after `since_date` (exclusive): scans, draws, questionnaires, events, therapy."""
     tl = record.timeline

@@ -11,6 +11,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
+@pytest.fixture(autouse=True)
+def audit_db(tmp_path, monkeypatch) -> Path:
+    """Every test writes its own audit trail, never the repository's."""
+    path = tmp_path / "audit.sqlite"
+    monkeypatch.setenv("STOPHER2_AUDIT_DB", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def snapshot_file(tmp_path_factory) -> Path:
     from data.build import build_synthetic

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from data import cohorts, queries
-from ui import charts, components
+from ui import access, session, charts, components
 
 FILTERS = {  # label -> (column, options)
     "HR status": ("hr_status", ["positive", "negative"]),
@@ -42,7 +42,12 @@ def _filters(frame: pd.DataFrame) -> pd.DataFrame:
 def render(snap) -> None:
     st.title("Cohorts")
     frame, draws, pros = _data(snap.key)
-    pseudonymous = st.toggle("Researcher view: pseudonymous ids, time from day 0 only", value=True, key="pseudonymous")
+    if access.identified(session.current().roles):
+        pseudonymous = st.toggle("Researcher view: pseudonymous ids, time from day 0 only", value=True,
+                                 key="pseudonymous")
+    else:  # researchers see pseudonyms and time from day 0 only, with no way to switch
+        pseudonymous = True
+        st.caption("Pseudonymous ids (keyed to this snapshot) and time from day 0 only.")
     info = components.snapshot_info(snap.key)
     frame = _filters(frame)
     if frame.empty:

@@ -13,6 +13,7 @@ import streamlit as st
 from data import queries
 from data.store import Snapshot, SnapshotMissing, file_key, has_snapshot, snapshot_dir, snapshot_path
 from model.features import DEFAULT_HORIZON, HORIZONS
+from ui import session
 
 PATIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -123,11 +124,21 @@ def patient_picker(patients: pd.DataFrame) -> str | None:
             index = ids.index(wanted)
         else:
             st.error(f"No patient with id “{safe_text(wanted)}” in this snapshot. Pick one below.")
+            if st.session_state.get("_last_not_found") != wanted:  # once per value, not on every rerun
+                st.session_state["_last_not_found"] = wanted
+                session.record("not_found", detail=f"patient={wanted}")
     chosen = st.selectbox("Patient (type to search)", ids, index=index if ids else None,
                           format_func=lambda pid: labels.get(pid, pid), key="patient_picker")
     if chosen and st.query_params.get("patient") != chosen and (wanted is None or wanted in labels):
         st.query_params["patient"] = chosen
     return chosen
+
+
+def record_view(patient_id: str) -> None:
+    """One audit record each time the page opens a patient (not on every rerun of the same one)."""
+    if st.session_state.get("_last_viewed") != patient_id:
+        st.session_state["_last_viewed"] = patient_id
+        session.record("view_patient", patient_id=patient_id)
 
 
 # ------------------------------------------------------------------------------------ header
@@ -266,6 +277,8 @@ def current_model(snap: Snapshot, horizon: int):
                         status.update(label="No model for this snapshot", state="error")
                         return None, f"The estimate is not available: {exc}"
                     save(model)
+                    session.record("retrain", snapshot_id=snapshot_id,
+                                   detail=f"{horizon}-month model trained (none existed for this snapshot)")
                     manifest = predict.read_manifest(snapshot_id, horizon)
             status.update(label=f"{horizon}-month model ready", state="complete", expanded=False)
     try:
@@ -312,8 +325,7 @@ def risk_card(snap: Snapshot, rec: queries.PatientRecord, horizon: int) -> None:
     left, right = st.columns([2, 3])
     with left:
         st.markdown(f"### {pct}%  \n95% interval **{lo}% to {hi}%**")
-        st.caption(f"Caution: on synthetic trial-size data these intervals held the true chance only "
-                   f"{predict.INTERVAL_COVERAGE_MEASURED:.0%} of the time, not 95%: the real uncertainty is larger.")
+        st.caption(predict.interval_coverage_note())
         st.markdown(f"About **{pct} in 100** patients like this stay progression-free for {horizon} months "
                     f"after stopping (somewhere between {lo} and {hi} in 100).")
         flagged = est.inputs[est.inputs["note"] != ""]

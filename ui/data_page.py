@@ -10,7 +10,7 @@ import streamlit as st
 from data import bundle, importing, queries
 from data.csvsafe import safe_csv
 from data.validate import ImportRejected, validate
-from ui import components
+from ui import components, session
 
 SOURCES = {
     "CSV bundle": ("csv", ["csv", "zip"], "One CSV per canonical table (or a .zip of them): see the templates below."),
@@ -44,8 +44,8 @@ def _report_view(report, key: str) -> None:
         shown = frame[frame["severity"].isin(severity)]
         st.dataframe(shown, hide_index=True, width="stretch",
                      column_config={"row": st.column_config.NumberColumn("row", format="%d")})
-        st.download_button("Download the report (CSV)", safe_csv(frame), file_name="stop-her2-validation-report.csv",
-                           mime="text/csv", key=f"{key}_dl")
+        session.export_button("validation_report", "Download the report (CSV)", safe_csv(frame),
+                              "stop-her2-validation-report.csv", "text/csv", key=f"{key}_dl")
 
 
 def _import_tab() -> None:
@@ -93,9 +93,12 @@ def _import_tab() -> None:
                                             data_cutoff=None if cutoff is None else f"{cutoff:%Y-%m-%d}",
                                             progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
             except ImportRejected as exc:
+                session.record("import_refused", detail=f"{kind}: {exc.report.summary()}")
                 status.update(label="Import refused: the live snapshot is unchanged", state="error")
                 _report_view(exc.report, f"{kind}_rejected")
                 return
+        session.record("import", snapshot_id=info["snapshot_id"],
+                       detail=f"{kind}: {info['n_patients']} patients, {info['warnings']} warnings")
         status.update(label=f"Imported: snapshot {info['snapshot_id']} is now live", state="complete", expanded=False)
         st.success(f"Snapshot **{info['snapshot_id']}** is live: {info['n_patients']} patients, "
                    f"{info['warnings']} warning(s) kept in its report. Every page now shows it.", icon="✅")
@@ -137,6 +140,7 @@ def _roll_back() -> None:
         st.session_state["rollback_said"] = ("warning", "Tick the box above to confirm the rollback.")
         return
     importing.rollback(target)
+    session.record("rollback", snapshot_id=target, detail=f"rolled back to {target}")
     st.session_state["rollback_sure"] = False
     st.session_state["rollback_said"] = ("success", f"Snapshot {target} is live again. The newer ones are kept: "
                                                     "you can roll forward the same way.")
@@ -182,5 +186,6 @@ def render(snap) -> None:
                 paths = bundle.export_bundle(snap, Path(tmp))
                 st.session_state["example_bundle"] = bundle.zip_bytes({p.name: p.read_bytes() for p in paths})
         if "example_bundle" in st.session_state:
-            st.download_button("Download the example bundle (.zip)", st.session_state["example_bundle"],
-                               file_name="stop-her2-bundle.zip", mime="application/zip")
+            session.export_button("example_bundle", "Download the example bundle (.zip)",
+                                  st.session_state["example_bundle"], "stop-her2-bundle.zip", "application/zip",
+                                  key="example_bundle_dl")

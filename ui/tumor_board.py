@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from data import eligibility, queries
-from ui import charts, components, exports
+from ui import charts, components, exports, session
 
 MEETING_KEY = "meeting_list"
 
@@ -76,6 +76,11 @@ def render(snap, horizon: int) -> None:
 
         sha = predict.read_manifest(model.snapshot_id, horizon)["sha256"]
     table = _display(candidate_table(snap.key, horizon, sha))
+    if session.ctdna_hidden(session.current()):
+        st.info("ctDNA results are blinded for your role in this deployment (the trial assesses ctDNA "
+                "retrospectively), so the estimate, which needs ctDNA at stopping, is not shown either.", icon="🙈")
+        table = table.assign(chance=float("nan"), interval="", **{"no estimate because": "ctDNA blinded",
+                                                                   "last ctDNA": None, "last_ctdna_on": pd.NaT})
 
     st.subheader(f"Candidates, ranked by the chance of staying progression-free for {horizon} months if they stopped now")
     f1, f2, f3 = st.columns(3)
@@ -109,10 +114,12 @@ def render(snap, horizon: int) -> None:
     listed = table.set_index("patient_id").loc[meeting].reset_index()
     export = listed.drop(columns=["open"])
     d1, d2 = st.columns(2)
-    d1.download_button("Download the list (CSV)", exports.safe_csv(export), file_name="stop-her2-meeting-list.csv",
-                       mime="text/csv", key="csv")
-    d2.download_button("Download printable sheets (one page per patient)", _sheets(snap, listed, horizon),
-                       file_name="stop-her2-meeting-sheets.html", mime="text/html", key="sheets")
+    session.export_button("meeting_list", "Download the list (CSV)", exports.safe_csv(export),
+                          "stop-her2-meeting-list.csv", "text/csv", key="csv", container=d1,
+                          patient_id=",".join(meeting))
+    session.export_button("meeting_sheets", "Download printable sheets (one page per patient)",
+                          _sheets(snap, listed, horizon), "stop-her2-meeting-sheets.html", "text/html", key="sheets",
+                          container=d2, patient_id=",".join(meeting))
     st.dataframe(export, hide_index=True, column_config=COLUMNS)
 
 

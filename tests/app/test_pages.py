@@ -6,21 +6,11 @@ import re
 import numpy as np
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import REPO
 
 APP = str(REPO / "app.py")
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches(live_snapshot_env, live_model_env):
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 def run_page(page: str, **params) -> AppTest:
