@@ -14,7 +14,16 @@ model family and calibration method, which are fixed once chosen):
    same repeated cross-validation (isotonic only with >= 1,000 patients: below that it overfits).
 5. Bootstrap (B >= 200 resamples of the patients): each refit of steps 1 and 4 gives (a) the
    optimism of every metric (Harrell's bootstrap optimism correction) and (b) a model whose
-   predictions make each patient's 95 % interval. The refits are stored with the model.
+   predictions give the spread of each patient's estimate. The refits are stored with the model.
+6. Each patient's 95 % interval, on the logit scale: the estimate +/- 1.96 x the square root of
+   (the variance of the bootstrap refits' estimates + the expected squared shrinkage bias of the
+   penalized logistic model). Why the second term: every refit is shrunk towards the average
+   patient by the same penalty, so the refits cannot see that bias, and percentile intervals of
+   the refits alone held the true probability only 76-80 % of the time on synthetic trial-size
+   data. Read as a Bayesian prior (the L2 penalty 1/C is a normal prior with variance C on each
+   standardized coefficient), the bias at inputs z is z' H^-1 P beta, whose expected square under
+   that prior is z' H^-1 P H^-1 z (H: the penalized Hessian at the fit, P: the penalty matrix).
+   A gradient-boosted winner has no such term and its interval is the refits' spread alone.
 """
 from __future__ import annotations
 
@@ -32,6 +41,8 @@ import numpy as np
 import pandas as pd
 import scipy
 import sklearn
+from scipy.special import expit, logit
+from scipy.stats import norm
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
@@ -47,7 +58,7 @@ from model import evaluate
 from model.features import DEFAULT_HORIZON, FEATURES, TrainingData, training_data
 
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
-MODEL_VERSION = "1"
+MODEL_VERSION = "2"  # 2: intervals carry the shrinkage-bias term
 N_BOOT = 200
 CV_REPEATS = 10
 #: Isotonic calibration is a step function fitted to the data: with fewer patients than this it
@@ -137,6 +148,38 @@ def repeated_cv(estimator, X: pd.DataFrame, y: np.ndarray, w: np.ndarray, repeat
 
 
 @dataclass
+class ShrinkageBias:
+    """The expected squared shrinkage bias of a penalized logistic model's linear predictor (see step 6)."""
+
+    transform: object  # the fitted imputation + scaling steps in front of the logistic regression
+    matrix: np.ndarray  # H^-1 P H^-1, intercept first
+
+    @classmethod
+    def of(cls, fitted: WeightedPipeline, X: pd.DataFrame, y: np.ndarray, w: np.ndarray) -> ShrinkageBias | None:
+        steps = fitted.pipeline_
+        lr = steps[-1]
+        if not isinstance(lr, LogisticRegression):
+            return None
+        transform = steps[:-1]
+        z = np.column_stack([np.ones(len(X)), transform.transform(X)])
+        beta = np.concatenate([lr.intercept_, lr.coef_[0]])
+        p = expit(z @ beta)
+        # scikit-learn minimizes C * sum(w * loss) + ||coef||^2 / 2: a prior precision of 1/C, intercept free
+        penalty = np.diag(np.r_[0.0, np.full(z.shape[1] - 1, 1.0 / lr.C)])
+        hessian = (z * (w * p * (1 - p))[:, None]).T @ z + penalty
+        inverse = np.linalg.inv(hessian)
+        return cls(transform, inverse @ penalty @ inverse)
+
+    def variance(self, X: pd.DataFrame) -> np.ndarray:
+        z = np.column_stack([np.ones(len(X)), self.transform.transform(X)])
+        return np.einsum("ij,jk,ik->i", z, self.matrix, z)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return logit(np.clip(p, 1e-6, 1 - 1e-6))
+
+
+@dataclass
 class TrainedModel:
     """Everything a prediction and the model card need; saved with joblib beside a JSON manifest."""
 
@@ -154,13 +197,18 @@ class TrainedModel:
     survival: dict
     training: pd.DataFrame  # id, y, weight, time, event, p, lo, hi (+ features)
     excluded: dict
+    shrinkage: ShrinkageBias | None = None
     created_at: str = ""
     versions: dict = field(default_factory=dict)
 
     def interval(self, X: pd.DataFrame, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-        boots = np.column_stack([_positive(m, X) for m in self.boot_models])
-        lo, hi = np.percentile(boots, [(1 - level) / 2 * 100, (1 + level) / 2 * 100], axis=1)
-        return lo, hi
+        """Step 6 of the procedure: refits' variance plus expected squared shrinkage bias, on the logit scale."""
+        refits = _logit(np.column_stack([_positive(m, X) for m in self.boot_models]))
+        variance = refits.var(axis=1, ddof=1)
+        if self.shrinkage is not None:
+            variance = variance + self.shrinkage.variance(X)
+        centre, half = _logit(self.predict(X)), norm.ppf((1 + level) / 2) * np.sqrt(variance)
+        return expit(centre - half), expit(centre + half)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return _positive(self.final, X)
@@ -249,22 +297,22 @@ def train(snap: Snapshot, horizon: int = DEFAULT_HORIZON, n_boot: int = N_BOOT, 
                             "corrected": apparent[k] - optimism, "ci_low": lo, "ci_high": hi})
     metrics = pd.DataFrame(metric_rows)
     survival = evaluate.survival_at_horizon(data.time, data.event, 1 - p, horizon)
-    boots = np.column_stack([_positive(m, X) for m in boot_models])
-    training = data.frame[["patient_id"]].assign(y=y, weight=w, time=data.time, event=data.event, p=p,
-                                                 lo=np.percentile(boots, 2.5, axis=1),
-                                                 hi=np.percentile(boots, 97.5, axis=1))
+    shrinkage = ShrinkageBias.of(_fit(cands[name], X[used], y[used], w[used]), X[used], y[used], w[used])
+    model = TrainedModel(horizon=horizon, snapshot_id=str(snap.info()["snapshot_id"]), model_name=name,
+                         calibration=method, final=final, boot_models=boot_models, feature_ranges={},
+                         reference={}, candidates=table, calibration_choice=cal, metrics=metrics,
+                         survival=survival, training=pd.DataFrame(), excluded=data.excluded, shrinkage=shrinkage,
+                         created_at=datetime.now(UTC).isoformat(timespec="seconds"), versions=library_versions())
+    lo, hi = model.interval(X)
+    training = data.frame[["patient_id"]].assign(y=y, weight=w, time=data.time, event=data.event, p=p, lo=lo, hi=hi)
     training = pd.concat([training, X.add_prefix("x_")], axis=1)
     for col in ("hr_positive", "de_novo", "visceral", "ctdna_detected_at_index", "best_response_cr"):
         training[col] = data.frame[col].to_numpy()
-    ranges = {f.name: (float(np.nanmin(X[f.name])), float(np.nanmax(X[f.name]))) for f in FEATURES}
-    reference = {f.name: float(np.nanmedian(X[f.name])) for f in FEATURES}
-    info = snap.info()
+    model.training = training
+    model.feature_ranges = {f.name: (float(np.nanmin(X[f.name])), float(np.nanmax(X[f.name]))) for f in FEATURES}
+    model.reference = {f.name: float(np.nanmedian(X[f.name])) for f in FEATURES}
     say(1.0, f"trained in {time.perf_counter() - started:.0f} s")
-    return TrainedModel(horizon=horizon, snapshot_id=str(info["snapshot_id"]), model_name=name,
-                        calibration=method, final=final, boot_models=boot_models, feature_ranges=ranges,
-                        reference=reference, candidates=table, calibration_choice=cal, metrics=metrics,
-                        survival=survival, training=training, excluded=data.excluded,
-                        created_at=datetime.now(UTC).isoformat(timespec="seconds"), versions=library_versions())
+    return model
 
 
 # ------------------------------------------------------------------------------------ artifacts

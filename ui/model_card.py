@@ -51,6 +51,8 @@ def render(snap, horizon: int) -> None:
     used = t[t["weight"] > 0]
     events = int((used["y"] == 0).sum())
     corrected = model.metrics.set_index("metric")
+    shrinkage_note = ("" if model.shrinkage is not None
+                      else " (none here: the chosen model is not a penalized regression, so only the refits count)")
 
     st.markdown(f"""
 **Intended use.** Decision support for oncologists and tumour boards considering whether a patient with
@@ -79,7 +81,9 @@ same model answers "if they stopped now", with inputs as of the data cut-off.
 
 **Model.** {model.model_name} with {model.calibration} calibration (CalibratedClassifierCV, 5-fold), chosen
 as the simplest candidate within one standard error of the best cross-validated Brier score.
-Each patient's 95% interval comes from {len(model.boot_models)} bootstrap refits of the model and its calibration.
+Each patient's 95% interval, on the logit scale, combines the spread of {len(model.boot_models)} bootstrap refits
+of the model and its calibration with the expected squared bias of the penalty{shrinkage_note}: every refit is
+shrunk towards the average patient in the same way, so the refits alone cannot see that bias.
 Trained {model.created_at} with scikit-learn {model.versions['scikit-learn']}; file sha256 `{manifest['sha256'][:16]}…`.
 """)
     st.subheader("Validation (bootstrap optimism-corrected)")
@@ -119,8 +123,8 @@ Trained {model.created_at} with scikit-learn {model.versions['scikit-learn']}; f
   cross-validated AUROC of the chosen model is **{chosen['auroc']:.2f}** (calibration slope {chosen['calibration_slope']:.2f})
   against the bootstrap-corrected {float(corrected.loc['auroc', 'corrected']):.2f}; with this few events, trust the lower.
   A calibration slope cannot be estimated reliably when the predictions barely spread: read it with its interval.
-- The per-patient 95% intervals are too narrow: on synthetic trial-size data they held the true chance
-  {predict.INTERVAL_COVERAGE_MEASURED:.0%} of the time (`python -m model evaluate --synthetic-check`).
+- Per-patient 95% intervals: {predict.interval_coverage_note()} They are wide because {events} events
+  cannot tell patients apart precisely.
 - Validated internally only (bootstrap). No external validation exists; no published 12-month PFS after
   stopping exists to compare with.
 - ctDNA assays differ (tumour-informed MRD panels): levels are compared as multiples of each assay's limit.

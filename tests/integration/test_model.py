@@ -65,6 +65,17 @@ def test_a_model_from_other_library_versions_is_refused(model, model_dir, tmp_pa
         predict.load("another-snapshot", 12, folder)
 
 
+def test_a_model_from_an_older_training_procedure_is_refused(model, model_dir, tmp_path):
+    folder = tmp_path / "models"
+    shutil.copytree(model_dir, folder)
+    _, manifest_path = artifact_paths(model.snapshot_id, 12, folder)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["model_version"] = "1"  # percentile intervals without the shrinkage term
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(predict.ModelUnavailable, match="version 1 of the training procedure"):
+        predict.load(model.snapshot_id, 12, folder)
+
+
 def test_nothing_measured_after_day_0_changes_the_inputs_or_the_estimate(model, tmp_path):
     from data import synth
 
@@ -95,6 +106,43 @@ def test_estimate_has_an_interval_inputs_and_contributions(snapshot, model):
     assert est.applicable and 0 < est.low <= est.probability <= est.high < 1
     assert set(est.inputs["input"]) == {f.label for f in features.FEATURES}
     assert len(est.contributions) >= 5 and est.contributions["points"].abs().max() > 0
+
+
+def test_interval_adds_the_shrinkage_bias_to_the_refits_spread(snapshot, model):
+    from scipy.special import expit, logit
+
+    X = features.training_data(snapshot, 12).X
+    lo, hi = model.interval(X)
+    p = model.predict(X)
+    assert (lo < p).all() and (p < hi).all() and ((hi - lo) < 1).all()
+    refits = np.column_stack([m.predict_proba(X)[:, 1] for m in model.boot_models])
+    plo, phi = np.percentile(refits, [2.5, 97.5], axis=1)
+    assert np.median(hi - lo) > np.median(phi - plo)  # the bias term widens what the refits alone say
+    # Symmetric on the logit scale around the estimate.
+    np.testing.assert_allclose(logit(hi) - logit(p), logit(p) - logit(lo), rtol=1e-6)
+    assert 0 < expit(logit(p)).min()
+
+
+def test_shrinkage_bias_plus_sampling_variance_is_the_laplace_posterior_variance(snapshot, model):
+    """H^-1 = H^-1 X'WX H^-1 + H^-1 P H^-1: the expected squared bias is exactly what the posterior adds."""
+    from scipy.special import expit
+
+    from model.train import ShrinkageBias, _fit, candidates
+
+    data = features.training_data(snapshot, 12)
+    used = data.weight > 0
+    X, y, w = data.X[used], data.y[used], data.weight[used]
+    fitted = _fit(candidates()["logistic (L2, C=0.1)"], X, y, w)
+    bias = ShrinkageBias.of(fitted, X, y, w)
+    z = np.column_stack([np.ones(len(X)), fitted.pipeline_[:-1].transform(X)])
+    lr = fitted.pipeline_[-1]
+    p = expit(z @ np.r_[lr.intercept_, lr.coef_[0]])
+    information = (z * (w * p * (1 - p))[:, None]).T @ z
+    inverse = np.linalg.inv(information + np.diag(np.r_[0.0, np.full(z.shape[1] - 1, 10.0)]))
+    sandwich = np.einsum("ij,jk,ik->i", z, inverse @ information @ inverse, z)
+    posterior = np.einsum("ij,jk,ik->i", z, inverse, z)
+    np.testing.assert_allclose(sandwich + bias.variance(X), posterior, rtol=1e-8)
+    assert (bias.variance(X) > 0).all()
 
 
 def base_row(snapshot):
