@@ -24,12 +24,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(env_overrides: dict):
-    port = free_port()
+def streamlit_server(env_overrides: dict, port: int | None = None, args: tuple = ()):
+    port = port or free_port()
     env = {**os.environ, **env_overrides, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
                              "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--server.headless", "true"], cwd=REPO, env=env,
+                             "--server.headless", "true", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 60
@@ -164,3 +164,65 @@ def test_data_manager_uploads_a_bundle_checks_it_and_imports_it(browser, snapsho
         assert live.startswith("csv-") and (folder / live).exists()
         assert (folder / live.replace(".duckdb", ".report.csv")).exists()
         page.close()
+
+
+@contextmanager
+def identity_provider(users: list[dict]):
+    """A local OpenID Connect provider (oidc-provider-mock) with these users."""
+    import json
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port)]
+    for user in users:
+        cmd += ["--user-claims", json.dumps(user)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_sign_in_through_the_identity_provider_shows_the_roles_pages_and_signs_out(browser, snapshot_file, model_dir,
+                                                                                  tmp_path):
+    users = [{"sub": "res", "email": "res@uni.org", "name": "A Researcher", "groups": ["research"]}]
+    with identity_provider(users) as idp:
+        port = free_port()
+        secrets = tmp_path / "secrets.toml"
+        secrets.write_text(f"""
+[auth]
+redirect_uri = "http://127.0.0.1:{port}/oauth2callback"
+cookie_secret = "{'k' * 40}"
+client_id = "stop-her2"
+client_secret = "stop-her2-secret"
+server_metadata_url = "{idp}/.well-known/openid-configuration"
+client_kwargs = {{ scope = "openid email profile groups" }}
+
+[stopher2.roles]
+clinician = ["doc@site.org"]
+researcher = ["group:research", "res@uni.org"]
+""")
+        env = {"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir)}
+        with streamlit_server(env, port=port, args=("--secrets.files", str(secrets))) as url:
+            page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            page.goto(url)
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("button", name="res").first.click()  # the provider's user choice
+            page.get_by_text("Signed in as res@uni.org").wait_for(timeout=60_000)
+            assert page.get_by_role("link", name="Cohorts").count() == 1  # the researcher's menu
+            assert page.get_by_role("link", name="Model card").count() == 1
+            assert page.get_by_role("link", name="Patient review").count() == 0
+            page.goto(f"{url}/patient?patient=STH-0001")
+            page.get_by_text("The Patient review page is not open to your role").wait_for(timeout=60_000)
+            page.get_by_role("button", name="Sign out").click()
+            page.get_by_role("button", name="End session").click()  # the provider confirms the sign-out
+            page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+            assert page.get_by_text("Signed in as").count() == 0
+            page.close()
