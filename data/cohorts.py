@@ -129,3 +129,11 @@ def pro_change(pro: pd.DataFrame, cohorts: pd.DataFrame, window_months: int = 3)
     half = t * out["sd"] / np.sqrt(out["n"])
     out["lower"], out["upper"] = out["mean"] - half, out["mean"] + half
     return out[out["n"] >= 3]
+
+
+def research_extract(frame, snapshot_id: str):
+    """One row per patient for researchers: pseudonym instead of id, time from day 0 instead of dates."""
+    dates = [c for c in frame.columns if c.endswith("_on") or c.endswith("_date")]
+    out = frame.drop(columns=dates).copy()
+    out.insert(0, "pseudonym", [pseudonym(p, snapshot_id) for p in out.pop("patient_id")])
+    return out

@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from data import cohorts, queries
-from ui import access, session, charts, components
+from data.csvsafe import safe_csv
+from ui import access, charts, components, session
 
 FILTERS = {  # label -> (column, options)
     "HR status": ("hr_status", ["positive", "negative"]),
@@ -59,6 +60,9 @@ def render(snap) -> None:
 
     st.subheader("Table 1")
     st.dataframe(cohorts.table_one(frame), hide_index=True)
+    session.export_button("cohort_table", "Download the filtered patients (CSV: pseudonyms, no dates)",
+                          safe_csv(cohorts.research_extract(frame, str(info["snapshot_id"]))),
+                          "stop-her2-cohort.csv", "text/csv", key="cohort_export")
 
     st.subheader("Progression-free survival from day 0")
     c1, c2 = st.columns(2)

@@ -6,7 +6,7 @@ import streamlit as st
 
 from model import card, predict
 from model.features import CTDNA_STALE_DAYS, FEATURES
-from ui import charts, components
+from ui import access, charts, components, session
 
 METRIC_LABELS = {
     "auroc": "AUROC (discrimination)", "brier": "Brier score (lower is better)",
@@ -27,6 +27,8 @@ def _current_patient_estimate(snap, training: pd.DataFrame, horizon: int, sha: s
     """The estimate of the patient named in ?patient= (training or not), to mark on the calibration plot."""
     patient = st.query_params.get("patient")
     if not patient or not components.PATIENT_ID_PATTERN.match(patient):
+        return None
+    if not access.identified(session.current().roles):  # researchers cannot look a patient up by id
         return None
     row = training[training["patient_id"] == patient]
     if not row.empty:

@@ -91,6 +91,11 @@ def test_researchers_see_pseudonyms_and_no_identified_worklist(snapshot):
                    if "Swimmer" in json.loads(c.proto.spec)["layout"]["title"]["text"])
     labels = {str(v) for trace in swimmer["data"] for v in (trace.get("y") or []) if isinstance(v, str)}
     assert labels and not any(label.startswith("STH-") for label in labels)
+    assert [b.key for b in at.get("download_button")] == ["cohort_export"]  # the pseudonymous extract only
+    card = run_as(USERS["researcher"], "pages/model_card.py", patient="STH-0001")
+    calibration = next(json.loads(c.proto.spec) for c in card.get("plotly_chart")
+                       if "alibration" in json.loads(c.proto.spec)["layout"]["title"]["text"])
+    assert not any(a.get("text") == "this patient" for a in calibration["layout"].get("annotations", []))
 
 
 def test_ctdna_blinding_hides_ctdna_and_the_estimate_from_clinicians_not_researchers(situations):

@@ -56,3 +56,14 @@ def test_pseudonyms_are_stable_and_reveal_nothing():
     assert a == cohorts.pseudonym("STH-0001", "key") and a != cohorts.pseudonym("STH-0002", "key")
     assert "0001" not in a and a.startswith("R-") and a != cohorts.pseudonym("STH-0001", "other")
     assert pd.Series([cohorts.pseudonym(f"STH-{i:04d}", "k") for i in range(1000)]).is_unique
+
+
+def test_the_research_extract_has_pseudonyms_and_no_dates(snapshot):
+    from data import cohorts, queries
+
+    frame = queries.cohort_frame(snapshot)
+    extract = cohorts.research_extract(frame, "snapshot-key")
+    assert len(extract) == len(frame) and extract["pseudonym"].is_unique
+    assert not extract.astype(str).apply(lambda c: c.str.contains("STH-")).any().any()
+    assert not any(str(t).startswith("datetime") for t in extract.dtypes)
+    assert {"pfs_months", "pfs_event", "cohort"} <= set(extract.columns)
