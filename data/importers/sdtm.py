@@ -11,7 +11,8 @@ suffixes as in the pharmaverse examples are accepted):
 * EX -> treatments (EXTRT, EXSTDTC, EXENDTC; the class from the agent lists below).
 * TU + TR -> scans and lesion measurements; RS is compared with our own RECIST 1.1 derivation
   (responses are always derived from the measurements, never taken from RS).
-* QS -> questionnaire answers (QSCAT names the instrument, the item number is QSTESTCD's trailing digits).
+* QS -> questionnaire answers (QSCAT names the instrument; the item is QSTESTCD's trailing number, the
+  last two digits of CDISC's EORTC codes: EOR0101 = QLQ-C30 item 1).
 * LB or GF -> ctDNA results for the test codes in CTDNA_TESTCODES (LBSTRESN, LBSTRESU, LBLLOQ = limit
   of detection, LBSTRESC DETECTED/NOT DETECTED, LBSTAT NOT DONE = failed).
 * DS -> events: DEATH -> death, PROGRESSIVE DISEASE -> progression, other discontinuations -> withdrawal;
@@ -378,7 +379,11 @@ def _questionnaires(domains, ours, report):
     instrument[cat.str.contains("DECISION REGRET")] = "DRS"
     instrument[cat.str.contains("PROMIS") & cat.str.contains("ANXIETY")] = "PROMIS-Anxiety"
     instrument = instrument.fillna(qs.get("QSCAT"))
-    item = qs["QSTESTCD"].str.extract(r"(\d+)$")[0].astype("Int64").astype("string")
+    # CDISC codes EORTC items as EOR + 2-digit questionnaire + 2-digit item (EOR0101 = QLQ-C30 item 1);
+    # other instruments: the trailing number.
+    code = qs["QSTESTCD"].astype("string")
+    number = code.str.extract(r"^EOR\d{2}(\d{2})$")[0].fillna(code.str.extract(r"(\d+)$")[0])
+    item = number.astype("Int64").astype("string")
     item = item.where(~cat.str.contains("PROMIS"), "TSCORE")
     when = _dates(qs, "QSDTC", file, report)
     out = pd.DataFrame({"patient_id": qs["USUBJID"], "completed_on": _iso(when), "instrument": instrument,

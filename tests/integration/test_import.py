@@ -334,3 +334,62 @@ def test_the_app_keeps_answering_while_an_import_runs_in_another_process(live_fo
     assert proc.returncode == 0, err
     assert answered >= 3 and first.name in served
     assert snapshot_path() != first and Snapshot(snapshot_path()).info()["n_patients"] == 3000
+
+
+def test_sdtm_questionnaires_ctdna_and_suppdm_are_mapped(tmp_path):
+    """QS, LB and SUPPDM rows written the way a STOP-HER2 SDTM delivery would carry them."""
+    folder = tmp_path / "sdtm"
+    folder.mkdir()
+    pd.DataFrame([{"STUDYID": "STOPHER2", "DOMAIN": "DM", "USUBJID": "S-001", "SITEID": "01", "RFSTDTC": "2024-01-15",
+                   "AGE": "58", "SEX": "F", "ARMCD": "STOP"}]).to_csv(folder / "dm.csv", index=False)
+    pd.DataFrame([{"USUBJID": "S-001", "QNAM": q, "QVAL": v} for q, v in
+                  (("HER2IHC", "3+"), ("ER", "POSITIVE"), ("PR", "NEGATIVE"), ("DENOVO", "N"), ("FLSTDTC", "2019-06"),
+                   ("BESTRESP", "CR"), ("VISCERAL", "Y"), ("NMETSITE", "2"))]).to_csv(folder / "suppdm.csv", index=False)
+    pd.DataFrame([{"USUBJID": "S-001", "QSCAT": "EORTC QLQ-C30 V3.0", "QSTESTCD": f"EOR01{i:02d}", "QSSTRESN": "2",
+                   "QSDTC": "2024-02-01"} for i in range(1, 31)]).to_csv(folder / "qs.csv", index=False)
+    pd.DataFrame([{"USUBJID": "S-001", "LBTESTCD": "CTDNA", "LBMETHOD": "Signatera", "LBSTRESN": v, "LBSTRESU": "MTM/mL",
+                   "LBLLOQ": "0.01", "LBSTRESC": c, "LBDTC": d, "LBSTAT": s} for v, c, d, s in
+                  (("", "NOT DETECTED", "2024-01-10", ""), ("0.5", "DETECTED", "2024-04-10", ""),
+                   ("", "", "2024-07-10", "NOT DONE"))]).to_csv(folder / "lb.csv", index=False)
+    tables, report = importing.check("sdtm", folder)
+    assert report.ok, report.frame().query("severity == 'error'").to_string()
+    p = tables["patients"].iloc[0]
+    assert (p["cohort"], p["her2_ihc"], p["er_status"], p["de_novo"], p["visceral"]) == (2, "3+", "positive", False, True)
+    assert p["first_line_start"] == pd.Timestamp("2019-06-01") and p["n_metastatic_sites"] == 2
+    qs = tables["pro_responses"]
+    assert len(qs) == 30 and set(qs["instrument"]) == {"QLQ-C30"} and sorted(qs["item"].astype(int)) == list(range(1, 31))
+    draws = tables["ctdna_draws"].sort_values("drawn_on")
+    assert draws["detected"].tolist()[:2] == [False, True] and pd.isna(draws["detected"].iloc[2])
+    assert list(draws["qc"]) == ["pass", "pass", "failed"] and draws["lod"].iloc[1] == 0.01
+    assert draws["assay"].iloc[0] == "Signatera" and draws["value"].iloc[1] == 0.5
+
+
+def test_fhir_ctdna_observations_and_questionnaire_responses_are_mapped(tmp_path):
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient", "id": "p1", "gender": "female",
+                                                "birthDate": "1966-03-01"}},
+        {"resource": {"resourceType": "ResearchSubject", "individual": {"reference": "urn:uuid:p1"},
+                      "period": {"start": "2024-01-15"}, "assignedArm": "Cohort 2: stop anti-HER2 therapy"}},
+        {"resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:p1"},
+                      "code": {"coding": [{"code": "CTDNA"}]}, "effectiveDateTime": "2024-04-10",
+                      "valueQuantity": {"value": 0.5, "unit": "MTM/mL"}, "referenceRange": [{"low": {"value": 0.01}}],
+                      "interpretation": [{"coding": [{"code": "POS"}]}], "method": {"text": "Signatera"}}},
+        {"resource": {"resourceType": "QuestionnaireResponse", "subject": {"reference": "Patient/p1"},
+                      "questionnaire": "http://example.org/Questionnaire/EORTC-QLQ-C30", "authored": "2024-02-01",
+                      "item": [{"linkId": f"q{i}", "answer": [{"valueInteger": 2}]} for i in range(1, 31)]}},
+        {"resource": {"resourceType": "MedicationStatement", "subject": {"reference": "Patient/p1"},
+                      "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                                "code": "224905"}]},
+                      "effectivePeriod": {"start": "2019-06-01", "end": "2024-01-14"}}},
+    ]}
+    path = tmp_path / "trial.json"
+    path.write_text(json.dumps(bundle))
+    tables, report = importing.check("fhir", path)
+    assert report.ok, report.frame().query("severity == 'error'").to_string()
+    p = tables["patients"].iloc[0]
+    assert (p["cohort"], p["enrolled_on"], p["age_at_enrolment"]) == (2, pd.Timestamp("2024-01-15"), 57)
+    draw = tables["ctdna_draws"].iloc[0]
+    assert (draw["value"], draw["lod"], bool(draw["detected"]), draw["assay"]) == (0.5, 0.01, True, "Signatera")
+    assert len(tables["pro_responses"]) == 30 and set(tables["pro_responses"]["instrument"]) == {"QLQ-C30"}
+    t = tables["treatments"].iloc[0]
+    assert (t["agent"], t["agent_class"], t["stopped_on"]) == ("trastuzumab", "anti-HER2", pd.Timestamp("2024-01-14"))
