@@ -1,4 +1,4 @@
-"""CDISC SDTM (CSV or SAS XPT) -> canonical tables, with a report of every choice and everything left out.
+"""CDISC SDTM (CSV or SAS XPT via pyreadstat) -> canonical tables, with a report of every choice and everything left out.
 
 Domains read (file names are the lower-case domain, e.g. dm.csv, dm.csv.gz or dm.xpt; `_onco`
 suffixes as in the pharmaverse examples are accepted):
@@ -69,12 +69,14 @@ def _domains(folder: Path, report: Report) -> dict[str, tuple[pd.DataFrame, str]
                 report.add("error", path.name, None, "", "", f"not a readable CSV: {exc}")
                 continue
         elif kind == "xpt":
+            import pyreadstat
+
             try:
-                frame = pd.read_sas(path, format="xport", encoding="utf-8").astype(object)
+                frame, _ = pyreadstat.read_xport(str(path))
             except Exception as exc:  # noqa: BLE001 - any unreadable transport file is reported, not fatal
                 report.add("error", path.name, None, "", "", f"not a readable SAS XPT file: {exc}")
                 continue
-            frame = frame.where(frame.notna(), None)
+            frame = frame.astype(object).where(frame.notna(), None)
             for col in frame.columns:  # numbers become text like CSV cells, 63.0 -> "63"
                 frame[col] = frame[col].map(lambda v: None if v is None or v == "" else
                                             (f"{v:g}" if isinstance(v, float) else str(v)))

@@ -393,3 +393,20 @@ def test_fhir_ctdna_observations_and_questionnaire_responses_are_mapped(tmp_path
     assert len(tables["pro_responses"]) == 30 and set(tables["pro_responses"]["instrument"]) == {"QLQ-C30"}
     t = tables["treatments"].iloc[0]
     assert (t["agent"], t["agent_class"], t["stopped_on"]) == ("trastuzumab", "anti-HER2", pd.Timestamp("2024-01-14"))
+
+
+def test_sdtm_as_sas_xpt_reads_like_csv(tmp_path):
+    import pyreadstat
+
+    folder = tmp_path / "xpt"
+    folder.mkdir()
+    for domain in ("dm", "ds", "ex", "tu_onco", "tr_onco", "rs_onco"):
+        frame = pd.read_csv(FIXTURES / "sdtm-pharmaverse" / f"{domain}.csv.gz", dtype=str)
+        if domain == "dm":
+            frame["AGE"] = pd.to_numeric(frame["AGE"])  # a numeric variable, as SAS stores it
+        pyreadstat.write_xport(frame, str(folder / f"{domain}.xpt"), file_format_version=5)
+    from_xpt, report = importing.check("sdtm", folder, options=PHARMAVERSE_ARMS)
+    from_csv, _ = importing.check("sdtm", FIXTURES / "sdtm-pharmaverse", options=PHARMAVERSE_ARMS)
+    assert report.ok and len(from_xpt["patients"]) == 254
+    pd.testing.assert_frame_equal(from_xpt["patients"], from_csv["patients"])
+    assert len(from_xpt["lesion_measurements"]) == len(from_csv["lesion_measurements"])
