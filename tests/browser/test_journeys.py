@@ -226,3 +226,23 @@ researcher = ["group:research", "res@uni.org"]
             page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
             assert page.get_by_text("Signed in as").count() == 0
             page.close()
+
+
+def test_a_download_is_recorded_in_the_audit_trail(browser, snapshot_file, model_dir, tmp_path):
+    from data import audit
+
+    db = tmp_path / "audit.sqlite"
+    env = {"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir), "STOPHER2_AUDIT_DB": str(db)}
+    with streamlit_server(env) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.goto(f"{url}/audit")
+        page.get_by_text("chain intact").first.wait_for(timeout=60_000)
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download (CSV)").click()
+        assert download.value.suggested_filename == "stop-her2-audit.csv"
+        deadline = time.time() + 20
+        while time.time() < deadline and audit.read(path=db, action="export").empty:
+            time.sleep(0.2)
+        exported = audit.read(path=db, action="export")
+        assert list(exported["who"]) == ["demo"] and exported["detail"].iloc[0] == "audit_log: stop-her2-audit.csv"
+        page.close()
