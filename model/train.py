@@ -23,7 +23,9 @@ model family and calibration method, which are fixed once chosen):
    data. Read as a Bayesian prior (the L2 penalty 1/C is a normal prior with variance C on each
    standardized coefficient), the bias at inputs z is z' H^-1 P beta, whose expected square under
    that prior is z' H^-1 P H^-1 z (H: the penalized Hessian at the fit, P: the penalty matrix).
-   A gradient-boosted winner has no such term and its interval is the refits' spread alone.
+   A gradient-boosted winner has no penalty matrix of its own; it gets the term of the simplest
+   candidate (the most penalized logistic regression) fitted to the same patients: at this sample
+   size the shallow, slowly learning trees are smoothed towards the average patient at least as much.
 """
 from __future__ import annotations
 
@@ -298,6 +300,9 @@ def train(snap: Snapshot, horizon: int = DEFAULT_HORIZON, n_boot: int = N_BOOT, 
     metrics = pd.DataFrame(metric_rows)
     survival = evaluate.survival_at_horizon(data.time, data.event, 1 - p, horizon)
     shrinkage = ShrinkageBias.of(_fit(cands[name], X[used], y[used], w[used]), X[used], y[used], w[used])
+    if shrinkage is None:  # a non-linear winner: the simplest candidate's term (step 6)
+        simplest = next(iter(cands))
+        shrinkage = ShrinkageBias.of(_fit(cands[simplest], X[used], y[used], w[used]), X[used], y[used], w[used])
     model = TrainedModel(horizon=horizon, snapshot_id=str(snap.info()["snapshot_id"]), model_name=name,
                          calibration=method, final=final, boot_models=boot_models, feature_ranges={},
                          reference={}, candidates=table, calibration_choice=cal, metrics=metrics,

@@ -53,8 +53,8 @@ def render(snap, horizon: int) -> None:
     used = t[t["weight"] > 0]
     events = int((used["y"] == 0).sum())
     corrected = model.metrics.set_index("metric")
-    shrinkage_note = ("" if model.shrinkage is not None
-                      else " (none here: the chosen model is not a penalized regression, so only the refits count)")
+    shrinkage_note = ("" if "logistic" in model.model_name
+                      else " (for this non-linear model, the term of the most penalized logistic candidate)")
 
     st.markdown(f"""
 **Intended use.** Decision support for oncologists and tumour boards considering whether a patient with
