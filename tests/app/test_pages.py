@@ -135,7 +135,9 @@ def test_risk_card_for_a_patient_who_stopped(snapshot, situations):
     assert not at.exception
     body = " ".join(m.value for m in at.markdown)
     assert "95% interval" in body and "in 100" in body and "patients like this" in body
-    assert any("held the true chance only" in c.value for c in at.caption)  # the measured under-coverage
+    from model import predict
+
+    assert any(predict.interval_coverage_note() in c.value for c in at.caption)  # the measured coverage
     icons = [s for s in charts(at) if s["layout"]["title"]["text"].startswith("100 patients like this")]
     assert icons and sum(len(values(t["x"])) for t in icons[0]["data"]) == 100
     assert any(s["layout"]["title"]["text"].startswith("What raises") for s in charts(at))

@@ -216,7 +216,8 @@ researcher = ["group:research", "res@uni.org"]
             page.get_by_role("button", name="Sign in").click()
             page.get_by_role("button", name="res").first.click()  # the provider's user choice
             page.get_by_text("Signed in as res@uni.org").wait_for(timeout=60_000)
-            assert page.get_by_role("link", name="Cohorts").count() == 1  # the researcher's menu
+            page.get_by_role("link", name="Cohorts").wait_for(timeout=60_000)  # the researcher's menu
+            assert page.get_by_role("link", name="Cohorts").count() == 1
             assert page.get_by_role("link", name="Model card").count() == 1
             assert page.get_by_role("link", name="Patient review").count() == 0
             page.goto(f"{url}/patient?patient=STH-0001")
