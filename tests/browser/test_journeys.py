@@ -23,6 +23,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_port(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
+    """Until something listens on the port; the process's output if it dies first."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stdout.read() if proc.stdout else f"exit code {proc.returncode}") from None
+            time.sleep(0.3)
+
+
 @contextmanager
 def streamlit_server(env_overrides: dict, port: int | None = None, args: tuple = ()):
     port = port or free_port()
@@ -32,15 +45,7 @@ def streamlit_server(env_overrides: dict, port: int | None = None, args: tuple =
                              "--server.headless", "true", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(proc.stdout.read()) from None
-                time.sleep(0.3)
+        wait_for_port(port, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -177,13 +182,7 @@ def identity_provider(users: list[dict]):
         cmd += ["--user-claims", json.dumps(user)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_for_port(port, proc, seconds=30)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
