@@ -94,6 +94,11 @@ def _fmt(feature: str, value) -> str:
     return f"{float(value):.1f}"
 
 
+def label(feature, basis: str) -> str:
+    """The input's name as the risk card shows it: for "if stopped now", ctDNA is the latest result, not at stopping."""
+    return feature.label.replace("at stopping", "(latest result)") if basis == "now" else feature.label
+
+
 def applicability(model: TrainedModel, row: pd.Series, basis: str) -> list[str]:
     """Reasons the model must not be used for this patient (empty when it applies)."""
     reasons = []
@@ -114,11 +119,11 @@ def applicability(model: TrainedModel, row: pd.Series, basis: str) -> list[str]:
         missing = value is None or pd.isna(value)
         if f.required and missing:
             what = ("no ctDNA result on or before that date" if f.name.startswith("ctdna") else "not recorded")
-            reasons.append(f"required input missing: {f.label} ({what})")
+            reasons.append(f"required input missing: {label(f, basis)} ({what})")
         elif not missing and f.kind == "numeric":
             lo, hi = model.feature_ranges[f.name]
             if not lo - 1e-9 <= float(value) <= hi + 1e-9:
-                reasons.append(f"{f.label} {float(value):.1f} is outside the training range {lo:.1f} to {hi:.1f}")
+                reasons.append(f"{label(f, basis)} {float(value):.1f} is outside the training range {lo:.1f} to {hi:.1f}")
     return list(dict.fromkeys(reasons))
 
 
@@ -140,7 +145,7 @@ def estimate(model: TrainedModel, row: pd.Series | None, basis: str = "index") -
         if f.name.startswith("ctdna") and pd.notna(row.get("ctdna_days_before")) \
                 and row["ctdna_days_before"] > CTDNA_STALE_DAYS:
             note = (note + "; " if note else "") + f"stale: drawn {int(row['ctdna_days_before'])} days before"
-        inputs.append({"input": f.label, "value": _fmt(f.name, value), "note": note})
+        inputs.append({"input": label(f, basis), "value": _fmt(f.name, value), "note": note})
     inputs = pd.DataFrame(inputs)
     if reasons:
         return Estimate(False, basis, model.horizon, reasons, inputs=inputs)
@@ -154,7 +159,8 @@ def estimate(model: TrainedModel, row: pd.Series | None, basis: str = "index") -
         ref = X.copy()
         ref[f.name] = model.reference[f.name]
         delta = p - float(model.predict(ref)[0])
-        contributions.append({"input": f.label, "value": _fmt(f.name, X[f.name].iloc[0]), "points": 100 * delta})
+        contributions.append({"input": label(f, basis), "value": _fmt(f.name, X[f.name].iloc[0]),
+                              "points": 100 * delta})
     contrib = pd.DataFrame(contributions).sort_values("points", key=np.abs, ascending=False, ignore_index=True)
     return Estimate(True, basis, model.horizon, [], p, float(lo[0]), float(hi[0]), inputs, contrib)
 

@@ -185,3 +185,11 @@ def test_stale_ctdna_is_flagged(snapshot, model):
     row["ctdna_days_before"] = 200
     est = predict.estimate(model, row, "index")
     assert "stale" in est.inputs.set_index("input").loc["ctDNA detected at stopping", "note"]
+
+
+def test_for_a_patient_still_on_therapy_ctdna_is_labelled_as_the_latest_result(snapshot, model):
+    rows = snapshot.query("SELECT * FROM model_features_all WHERE basis = 'now' AND cohort = 1 "
+                          "AND ctdna_detected_at_index IS NOT NULL AND progressed_on_or_before IS NULL")
+    est = predict.estimate(model, rows.iloc[0], "now")
+    assert "ctDNA detected (latest result)" in set(est.inputs["input"])
+    assert not est.inputs["input"].str.contains("at stopping").any()
