@@ -150,12 +150,22 @@ def _recheck(snap) -> None:
     _, st.session_state["recheck_report"] = validate(queries.canonical_tables(snap))
 
 
+@st.cache_data(show_spinner=False, max_entries=2)
+def _missingness(key: tuple) -> pd.DataFrame:
+    return queries.missingness(components._open(key))
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _patients_without(key: tuple) -> pd.DataFrame:
+    return queries.patients_without(components._open(key))
+
+
 def _quality_tab(snap) -> None:
     st.markdown("**Missing values per field** (required fields must be complete)")
-    miss = queries.missingness(snap)
+    miss = _missingness(snap.key)  # a snapshot never changes: once per snapshot, not per rerun
     st.dataframe(miss[miss["missing"] > 0].round(1), hide_index=True, width="stretch")
     st.markdown("**Patients lacking scans, a usable ctDNA result or questionnaires**")
-    lacking = queries.patients_without(snap)
+    lacking = _patients_without(snap.key)
     st.dataframe(lacking, hide_index=True, width="stretch")
     st.caption(f"{len(lacking)} of {int(miss.loc[miss['table'] == 'patients', 'rows'].iloc[0])} patients lack something.")
     st.button("Re-check every row of the live snapshot against today's rules", key="recheck",
