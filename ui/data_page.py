@@ -9,6 +9,7 @@ import streamlit as st
 
 from data import bundle, importing, queries
 from data.csvsafe import safe_csv
+from data.store import snapshot_dir
 from data.validate import ImportRejected, validate
 from ui import components, session
 
@@ -114,8 +115,19 @@ def _source(kind: str, files, folder: Path):
     return saved
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def _history(listing: tuple) -> pd.DataFrame:
+    return importing.history()
+
+
 def _history_tab() -> None:
-    history = importing.history()
+    # Opening every kept snapshot on each rerun is wasted work: recompute only when the folder or the
+    # pointer changes (snapshot files themselves never change).
+    folder = snapshot_dir()
+    pointer = folder / "CURRENT"
+    listing = (tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.duckdb"))),
+               pointer.read_text() if pointer.exists() else "")
+    history = _history(listing)
     if history.empty:
         st.info("No snapshots kept yet.")
         return

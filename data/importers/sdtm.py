@@ -253,12 +253,17 @@ def read(source, arm_map: dict[str, int] | str | None = None):
     return tables, files, {k: np.asarray(v) for k, v in lines.items()}, report
 
 
+def _readers(tr: pd.DataFrame) -> pd.Series:
+    """Who read each record: TREVALID (e.g. RADIOLOGIST 1), else TREVAL (e.g. INVESTIGATOR), else ""."""
+    reader = tr["TREVALID"] if "TREVALID" in tr else pd.Series(None, index=tr.index, dtype=object)
+    if "TREVAL" in tr:
+        reader = reader.fillna(tr["TREVAL"])
+    return reader.fillna("")
+
+
 def _reader_per_patient(tr: pd.DataFrame, file: str, report: Report) -> pd.Series:
-    """The evaluator id used for each patient (see the module's rules)."""
-    reader = tr.get("TREVALID").fillna(tr.get("TREVAL")) if "TREVALID" in tr else tr.get("TREVAL")
-    if reader is None:
-        return pd.Series("", index=tr.index)
-    reader = reader.fillna("")
+    """The evaluator id used for each patient (see the module's rules), per record."""
+    reader = _readers(tr)
     accepted = tr.get("TRACPTFL", pd.Series(None, index=tr.index)).eq("Y")
     frame = pd.DataFrame({"pid": tr["USUBJID"], "reader": reader, "accepted": accepted,
                           "investigator": reader.str.upper().eq("INVESTIGATOR")})
@@ -280,8 +285,7 @@ def _tumours(domains, ours, report):
         return empty_scans, empty_lesions, [], []
     tr, file = domains["tr"]
     tr = ours(tr, file)
-    reader = tr["TREVALID"].fillna(tr["TREVAL"]).fillna("") if "TREVALID" in tr else tr.get("TREVAL", "").fillna("")
-    tr = tr[reader == _reader_per_patient(tr, file, report)]
+    tr = tr[_readers(tr) == _reader_per_patient(tr, file, report)]
     tr = tr.assign(_date=_dates(tr, "TRDTC", file, report))
     tr = tr[tr["_date"].notna()]
     visit = tr["VISITNUM"].fillna(tr.get("VISIT")) if "VISITNUM" in tr else tr["TRDTC"]
