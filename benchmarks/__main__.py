@@ -42,7 +42,33 @@ def _child(args: list[str], env: dict) -> dict:
     return result
 
 
-def _pages(repeats: int) -> dict:
+_PROFILE = None
+
+
+def _profiled(path: str):
+    """Profile every script run (it happens on AppTest's script thread, which cProfile in the main
+    thread cannot see) by wrapping Streamlit's script execution; the stats go to `path` at exit."""
+    import atexit
+    import cProfile
+
+    from streamlit.runtime.scriptrunner import script_runner
+
+    global _PROFILE
+    profile = _PROFILE = cProfile.Profile()
+    original = script_runner.exec_func_with_error_handling
+
+    def run(func, ctx):
+        profile.enable()
+        try:
+            return original(func, ctx)
+        finally:
+            profile.disable()
+
+    script_runner.exec_func_with_error_handling = run
+    atexit.register(profile.dump_stats, path)
+
+
+def _pages(repeats: int, only: str | None = None) -> dict:
     """In this process: AppTest render times (warm) and this process's peak memory."""
     from streamlit.testing.v1 import AppTest
 
@@ -53,6 +79,8 @@ def _pages(repeats: int) -> dict:
         at.run()  # cold: fills the caches
         if at.exception:
             raise RuntimeError([e.value for e in at.exception])
+        if _PROFILE is not None:  # profile the warm runs only
+            _PROFILE.clear()
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -69,10 +97,17 @@ def _pages(repeats: int) -> dict:
             at.switch_page(path)
         return prepare
 
+    from data.store import Snapshot, snapshot_path
+
+    first = Snapshot(snapshot_path()).query("SELECT min(patient_id) AS p FROM patients")["p"].iloc[0]
     out = {}
+    if only:  # profiling one page: its warm runs only
+        out[only] = statistics.median(timed(lambda: AppTest.from_file(app, default_timeout=1800),
+                                            page(f"pages/{only}.py", **({"patient": first} if only == "patient" else {}))))
+        return out
     empty = timed(lambda: AppTest.from_string(EMPTY_PAGE, default_timeout=600))
     out["empty_page_s"] = statistics.median(empty)
-    for name, path, params in (("patient_page_s", "pages/patient.py", {"patient": "STH-0001"}),
+    for name, path, params in (("patient_page_s", "pages/patient.py", {"patient": first}),
                                ("tumor_board_page_s", "pages/tumor_board.py", {}),
                                ("cohorts_page_s", "pages/cohorts.py", {})):
         out[name] = statistics.median(timed(lambda: AppTest.from_file(app, default_timeout=1800), page(path, **params)))
@@ -107,7 +142,13 @@ def main(argv=None) -> int:
     parser.add_argument("--boot", type=int, default=None,
                         help="bootstrap refits when training (default 200; 20 above 5,000 patients)")
     parser.add_argument("--pages-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", metavar="PAGE", help="profile one page (patient, tumor_board, cohorts) on the "
+                        "snapshot named by $STOPHER2_SNAPSHOT; cProfile stats to benchmarks-PAGE.prof")
     args = parser.parse_args(argv)
+    if args.profile:
+        _profiled(f"benchmarks-{args.profile}.prof")
+        print(json.dumps(_pages(args.repeats, only=args.profile)))
+        return 0
     if args.pages_only:
         print(json.dumps(_pages(args.repeats)))
         return 0

@@ -98,8 +98,11 @@ def _insert(con, table: str, df: pd.DataFrame) -> None:
     if table not in CANONICAL and table not in OPTIONAL and table not in _DERIVED:
         raise BuildError(f"refusing to write unknown table {table!r}")
     con.register("_incoming", df)
+    # Rows stored in patient order: DuckDB keeps each column's min/max per row group, so a query for
+    # one patient reads the few row groups that can hold them instead of the whole table.
+    order = " ORDER BY patient_id" if "patient_id" in df.columns else ""
     try:
-        con.execute("INSERT INTO " + table + " BY NAME SELECT * FROM _incoming")
+        con.execute("INSERT INTO " + table + " BY NAME SELECT * FROM _incoming" + order)
     except duckdb.Error as exc:  # a schema check refused a value: say where
         raise BuildError(f"table {table!r}: {exc}") from exc
     finally:
@@ -125,6 +128,20 @@ def _eligibility(con) -> pd.DataFrame:
     return eligibility.evaluate(frame, progressions, as_of)
 
 
+#: Views whose rows are computed once at build and stored in patient order as `<view>_rows` (a snapshot
+#: never changes afterwards), in dependency order. The view keeps its name and columns, so the contract
+#: is unchanged; views.sql stays the one definition of what each holds. Without this, a query for one
+#: patient's summary computed every patient's window functions (0.3 s at 100,000 patients).
+MATERIALIZED = ("patient_index", "outcomes", "ctdna_series", "scan_history", "pro_scores", "patient_timeline",
+                "patient_summary", "model_features_all")
+
+
+def _materialize(con) -> None:
+    for view in MATERIALIZED:
+        con.execute("CREATE TABLE " + view + "_rows AS SELECT * FROM " + view + " ORDER BY ALL")
+        con.execute("CREATE OR REPLACE VIEW " + view + " AS SELECT * FROM " + view + "_rows")
+
+
 def _check_snapshot(con) -> dict:
     counts = {}
     for view, columns in CONTRACT.items():
@@ -145,12 +162,14 @@ def _check_snapshot(con) -> dict:
 
 
 def build_snapshot(tables: dict[str, pd.DataFrame], *, source: str, out: Path | None = None,
-                   data_cutoff: str | None = None, seed: int | None = None, progress=None) -> dict:
+                   data_cutoff: str | None = None, seed: int | None = None, progress=None,
+                   materialize: bool = True) -> dict:
     """Write the tables as a new snapshot, atomically.
 
     With `out`, the snapshot is written to exactly that file (replacing it atomically). Without it,
     it goes into the snapshot folder under its own id and becomes the live snapshot (``publish``).
-    Returns facts about the snapshot, with the row count of every contract view.
+    Returns facts about the snapshot, with the row count of every contract view. `materialize=False`
+    leaves every view computed on each query (tests compare the two).
     """
     say = progress or (lambda fraction, message: None)
     check_tables(tables)
@@ -191,7 +210,10 @@ def build_snapshot(tables: dict[str, pd.DataFrame], *, source: str, out: Path | 
             con.execute(read_sql("views.sql"))
             say(0.80, "evaluating eligibility")
             _insert(con, "eligibility_results", _eligibility(con))
-            say(0.85, "checking every contract view")
+            if materialize:
+                say(0.82, "storing the contract views in patient order")
+                _materialize(con)
+            say(0.90, "checking every contract view")
             counts = _check_snapshot(con)
             con.execute("CHECKPOINT")
         finally:

@@ -117,23 +117,45 @@ def lead_times(draws: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataFram
     return with_signal[["patient_id", "lead_months"]], int(first["first_positive"].isna().sum())
 
 
-def pro_change(pro: pd.DataFrame, cohorts: pd.DataFrame, window_months: int = 3) -> pd.DataFrame:
-    """Mean change from baseline per scale and cohort, by visit month, with a 95% CI (t interval)."""
+def pro_change(sums: pd.DataFrame) -> pd.DataFrame:
+    """Mean change from baseline per scale, cohort and visit month with a 95% CI (t interval).
+
+    `sums` holds n, total and total_sq (queries.pro_change_sums), possibly split by other columns: they
+    are added up here, so filtering patients first and summing after gives the same mean and SD as the
+    scores themselves (tests compare the two).
+    """
     from scipy import stats
 
-    p = pro.dropna(subset=["change_from_baseline"]).merge(cohorts[["patient_id", "cohort"]], on="patient_id")
-    p["month"] = (np.round(p["days_from_index"] / DAYS_PER_MONTH / window_months) * window_months).astype(int)
-    g = p.groupby(["instrument", "scale", "label", "cohort", "month"])["change_from_baseline"]
-    out = g.agg(mean="mean", sd="std", n="count").reset_index()
-    t = stats.t.ppf(0.975, np.maximum(out["n"] - 1, 1))
-    half = t * out["sd"] / np.sqrt(out["n"])
+    keys = ["instrument", "scale", "label", "cohort", "month"]
+    out = sums.groupby(keys, as_index=False)[["n", "total", "total_sq"]].sum()
+    out = out[out["n"] >= 3].reset_index(drop=True)
+    n = out["n"].astype(float)
+    out["mean"] = out["total"] / n
+    out["sd"] = np.sqrt(np.maximum(out["total_sq"] - n * out["mean"] ** 2, 0.0) / (n - 1))
+    half = stats.t.ppf(0.975, n - 1) * out["sd"] / np.sqrt(n)
     out["lower"], out["upper"] = out["mean"] - half, out["mean"] + half
-    return out[out["n"] >= 3]
+    return out[[*keys, "mean", "sd", "n", "lower", "upper"]]
+
+
+def keep(frame: pd.DataFrame, chosen: dict) -> pd.Series:
+    """Rows whose value is among the chosen ones for every filtered column (a missing value stays in)."""
+    mask = pd.Series(True, index=frame.index)
+    for column, values in chosen.items():
+        mask &= frame[column].isin(values) | frame[column].isna()
+    return mask
+
+
+def swimmer_sample(frame: pd.DataFrame, lanes: int) -> pd.DataFrame:
+    """At most `lanes` patients for the swimmer plot: all of them, or the first by pseudonym.
+
+    Pseudonyms are keyed hashes, so that is a random sample, the same one on every visit to a snapshot.
+    """
+    return frame if len(frame) <= lanes else frame.sort_values("pseudonym").head(lanes)
 
 
 def research_extract(frame, snapshot_id: str):
     """One row per patient for researchers: pseudonym instead of id, time from day 0 instead of dates."""
     dates = [c for c in frame.columns if c.endswith("_on") or c.endswith("_date")]
-    out = frame.drop(columns=dates).copy()
+    out = frame.drop(columns=dates + ["pseudonym"], errors="ignore").copy()
     out.insert(0, "pseudonym", [pseudonym(p, snapshot_id) for p in out.pop("patient_id")])
     return out

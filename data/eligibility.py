@@ -188,13 +188,15 @@ def evaluate(patients: pd.DataFrame, first_line_progressions: pd.DataFrame, as_o
 
 def overall(results: pd.DataFrame) -> pd.DataFrame:
     """Per patient: eligible (all met), not eligible (any failed) or unknown, naming the criteria."""
-    def verdict(g):
-        failed = g.loc[g["met"].eq(False), "criterion"].tolist()
-        unknown = g.loc[g["met"].isna(), "criterion"].tolist()
-        status = "not eligible" if failed else ("unknown" if unknown else "eligible")
-        return pd.Series({"eligibility": status, "failed": ", ".join(failed), "unknown": ", ".join(unknown)})
+    def names(rows: pd.DataFrame) -> pd.Series:
+        return rows.groupby("patient_id", sort=False)["criterion"].agg(", ".join)
 
-    return results.groupby("patient_id", sort=False).apply(verdict, include_groups=False).reset_index()
+    order = pd.Index(results["patient_id"].drop_duplicates())
+    failed = names(results[results["met"].eq(False)]).reindex(order, fill_value="")
+    unknown = names(results[results["met"].isna()]).reindex(order, fill_value="")
+    status = np.where(failed != "", "not eligible", np.where(unknown != "", "unknown", "eligible"))
+    return pd.DataFrame({"patient_id": order, "eligibility": status, "failed": failed.to_numpy(),
+                         "unknown": unknown.to_numpy()})
 
 
 def funnel(results: pd.DataFrame) -> pd.DataFrame:

@@ -124,7 +124,8 @@ SELECT s.patient_id, s.cohort, s.status, s.last_ctdna_detected, s.last_ctdna_on,
 FROM patient_summary s JOIN model_features_all f ON f.patient_id = s.patient_id AND f.basis = 'now'
 ORDER BY s.patient_id
 """
-ELIGIBILITY = "SELECT * FROM eligibility ORDER BY patient_id, criterion"
+# The verdicts only: each criterion's text and detail repeated for every patient cost ~250 MB at 100,000.
+ELIGIBILITY = "SELECT patient_id, criterion, met FROM eligibility ORDER BY patient_id, criterion"
 FEATURES_NOW = "SELECT * FROM model_features_all WHERE basis = 'now' ORDER BY patient_id"
 ELIGIBILITY_ONE = "SELECT criterion, text, met, detail FROM eligibility WHERE patient_id = ?"
 
@@ -135,6 +136,7 @@ def candidates(snap: Snapshot) -> pd.DataFrame:
 
 
 def eligibility(snap: Snapshot) -> pd.DataFrame:
+    """Every patient's verdict on every criterion (patient_id, criterion, met); details per patient below."""
     return snap.query(ELIGIBILITY)
 
 
@@ -154,9 +156,7 @@ SELECT s.patient_id, s.cohort, s.site, s.age_at_enrolment, s.sex, s.er_status, s
 FROM patient_summary s JOIN outcomes o USING (patient_id) JOIN model_features f USING (patient_id)
 ORDER BY s.patient_id
 """
-COHORT_DRAWS = "SELECT patient_id, drawn_on, days_from_index, detected, qc FROM ctdna_series"
-COHORT_PROS = """SELECT patient_id, instrument, scale, label, days_from_index, change_from_baseline, higher_is_better,
-                        meaningful_change_points FROM pro_scores"""
+COHORT_POSITIVE_DRAWS = "SELECT patient_id, drawn_on, days_from_index, detected FROM ctdna_series WHERE detected"
 
 
 def cohort_frame(snap: Snapshot) -> pd.DataFrame:
@@ -164,12 +164,30 @@ def cohort_frame(snap: Snapshot) -> pd.DataFrame:
     return snap.query(COHORT_FRAME)
 
 
-def cohort_draws(snap: Snapshot) -> pd.DataFrame:
-    return snap.query(COHORT_DRAWS)
+def cohort_positive_draws(snap: Snapshot) -> pd.DataFrame:
+    """Every ctDNA-positive draw (lead times, swimmer markers): a fraction of all draws."""
+    return snap.query(COHORT_POSITIVE_DRAWS)
 
 
-def cohort_pros(snap: Snapshot) -> pd.DataFrame:
-    return snap.query(COHORT_PROS)
+def pro_change_sums(snap: Snapshot, scales: list[tuple[str, str]], by: tuple[str, ...],
+                    window_months: int, days_per_month: float) -> pd.DataFrame:
+    """Change from baseline summed per scale, cohort, visit window and every value of the `by` columns.
+
+    Counts, sums and sums of squares are all a mean and a standard deviation need, and they add up: the
+    cohorts page filters these few thousand rows instead of millions of scores (data/cohorts.pro_change).
+    `by` names patient_summary columns (identifiers from the page's own constants, never user input).
+    """
+    group = ", ".join("s." + column for column in by)
+    return snap.query(
+        "SELECT p.instrument, p.scale, p.label, s.cohort, " + group + ","
+        """     CAST(round(p.days_from_index / $days_per_month / $window) * $window AS INTEGER) AS month,
+                count(*) AS n, sum(p.change_from_baseline) AS total,
+                sum(p.change_from_baseline * p.change_from_baseline) AS total_sq
+           FROM pro_scores p JOIN patient_summary s USING (patient_id)
+           WHERE p.change_from_baseline IS NOT NULL AND list_contains($scales, p.instrument || '/' || p.scale)
+           GROUP BY ALL""",
+        {"days_per_month": days_per_month, "window": window_months,
+         "scales": [f"{instrument}/{scale}" for instrument, scale in scales]})
 
 
 # ------------------------------------------------------------------------------- data quality

@@ -99,7 +99,7 @@ def label(feature, basis: str) -> str:
     return feature.label.replace("at stopping", "(latest result)") if basis == "now" else feature.label
 
 
-def applicability(model: TrainedModel, row: pd.Series, basis: str) -> list[str]:
+def applicability(model: TrainedModel, row: pd.Series | dict, basis: str) -> list[str]:
     """Reasons the model must not be used for this patient (empty when it applies)."""
     reasons = []
     her2 = row.get("her2_positive")
@@ -172,7 +172,8 @@ def batch(model: TrainedModel, frame: pd.DataFrame, basis: str) -> pd.DataFrame:
     bootstrap intervals are computed on the whole matrix.
     """
     frame = frame.reset_index(drop=True)
-    reasons = [applicability(model, row, basis) for _, row in frame.iterrows()]
+    # plain dicts, not iterrows(): building a Series per row was most of the time at 100,000 patients
+    reasons = [applicability(model, row, basis) for row in frame.to_dict("records")]
     ok = np.array([not r for r in reasons], dtype=bool)
     out = pd.DataFrame({"patient_id": frame["patient_id"], "applicable": ok,
                         "not_applicable_because": ["; ".join(r) for r in reasons],

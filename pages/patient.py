@@ -8,7 +8,7 @@ from ui import charts, components, frame, session
 frame.require()
 snap = components.current_snapshot()
 st.title("Patient review")
-patient_id = components.patient_picker(components.patient_list(snap.key))
+patient_id = components.patient_picker(snap.key)
 if patient_id is None:
     st.info("This snapshot has no patients.")
     st.stop()

@@ -301,25 +301,32 @@ def pro_figure(pros: pd.DataFrame, catalogue: pd.DataFrame, scales: list[tuple[s
         titles.append(f"{c['label']} ({'higher is better' if c['higher_is_better'] else 'higher is worse'})")
     fig = make_subplots(rows=n, cols=1, shared_xaxes=True, subplot_titles=titles or ["No scale selected"],
                         vertical_spacing=0.22 / n if n > 1 else 0.1)
+    # Reference lines and bands go in as plain shape dicts in one layout update: plotly's add_hline /
+    # add_vline with row= re-inspect every subplot on each call and were most of this chart's cost.
+    shapes, notes = [], []
     for i, (instrument, scale) in enumerate(scales, start=1):
         c = catalogue[(catalogue["instrument"] == instrument) & (catalogue["scale"] == scale)].iloc[0]
         d = pros[(pros["instrument"] == instrument) & (pros["scale"] == scale)].copy()
         if d.empty:
             continue
+        xa, ya = ("x", "y") if i == 1 else (f"x{i}", f"y{i}")
+        across = dict(xref=f"{xa} domain", x0=0, x1=1, yref=ya)  # a horizontal line or band over the panel
+        down = dict(yref=f"{ya} domain", y0=0, y1=1, xref=xa)  # a vertical line through the panel
         d["x"] = _x(d, "completed_on", "days_from_index", axis)
         baseline = d["baseline_score"].dropna()
         mcid = c["meaningful_change"]
         if not baseline.empty and pd.notna(mcid):
             b = float(baseline.iloc[0])
-            fig.add_hrect(y0=max(b - mcid, c["low"]), y1=min(b + mcid, c["high"]), fillcolor="rgba(120,120,120,0.12)",
-                          line_width=0, row=i, col=1)
-            fig.add_hline(y=b, line=dict(color="#777", width=1, dash="dot"), row=i, col=1)
+            shapes.append(dict(type="rect", y0=max(b - mcid, c["low"]), y1=min(b + mcid, c["high"]),
+                               fillcolor="rgba(120,120,120,0.12)", line_width=0, layer="below", **across))
+            shapes.append(dict(type="line", y0=b, y1=b, line=dict(color="#777", width=1, dash="dot"), **across))
         for part in str(c["cutoffs"] or "").split("; "):
             if part:
                 value, _, name = part.partition(" ")
-                fig.add_hline(y=float(value), line=dict(color="#b35806", width=1, dash="dash"), row=i, col=1,
-                              annotation_text=name, annotation_position="top left",
-                              annotation_font=dict(size=10, color="#b35806"))
+                shapes.append(dict(type="line", y0=float(value), y1=float(value),
+                                   line=dict(color="#b35806", width=1, dash="dash"), **across))
+                notes.append(dict(text=name, x=0, xref=f"{xa} domain", y=float(value), yref=ya, showarrow=False,
+                                  xanchor="left", yanchor="bottom", font=dict(size=10, color="#b35806")))
         colors = d["meaningful_change"].map({"worsened": "#d73027", "improved": "#1b7837"}).fillna("#4575b4")
         fig.add_trace(go.Scatter(
             x=d["x"], y=d["score"], mode="lines+markers", name=scale, showlegend=False,
@@ -328,12 +335,13 @@ def pro_figure(pros: pd.DataFrame, catalogue: pd.DataFrame, scales: list[tuple[s
                                  d["change_from_baseline"].round(1), d["meaningful_change"].fillna("n/a")], axis=1),
             hovertemplate="%{customdata[0]}: %{y:.1f}<br>change from baseline %{customdata[1]} "
                           "(%{customdata[2]})<extra></extra>"), row=i, col=1)
-        fig.update_yaxes(range=[c["low"] - 2, c["high"] + 2], row=i, col=1)
+        fig.layout[f"yaxis{'' if i == 1 else i}"].range = [c["low"] - 2, c["high"] + 2]
         if progressed_on is not None and pd.notna(progressed_on):
-            fig.add_vline(x=_to_axis(progressed_on, index_date, axis), line=dict(color="#d73027", width=1.5),
-                          row=i, col=1)
-        fig.add_vline(x=_to_axis(index_date, index_date, axis), line=dict(color="#333", width=1, dash="dot"),
-                      row=i, col=1)
+            x = _to_axis(progressed_on, index_date, axis)
+            shapes.append(dict(type="line", x0=x, x1=x, line=dict(color="#d73027", width=1.5), **down))
+        x = _to_axis(index_date, index_date, axis)
+        shapes.append(dict(type="line", x0=x, x1=x, line=dict(color="#333", width=1, dash="dot"), **down))
+    fig.update_layout(shapes=shapes, annotations=list(fig.layout.annotations) + notes)
     fig.add_annotation(text="grey band: baseline ± meaningful change; red line: progression; "
                             "red/green points: meaningfully worse/better than baseline",
                        x=0, y=-0.08 if n > 2 else -0.2, xref="paper", yref="paper", showarrow=False,

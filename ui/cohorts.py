@@ -12,56 +12,64 @@ from data import cohorts, queries
 from data.csvsafe import safe_csv
 from ui import access, charts, components, session
 
-FILTERS = {  # label -> (column, options)
+FILTERS = {  # label -> (patient_summary column, options)
     "HR status": ("hr_status", ["positive", "negative"]),
     "De novo": ("de_novo", [True, False]),
     "Best response to first line": ("best_response", ["CR", "PR", "SD"]),
 }
 PRO_SCALES = [("QLQ-C30", "QL2"), ("QLQ-C30", "DI"), ("FCRI-SF", "TOTAL"), ("PROMIS-Anxiety", "TSCORE")]
+PRO_WINDOW_MONTHS = 3
+#: Lanes in the swimmer plot: beyond a hundred or so nobody can read one.
+SWIMMER_LANES = 100
+BY = tuple(column for column, _ in FILTERS.values()) + ("site",)
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
+# Cached once per snapshot and shared read-only (cache_resource: no copy per rerun). The page filters these
+# small frames; no rerun reads the millions of draws and scores behind them.
+@st.cache_resource(show_spinner="Summarising the cohort (once per snapshot)…", max_entries=2)
 def _data(key: tuple):
     snap = components._open(key)
-    return queries.cohort_frame(snap), queries.cohort_draws(snap), queries.cohort_pros(snap)
+    snapshot_id = str(components.snapshot_info(key)["snapshot_id"])
+    frame = queries.cohort_frame(snap)
+    frame["pseudonym"] = [cohorts.pseudonym(p, snapshot_id) for p in frame["patient_id"]]
+    sums = queries.pro_change_sums(snap, PRO_SCALES, BY, PRO_WINDOW_MONTHS, cohorts.DAYS_PER_MONTH)
+    return frame, queries.cohort_positive_draws(snap), sums
 
 
-def _filters(frame: pd.DataFrame) -> pd.DataFrame:
+def _filters(frame: pd.DataFrame) -> dict:
+    """The filter widgets; returns column -> chosen values."""
+    chosen = {}
     with st.expander("Filters (apply to everything on this page)", expanded=True):
         cols = st.columns(len(FILTERS) + 1)
-        keep = pd.Series(True, index=frame.index)
         for col, (label, (column, options)) in zip(cols, FILTERS.items(), strict=False):
-            chosen = col.multiselect(label, options, default=options, key=f"cohort_filter_{column}",
-                                     format_func=lambda v: {True: "yes", False: "no"}.get(v, v))
-            keep &= frame[column].isin(chosen) | frame[column].isna()
+            chosen[column] = col.multiselect(label, options, default=options, key=f"cohort_filter_{column}",
+                                             format_func=lambda v: {True: "yes", False: "no"}.get(v, v))
         sites = sorted(frame["site"].dropna().unique())
-        chosen_sites = cols[-1].multiselect("Site", sites, default=sites, key="cohort_filter_site")
-        keep &= frame["site"].isin(chosen_sites)
-    return frame[keep]
+        chosen["site"] = cols[-1].multiselect("Site", sites, default=sites, key="cohort_filter_site")
+    return chosen
 
 
 def render(snap) -> None:
     st.title("Cohorts")
-    frame, draws, pros = _data(snap.key)
+    everyone, positive_draws, pro_sums = _data(snap.key)
     if access.identified(session.current().roles):
         pseudonymous = st.toggle("Researcher view: pseudonymous ids, time from day 0 only", value=True,
                                  key="pseudonymous")
     else:  # researchers see pseudonyms and time from day 0 only, with no way to switch
         pseudonymous = True
         st.caption("Pseudonymous ids (keyed to this snapshot) and time from day 0 only.")
-    info = components.snapshot_info(snap.key)
-    frame = _filters(frame)
+    snapshot_id = str(components.snapshot_info(snap.key)["snapshot_id"])
+    chosen = _filters(everyone)
+    frame = everyone[cohorts.keep(everyone, chosen)]
     if frame.empty:
         st.info("No patient matches these filters.")
         return
-    ids = set(frame["patient_id"])
-    draws, pros = draws[draws["patient_id"].isin(ids)], pros[pros["patient_id"].isin(ids)]
-    st.caption(f"{len(frame)} patients after filters (cohort 1 continues anti-HER2 therapy, cohort 2 stops it).")
+    st.caption(f"{len(frame):,} patients after filters (cohort 1 continues anti-HER2 therapy, cohort 2 stops it).")
 
     st.subheader("Table 1")
     st.dataframe(cohorts.table_one(frame), hide_index=True)
     session.export_button("cohort_table", "Download the filtered patients (CSV: pseudonyms, no dates)",
-                          safe_csv(cohorts.research_extract(frame, str(info["snapshot_id"]))),
+                          lambda: safe_csv(cohorts.research_extract(frame, snapshot_id)),  # made on click only
                           "stop-her2-cohort.csv", "text/csv", key="cohort_export")
 
     st.subheader("Progression-free survival from day 0")
@@ -77,15 +85,20 @@ def render(snap) -> None:
     st.dataframe(at12.round(3), hide_index=True)
 
     st.subheader("Swimmer plot")
-    shown = frame.assign(label=[cohorts.pseudonym(p, str(info["snapshot_id"])) if pseudonymous else p
-                                for p in frame["patient_id"]])
-    st.plotly_chart(charts.swimmer_figure(shown, draws), key="swimmer")
+    lanes = cohorts.swimmer_sample(frame, SWIMMER_LANES)
+    if len(lanes) < len(frame):
+        st.caption(f"{len(lanes)} of {len(frame):,} patients: a random sample, the same on every visit. "
+                   "Narrow the filters to see particular patients.")
+    shown = lanes.assign(label=lanes["pseudonym"] if pseudonymous else lanes["patient_id"])
+    st.plotly_chart(charts.swimmer_figure(shown, positive_draws[positive_draws["patient_id"].isin(shown["patient_id"])]),
+                    key="swimmer")
 
     st.subheader("ctDNA lead time")
-    leads, no_signal = cohorts.lead_times(draws, frame)
+    leads, no_signal = cohorts.lead_times(positive_draws[positive_draws["patient_id"].isin(frame["patient_id"])], frame)
     st.plotly_chart(charts.lead_time_figure(leads, no_signal), key="lead_time")
 
     st.subheader("Patient-reported outcomes")
     catalogue = components.pro_catalogue(snap.key)
     mcid = {(r.instrument, r.scale): r.meaningful_change for r in catalogue.itertuples()}
-    st.plotly_chart(charts.pro_change_figure(cohorts.pro_change(pros, frame), PRO_SCALES, mcid), key="pro_change")
+    change = cohorts.pro_change(pro_sums[cohorts.keep(pro_sums, chosen)])
+    st.plotly_chart(charts.pro_change_figure(change, PRO_SCALES, mcid), key="pro_change")

@@ -109,29 +109,59 @@ def safe_text(value: object, limit: int = 40) -> str:
     return text + ("…" if len(str(value)) > limit else "")
 
 
-def patient_picker(patients: pd.DataFrame) -> str | None:
+#: Up to this many patients the picker lists everyone (type to search in the list); above it, a search
+#: box narrows the list first: a 100,000-entry list costs ~0.3 s per rerun on the server and more in the browser.
+PICKER_LISTS_ALL_UP_TO = 2_000
+#: How many matches the search shows at once.
+PICKER_SHOWS = 100
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _picker_choices(key: tuple) -> tuple[pd.Index, dict]:
+    """Patient ids and their picker labels, once per snapshot (shared and read-only: not copied per rerun)."""
+    p = patient_list(key)
+    alerts = p["n_alerts"].fillna(0).astype(int)
+    labels = (p["patient_id"] + " · cohort " + p["cohort"].astype(str)
+              + p["cohort"].map({1: " (continuing) · ", 2: " (stopped) · "}).fillna(" · ") + p["status"].fillna("")
+              + alerts.map(lambda k: f" · {k} alert{'s' if k != 1 else ''}" if k else ""))
+    return pd.Index(p["patient_id"]), dict(zip(p["patient_id"], labels, strict=True))
+
+
+def patient_picker(key: tuple) -> str | None:
     """A searchable patient picker that follows and sets the ?patient= query parameter."""
-    ids = patients["patient_id"].tolist()
-    labels = {
-        r.patient_id: f"{r.patient_id} · cohort {r.cohort} ({'stopped' if r.cohort == 2 else 'continuing'}) · "
-                      f"{r.status}" + (f" · {r.n_alerts} alert{'s' if r.n_alerts != 1 else ''}" if r.n_alerts else "")
-        for r in patients.itertuples()
-    }
+    ids, labels = _picker_choices(key)
     wanted = st.query_params.get("patient")
-    index = 0
-    if wanted is not None:
-        if PATIENT_ID_PATTERN.match(wanted) and wanted in labels:
-            index = ids.index(wanted)
-        else:
-            st.error(f"No patient with id “{safe_text(wanted)}” in this snapshot. Pick one below.")
-            if st.session_state.get("_last_not_found") != wanted:  # once per value, not on every rerun
-                st.session_state["_last_not_found"] = wanted
-                session.record("not_found", detail=f"patient={wanted}")
-    chosen = st.selectbox("Patient (type to search)", ids, index=index if ids else None,
-                          format_func=lambda pid: labels.get(pid, pid), key="patient_picker")
-    if chosen and st.query_params.get("patient") != chosen and (wanted is None or wanted in labels):
+    unknown = wanted is not None and not (PATIENT_ID_PATTERN.match(wanted) and wanted in labels)
+    if unknown:  # the URL keeps the unknown id (and this message) until the user picks someone
+        st.error(f"No patient with id “{safe_text(wanted)}” in this snapshot. Pick one below.")
+        if st.session_state.get("_last_not_found") != wanted:  # once per value, not on every rerun
+            st.session_state["_last_not_found"] = wanted
+            session.record("not_found", detail=f"patient={wanted}")
+        wanted = None
+    options = ids
+    if len(ids) > PICKER_LISTS_ALL_UP_TO:
+        search = st.text_input(f"Find a patient among {len(ids):,} (part of the id)", key="patient_search",
+                               max_chars=64).strip()
+        matches = ids[ids.str.contains(search, case=False, regex=False)] if search else ids
+        if len(matches) > PICKER_SHOWS:
+            st.caption(f"{len(matches):,} patients match; the list shows the first {PICKER_SHOWS}. "
+                       "Type more of the id to narrow it.")
+        elif search and matches.empty:
+            st.caption(f"No patient id contains “{safe_text(search)}”.")
+        options = matches[:PICKER_SHOWS]
+        if wanted is not None and wanted not in options:  # the open patient stays selectable
+            options = pd.Index([wanted]).append(options)
+    options = options.tolist()
+    index = options.index(wanted) if wanted is not None else 0
+    chosen = st.selectbox("Patient (type to search)", options, index=index if options else None,
+                          format_func=lambda pid: labels.get(pid, pid), key="patient_picker", on_change=_picked)
+    if chosen and not unknown and st.query_params.get("patient") != chosen:
         st.query_params["patient"] = chosen
     return chosen
+
+
+def _picked() -> None:
+    st.query_params["patient"] = st.session_state["patient_picker"]
 
 
 def record_view(patient_id: str) -> None:

@@ -65,6 +65,30 @@ def test_patient_page_for_each_situation(situations, situation):
     assert at.dataframe, "scan table and digest are shown"
 
 
+def test_patient_picker_searches_instead_of_listing_a_large_cohort(monkeypatch, situations):
+    """Above PICKER_LISTS_ALL_UP_TO patients the picker lists search matches, never the whole cohort."""
+    from ui import components
+
+    monkeypatch.setattr(components, "PICKER_LISTS_ALL_UP_TO", 10)
+    monkeypatch.setattr(components, "PICKER_SHOWS", 5)
+    opened, other = situations["progressed"], situations["stopped_stable"]
+    at = run_page("pages/patient.py", patient=opened)
+    assert not at.exception, [e.value for e in at.exception]
+    picker = at.selectbox(key="patient_picker")
+    assert picker.value == opened
+    assert len(picker.options) <= 6  # the first 5 and the open patient
+    assert any("patients match" in c.value for c in at.caption)
+    at.text_input(key="patient_search").set_value(other[-4:].lower()).run()
+    picker = at.selectbox(key="patient_picker")
+    assert picker.value == opened, "searching does not switch patients"
+    assert [o for o in picker.options if other in o], picker.options
+    assert all(other[-4:] in o or opened in o for o in picker.options)
+    picker.set_value(other).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.query_params["patient"] == [other] or at.query_params["patient"] == other
+    assert other in " ".join(m.value for m in [*at.markdown, *at.header, *at.subheader, *at.caption])
+
+
 def test_progressed_patient_shows_progression_on_timeline_and_ctdna(situations):
     at = run_page("pages/patient.py", patient=situations["progressed"])
     timeline, ctdna = the_four(at)[:2]

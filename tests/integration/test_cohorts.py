@@ -39,16 +39,49 @@ def test_table_one_counts(frame):
 
 
 def test_lead_times_count_progressions_without_signal(snapshot, frame):
-    draws = queries.cohort_draws(snapshot)
+    draws = queries.cohort_positive_draws(snapshot)
+    assert draws["detected"].all() and len(draws) > 0
     leads, no_signal = cohorts.lead_times(draws, frame)
     assert len(leads) + no_signal == int(frame["progressed"].sum())
     assert (leads["lead_months"] >= 0).all()
 
 
-def test_pro_change_has_confidence_intervals(snapshot, frame):
-    summary = cohorts.pro_change(queries.cohort_pros(snapshot), frame)
-    assert {1, 2} <= set(summary["cohort"])
-    assert (summary["lower"] <= summary["mean"] + 1e-9).all() and (summary["mean"] <= summary["upper"] + 1e-9).all()
+SCALES = [("QLQ-C30", "QL2"), ("QLQ-C30", "DI"), ("FCRI-SF", "TOTAL"), ("PROMIS-Anxiety", "TSCORE")]
+BY = ("hr_status", "de_novo", "best_response", "site")
+
+
+@pytest.mark.parametrize("chosen", [{}, {"hr_status": ["positive"], "best_response": ["CR", "PR"]}])
+def test_pro_change_from_sums_equals_the_scores_themselves(snapshot, frame, chosen):
+    """Filtering the per-group sums and adding them up gives the mean, SD and CI of the filtered scores."""
+    from scipy import stats
+
+    sums = queries.pro_change_sums(snapshot, SCALES, BY, 3, cohorts.DAYS_PER_MONTH)
+    ours = cohorts.pro_change(sums[cohorts.keep(sums, chosen)])
+    # the reference: every score of the chosen patients, grouped in pandas
+    patients = frame[cohorts.keep(frame, chosen)]
+    rows = snapshot.query("SELECT * FROM pro_scores").dropna(subset=["change_from_baseline"])
+    rows = rows[[(i, s) in SCALES for i, s in zip(rows["instrument"], rows["scale"], strict=True)]]
+    rows = rows.merge(patients[["patient_id", "cohort"]], on="patient_id")
+    rows["month"] = (np.round(rows["days_from_index"] / cohorts.DAYS_PER_MONTH / 3) * 3).astype(int)
+    ref = rows.groupby(["instrument", "scale", "cohort", "month"])["change_from_baseline"].agg(
+        mean="mean", sd="std", n="count").reset_index()
+    ref = ref[ref["n"] >= 3].sort_values(["instrument", "scale", "cohort", "month"], ignore_index=True)
+    ours = ours.sort_values(["instrument", "scale", "cohort", "month"], ignore_index=True)
+    assert len(ref) > 10 and {1, 2} <= set(ours["cohort"])
+    pd.testing.assert_frame_equal(ours[["instrument", "scale", "cohort", "month", "n"]],
+                                  ref[["instrument", "scale", "cohort", "month", "n"]], check_dtype=False)
+    np.testing.assert_allclose(ours["mean"], ref["mean"], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ours["sd"], ref["sd"], rtol=1e-7, atol=1e-9)
+    half = stats.t.ppf(0.975, ref["n"] - 1) * ref["sd"] / np.sqrt(ref["n"])
+    np.testing.assert_allclose(ours["upper"], ref["mean"] + half, rtol=1e-7, atol=1e-9)
+    assert (ours["lower"] <= ours["mean"]).all() and (ours["mean"] <= ours["upper"]).all()
+
+
+def test_swimmer_sample_is_stable_and_bounded(frame):
+    f = frame.assign(pseudonym=[cohorts.pseudonym(p, "k") for p in frame["patient_id"]])
+    assert len(cohorts.swimmer_sample(f, 1000)) == len(f)
+    a, b = cohorts.swimmer_sample(f, 20), cohorts.swimmer_sample(f.sample(frac=1, random_state=1), 20)
+    assert len(a) == 20 and set(a["patient_id"]) == set(b["patient_id"])
 
 
 def test_pseudonyms_are_stable_and_reveal_nothing():
