@@ -126,7 +126,7 @@ ORDER BY s.patient_id
 """
 # The verdicts only: each criterion's text and detail repeated for every patient cost ~250 MB at 100,000.
 ELIGIBILITY = "SELECT patient_id, criterion, met FROM eligibility ORDER BY patient_id, criterion"
-FEATURES_NOW = "SELECT * FROM model_features_all WHERE basis = 'now' ORDER BY patient_id"
+FEATURES_AT = "SELECT * FROM model_features_all WHERE basis = ? ORDER BY patient_id"
 ELIGIBILITY_ONE = "SELECT criterion, text, met, detail FROM eligibility WHERE patient_id = ?"
 
 
@@ -140,8 +140,9 @@ def eligibility(snap: Snapshot) -> pd.DataFrame:
     return snap.query(ELIGIBILITY)
 
 
-def features_now(snap: Snapshot) -> pd.DataFrame:
-    return snap.query(FEATURES_NOW)
+def features_at(snap: Snapshot, basis: str) -> pd.DataFrame:
+    """Every patient's model inputs as of day 0 ('index') or the data cut-off ('now')."""
+    return snap.query(FEATURES_AT, [basis])
 
 
 def patient_eligibility(snap: Snapshot, patient_id: str) -> pd.DataFrame:

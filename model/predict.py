@@ -127,8 +127,13 @@ def applicability(model: TrainedModel, row: pd.Series | dict, basis: str) -> lis
     return list(dict.fromkeys(reasons))
 
 
-def estimate(model: TrainedModel, row: pd.Series | None, basis: str = "index") -> Estimate:
-    """The patient's chance of staying progression-free for model.horizon months, or a refusal."""
+def estimate(model: TrainedModel, row: pd.Series | None, basis: str = "index",
+             scored: tuple[float, float, float] | None = None) -> Estimate:
+    """The patient's chance of staying progression-free for model.horizon months, or a refusal.
+
+    `scored` is this row's (probability, low, high) from `batch` when the caller has it: the interval
+    asks every bootstrap refit, and asking them once for all patients costs what one patient does.
+    """
     if row is None:
         return Estimate(False, basis, model.horizon, ["no model inputs for this patient"])
     reasons = applicability(model, row, basis)
@@ -150,19 +155,23 @@ def estimate(model: TrainedModel, row: pd.Series | None, basis: str = "index") -
     if reasons:
         return Estimate(False, basis, model.horizon, reasons, inputs=inputs)
     X = as_matrix(pd.DataFrame([row]))
-    p = float(model.predict(X)[0])
-    lo, hi = model.interval(X)
-    contributions = []
-    for f in FEATURES:
-        if pd.isna(X[f.name].iloc[0]):
-            continue
-        ref = X.copy()
-        ref[f.name] = model.reference[f.name]
-        delta = p - float(model.predict(ref)[0])
-        contributions.append({"input": label(f, basis), "value": _fmt(f.name, X[f.name].iloc[0]),
-                              "points": 100 * delta})
-    contrib = pd.DataFrame(contributions).sort_values("points", key=np.abs, ascending=False, ignore_index=True)
-    return Estimate(True, basis, model.horizon, [], p, float(lo[0]), float(hi[0]), inputs, contrib)
+    # the patient, then the patient with one known input at a time set to the typical training patient's
+    # value: one call to the model for all of them
+    known = [f for f in FEATURES if not pd.isna(X[f.name].iloc[0])]
+    variants = pd.concat([X] * (1 + len(known)), ignore_index=True)
+    for i, f in enumerate(known, start=1):
+        variants.loc[i, f.name] = model.reference[f.name]
+    predicted = model.predict(as_matrix(variants))
+    if scored is None:
+        lo, hi = model.interval(X)
+        p, low, high = float(predicted[0]), float(lo[0]), float(hi[0])
+    else:
+        p, low, high = (float(v) for v in scored)
+    contrib = pd.DataFrame([{"input": label(f, basis), "value": _fmt(f.name, X[f.name].iloc[0]),
+                             "points": 100 * (float(predicted[0]) - float(predicted[i]))}
+                            for i, f in enumerate(known, start=1)], columns=["input", "value", "points"])
+    contrib = contrib.sort_values("points", key=np.abs, ascending=False, ignore_index=True)
+    return Estimate(True, basis, model.horizon, [], p, low, high, inputs, contrib)
 
 
 def batch(model: TrainedModel, frame: pd.DataFrame, basis: str) -> pd.DataFrame:

@@ -317,13 +317,29 @@ def current_model(snap: Snapshot, horizon: int):
         return None, f"The estimate is not available: {exc}"
 
 
+@st.cache_resource(show_spinner="Scoring every patient once for this snapshot and model…", max_entries=8)
+def scored(key: tuple, basis: str, horizon: int, manifest_sha: str) -> pd.DataFrame:
+    """Every patient's estimate and interval (predict.batch), shared read-only by pages and sessions.
+
+    The interval asks each bootstrap refit; asking them once for all patients costs about what one
+    patient does (2 s with 200 refits), so a patient opened later is a lookup, not two seconds.
+    """
+    from model import predict
+
+    model = _load_model(str(snapshot_info(key)["snapshot_id"]), horizon, manifest_sha)
+    return predict.batch(model, queries.features_at(_open(key), basis), basis).set_index("patient_id")
+
+
 @st.cache_data(show_spinner=False, max_entries=512)
 def patient_estimate(key: tuple, patient_id: str, basis: str, horizon: int, manifest_sha: str):
     from model import features, predict
 
     snapshot_id = str(snapshot_info(key)["snapshot_id"])
     model = _load_model(snapshot_id, horizon, manifest_sha)
-    return predict.estimate(model, features.patient_features(_open(key), patient_id, basis), basis)
+    table = scored(key, basis, horizon, manifest_sha)
+    known = patient_id in table.index and bool(table.at[patient_id, "applicable"])
+    interval = tuple(table.loc[patient_id, ["probability", "low", "high"]]) if known else None
+    return predict.estimate(model, features.patient_features(_open(key), patient_id, basis), basis, scored=interval)
 
 
 def risk_card(snap: Snapshot, rec: queries.PatientRecord, horizon: int) -> None:

@@ -29,14 +29,12 @@ def ranked_candidates(key: tuple, horizon: int, manifest_sha: str | None) -> pd.
 
 def candidate_table(key: tuple, horizon: int, manifest_sha: str | None) -> pd.DataFrame:
     """Every patient with eligibility, the 'if they stopped now' estimate and what the board screens on."""
-    from model import predict
 
     snap = components._open(key)
     table = queries.candidates(snap).merge(eligibility.overall(_eligibility(key)), on="patient_id")
     if manifest_sha is not None:
-        model = components._load_model(str(components.snapshot_info(key)["snapshot_id"]), horizon, manifest_sha)
-        est = predict.batch(model, queries.features_now(snap), "now")
-        table = table.merge(est, on="patient_id", how="left")
+        table = table.merge(components.scored(key, "now", horizon, manifest_sha).reset_index(), on="patient_id",
+                            how="left")
     else:
         table = table.assign(probability=float("nan"), low=float("nan"), high=float("nan"),
                              not_applicable_because="no model")

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from data import queries
 from data.build import build_snapshot
 from data.store import Snapshot
 from model import features, predict
@@ -193,3 +194,24 @@ def test_for_a_patient_still_on_therapy_ctdna_is_labelled_as_the_latest_result(s
     est = predict.estimate(model, rows.iloc[0], "now")
     assert "ctDNA detected (latest result)" in set(est.inputs["input"])
     assert not est.inputs["input"].str.contains("at stopping").any()
+
+
+def test_an_estimate_from_the_batch_equals_the_estimate_made_alone(snapshot, model):
+    """The pages look the interval up in predict.batch's table; it must be what estimate() computes."""
+    for basis in ("index", "now"):
+        table = predict.batch(model, queries.features_at(snapshot, basis), basis).set_index("patient_id")
+        ids = table.index[table["applicable"]][:4]
+        assert len(ids) == 4
+        for pid in ids:
+            row = features.patient_features(snapshot, pid, basis)
+            alone = predict.estimate(model, row, basis)
+            looked_up = predict.estimate(model, row, basis, scored=tuple(table.loc[pid, ["probability", "low", "high"]]))
+            assert (alone.probability, alone.low, alone.high) == pytest.approx(
+                (looked_up.probability, looked_up.low, looked_up.high), abs=1e-12)
+            pd.testing.assert_frame_equal(alone.contributions, looked_up.contributions)
+            # each contribution is the change from setting that input to the typical patient's value
+            X = features.as_matrix(pd.DataFrame([row]))
+            first = alone.contributions.iloc[0]
+            name = next(f.name for f in features.FEATURES if predict.label(f, basis) == first["input"])
+            X[name] = model.reference[name]
+            assert first["points"] == pytest.approx(100 * (alone.probability - model.predict(X)[0]), abs=1e-9)

@@ -1,0 +1,170 @@
+"""`python -m benchmarks.load [--sessions 20] [--seconds 120]`: many sessions on one server, as one JSON object.
+
+Starts `streamlit run app.py` (headless, on a free port, on the snapshot and models named by the usual
+environment variables), then opens `--sessions` websocket sessions at once. Each speaks Streamlit's
+own protocol, as the browser does: it asks for the patient page of a random patient
+(`/patient?patient=…`), waits for the script-finished message, and asks again, for `--seconds`.
+A page time is from the request to the server's "finished" message, so it is the server's render,
+queueing behind the other sessions, and the transfer of every element; the browser's drawing is not
+in it (the browser journeys cover that). Counted as errors: an exception or st.error element in
+the page, a run that does not finish successfully, a dropped connection, a page slower than
+`--timeout`.
+
+Not part of the test suite. Prints pages served, errors, page time percentiles, pages per second and
+the server's peak memory.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import websockets
+from streamlit.proto.Alert_pb2 import Alert
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise RuntimeError("the server did not start: " + (server.stderr.read() if server.stderr else ""))
+
+
+def _peak_mib(pid: int) -> int:
+    """Peak resident memory of a live process (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return -1
+
+
+def _problems(msg: ForwardMsg) -> list[str]:
+    """What in one message counts as an error on the page."""
+    if msg.WhichOneof("type") != "delta" or msg.delta.WhichOneof("type") != "new_element":
+        return []
+    element = msg.delta.new_element
+    kind = element.WhichOneof("type")
+    if kind == "exception":
+        return [f"exception: {element.exception.type}: {element.exception.message[:200]}"]
+    if kind == "alert" and element.alert.format == Alert.ERROR:
+        return [f"error message: {element.alert.body[:200]}"]
+    return []
+
+
+async def _open_page(ws, patient_id: str, timeout: float) -> tuple[float, list[str]]:
+    back = BackMsg()
+    back.rerun_script.query_string = f"patient={patient_id}"
+    back.rerun_script.page_name = "patient"
+    start = time.perf_counter()
+    await ws.send(back.SerializeToString())
+    problems: list[str] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = ForwardMsg()
+            msg.ParseFromString(await ws.recv())
+            problems += _problems(msg)
+            if msg.WhichOneof("type") == "script_finished":
+                if msg.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                    continue  # st.rerun() (a deep link's first run goes through app.py): the page follows
+                if msg.script_finished not in (ForwardMsg.FINISHED_SUCCESSFULLY,
+                                               ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY):
+                    problems.append(f"script finished with status {msg.script_finished}")
+                return time.perf_counter() - start, problems
+
+
+async def _session(url: str, ids: list[str], until: float, timeout: float, seed: int, out: dict) -> None:
+    rng = random.Random(seed)
+    try:
+        async with websockets.connect(url, subprotocols=["streamlit"], max_size=None) as ws:
+            while True:  # at least one page, then until time is up
+                patient_id = rng.choice(ids)
+                try:
+                    seconds, problems = await _open_page(ws, patient_id, timeout)
+                except TimeoutError:
+                    out["errors"].append(f"{patient_id}: no answer within {timeout:g} s")
+                    return
+                out["times"].append(seconds)
+                out["errors"].extend(f"{patient_id}: {p}" for p in problems)
+                if time.monotonic() >= until:
+                    return
+    except (OSError, websockets.WebSocketException) as exc:
+        out["errors"].append(f"connection: {exc!r}")
+
+
+async def _run(port: int, sessions: int, seconds: float, timeout: float, ids: list[str]) -> dict:
+    out: dict = {"times": [], "errors": []}
+    until = time.monotonic() + seconds
+    url = f"ws://127.0.0.1:{port}/_stcore/stream"
+    await asyncio.gather(*(_session(url, ids, until, timeout, seed, out) for seed in range(sessions)))
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--timeout", type=float, default=60, help="a page slower than this is an error")
+    args = parser.parse_args(argv)
+
+    from data.store import Snapshot, snapshot_path
+
+    snap = Snapshot(snapshot_path())
+    ids = snap.query("SELECT patient_id FROM patients")["patient_id"].tolist()
+    n_patients = len(ids)
+    snap.close()
+    port = _free_port()
+    server = _start_server(port)
+    try:
+        # one page first: the server's cold start (model and caches) is not what this measures
+        warm = asyncio.run(_run(port, 1, 0, args.timeout * 5, ids[:1]))
+        result = asyncio.run(_run(port, args.sessions, args.seconds, args.timeout, ids))
+        peak = _peak_mib(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    times = sorted(result["times"])
+    q = statistics.quantiles(times, n=100, method="inclusive") if len(times) >= 2 else [float("nan")] * 99
+    print(json.dumps({
+        "patients_in_snapshot": n_patients, "sessions": args.sessions, "seconds": args.seconds,
+        "machine": {"cpus": os.cpu_count()}, "warm_up_page_s": round(warm["times"][0], 3) if warm["times"] else None,
+        "pages_served": len(times), "pages_per_second": round(len(times) / args.seconds, 2),
+        "errors": len(result["errors"]) + len(warm["errors"]), "first_errors": (warm["errors"] + result["errors"])[:10],
+        "page_s": {"median": round(statistics.median(times), 3) if times else None, "p95": round(q[94], 3),
+                   "p99": round(q[98], 3), "max": round(times[-1], 3) if times else None},
+        "server_peak_mib": peak,
+    }, indent=2))
+    return 1 if result["errors"] or warm["errors"] or not times else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
