@@ -6,7 +6,8 @@ own protocol, as the browser does: it asks for the patient page of a random pati
 (`/patient?patient=…`), waits for the script-finished message, and asks again, for `--seconds`.
 A page time is from the request to the server's "finished" message, so it is the server's render,
 queueing behind the other sessions, and the transfer of every element; the browser's drawing is not
-in it (the browser journeys cover that). Counted as errors: an exception or st.error element in
+in it (the browser journeys cover that). With `--think`, sessions arrive spread over the first think
+time and pause between pages (exponential, `--think` s on average). Counted as errors: an exception or st.error element in
 the page, a run that does not finish successfully, a dropped connection, a page slower than
 `--timeout`.
 
@@ -101,8 +102,11 @@ async def _open_page(ws, patient_id: str, timeout: float) -> tuple[float, list[s
                 return time.perf_counter() - start, problems
 
 
-async def _session(url: str, ids: list[str], until: float, timeout: float, seed: int, out: dict) -> None:
+async def _session(url: str, ids: list[str], until: float, timeout: float, seed: int, out: dict,
+                   think: float = 0.0) -> None:
     rng = random.Random(seed)
+    if think:  # users arrive over the first think time, not all in the same millisecond
+        await asyncio.sleep(rng.uniform(0, think))
     try:
         async with websockets.connect(url, subprotocols=["streamlit"], max_size=None) as ws:
             while True:  # at least one page, then until time is up
@@ -116,15 +120,20 @@ async def _session(url: str, ids: list[str], until: float, timeout: float, seed:
                 out["errors"].extend(f"{patient_id}: {p}" for p in problems)
                 if time.monotonic() >= until:
                     return
+                if think:  # reading the page before opening the next: exponential pauses, `think` s on average
+                    await asyncio.sleep(min(rng.expovariate(1 / think), until - time.monotonic()))
     except (OSError, websockets.WebSocketException) as exc:
         out["errors"].append(f"connection: {exc!r}")
 
 
-async def _run(port: int, sessions: int, seconds: float, timeout: float, ids: list[str]) -> dict:
+async def _run(ports: list[int], sessions: int, seconds: float, timeout: float, ids: list[str],
+               think: float = 0.0) -> dict:
+    """`sessions` sessions spread over the servers, each staying on its own (sticky sessions)."""
     out: dict = {"times": [], "errors": []}
     until = time.monotonic() + seconds
-    url = f"ws://127.0.0.1:{port}/_stcore/stream"
-    await asyncio.gather(*(_session(url, ids, until, timeout, seed, out) for seed in range(sessions)))
+    urls = [f"ws://127.0.0.1:{port}/_stcore/stream" for port in ports]
+    await asyncio.gather(*(_session(urls[seed % len(urls)], ids, until, timeout, seed, out, think)
+                           for seed in range(sessions)))
     return out
 
 
@@ -134,6 +143,10 @@ def main(argv=None) -> int:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--timeout", type=float, default=60, help="a page slower than this is an error")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="mean pause in seconds between one page and the next (default 0: back to back)")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="app servers on this machine, sessions spread over them and staying on theirs")
     args = parser.parse_args(argv)
 
     from data.store import Snapshot, snapshot_path
@@ -142,26 +155,30 @@ def main(argv=None) -> int:
     ids = snap.query("SELECT patient_id FROM patients")["patient_id"].tolist()
     n_patients = len(ids)
     snap.close()
-    port = _free_port()
-    server = _start_server(port)
+    ports = [_free_port() for _ in range(args.replicas)]
+    servers = []
     try:
-        # one page first: the server's cold start (model and caches) is not what this measures
-        warm = asyncio.run(_run(port, 1, 0, args.timeout * 5, ids[:1]))
-        result = asyncio.run(_run(port, args.sessions, args.seconds, args.timeout, ids))
-        peak = _peak_mib(server.pid)
+        for port in ports:
+            servers.append(_start_server(port))
+        # one page per server first: a server's cold start (model and caches) is not what this measures
+        warm = asyncio.run(_run(ports, len(ports), 0, args.timeout * 5, ids[:1]))
+        result = asyncio.run(_run(ports, args.sessions, args.seconds, args.timeout, ids, args.think))
+        peaks = [_peak_mib(server.pid) for server in servers]
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
     times = sorted(result["times"])
     q = statistics.quantiles(times, n=100, method="inclusive") if len(times) >= 2 else [float("nan")] * 99
     print(json.dumps({
         "patients_in_snapshot": n_patients, "sessions": args.sessions, "seconds": args.seconds,
-        "machine": {"cpus": os.cpu_count()}, "warm_up_page_s": round(warm["times"][0], 3) if warm["times"] else None,
+        "think_s": args.think, "replicas": args.replicas, "machine": {"cpus": os.cpu_count()},
+        "warm_up_page_s": round(max(warm["times"]), 3) if warm["times"] else None,
         "pages_served": len(times), "pages_per_second": round(len(times) / args.seconds, 2),
         "errors": len(result["errors"]) + len(warm["errors"]), "first_errors": (warm["errors"] + result["errors"])[:10],
         "page_s": {"median": round(statistics.median(times), 3) if times else None, "p95": round(q[94], 3),
                    "p99": round(q[98], 3), "max": round(times[-1], 3) if times else None},
-        "server_peak_mib": peak,
+        "server_peak_mib": peaks,
     }, indent=2))
     return 1 if result["errors"] or warm["errors"] or not times else 0
 
