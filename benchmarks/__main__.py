@@ -187,6 +187,8 @@ def main(argv=None) -> int:
     if len(out["sizes"]) >= 2:
         small, large = out["sizes"][0]["pages"], out["sizes"][-1]["pages"]
         out["patient_page_large_over_small"] = round(large["patient_page_s"] / small["patient_page_s"], 3)
+        out["patient_page_another_patient_large_over_small"] = round(
+            large["patient_page_another_patient_s"] / small["patient_page_another_patient_s"], 3)
     out["targets"] = {"patient_page_large_over_small": "<= 1.2", "patient_page_s": "< 0.5 warm",
                       "tumor_board_page_s": "< 2 at 100,000", "cohorts_page_s": "< 2 at 100,000",
                       "peak_mib": "< 1536"}

@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -43,11 +44,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(port: int) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def _start_server(port: int, log: Path | None = None) -> subprocess.Popen:
+    """A server whose output goes to a file (a pipe nobody reads would block it once full)."""
+    log = log or Path(tempfile.gettempdir()) / f"stop-her2-load-{port}.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -57,7 +61,7 @@ def _start_server(port: int) -> subprocess.Popen:
         except OSError:
             time.sleep(0.5)
     server.kill()
-    raise RuntimeError("the server did not start: " + (server.stderr.read() if server.stderr else ""))
+    raise RuntimeError(f"the server did not start: {log.read_text()[-3000:]}")
 
 
 def _peak_mib(pid: int) -> int:
@@ -117,11 +121,17 @@ async def _session(url: str, ids: list[str], until: float, timeout: float, seed:
                     out["errors"].append(f"{patient_id}: no answer within {timeout:g} s")
                     return
                 out["times"].append(seconds)
+                out["pages"].append({"session": seed, "nth": len([p for p in out["pages"] if p["session"] == seed]),
+                                     "at_s": round(time.monotonic() - out["started"] - seconds, 2),
+                                     "seconds": round(seconds, 3), "patient_id": patient_id})
                 out["errors"].extend(f"{patient_id}: {p}" for p in problems)
                 if time.monotonic() >= until:
                     return
                 if think:  # reading the page before opening the next: exponential pauses, `think` s on average
-                    await asyncio.sleep(min(rng.expovariate(1 / think), until - time.monotonic()))
+                    pause = rng.expovariate(1 / think)
+                    if time.monotonic() + pause >= until:
+                        return
+                    await asyncio.sleep(pause)
     except (OSError, websockets.WebSocketException) as exc:
         out["errors"].append(f"connection: {exc!r}")
 
@@ -129,7 +139,7 @@ async def _session(url: str, ids: list[str], until: float, timeout: float, seed:
 async def _run(ports: list[int], sessions: int, seconds: float, timeout: float, ids: list[str],
                think: float = 0.0) -> dict:
     """`sessions` sessions spread over the servers, each staying on its own (sticky sessions)."""
-    out: dict = {"times": [], "errors": []}
+    out: dict = {"times": [], "errors": [], "pages": [], "started": time.monotonic()}
     until = time.monotonic() + seconds
     urls = [f"ws://127.0.0.1:{port}/_stcore/stream" for port in ports]
     await asyncio.gather(*(_session(urls[seed % len(urls)], ids, until, timeout, seed, out, think)
@@ -170,6 +180,10 @@ def main(argv=None) -> int:
             server.wait(timeout=30)
     times = sorted(result["times"])
     q = statistics.quantiles(times, n=100, method="inclusive") if len(times) >= 2 else [float("nan")] * 99
+    # after the arrivals: every session's first page (0.6 s, a new session's setup) lands in the first think
+    # time, which overloads one process while they arrive
+    settled = sorted(p["seconds"] for p in result["pages"] if p["at_s"] >= 0.2 * args.seconds)
+    q2 = statistics.quantiles(settled, n=100, method="inclusive") if len(settled) >= 2 else [float("nan")] * 99
     print(json.dumps({
         "patients_in_snapshot": n_patients, "sessions": args.sessions, "seconds": args.seconds,
         "think_s": args.think, "replicas": args.replicas, "machine": {"cpus": os.cpu_count()},
@@ -178,7 +192,10 @@ def main(argv=None) -> int:
         "errors": len(result["errors"]) + len(warm["errors"]), "first_errors": (warm["errors"] + result["errors"])[:10],
         "page_s": {"median": round(statistics.median(times), 3) if times else None, "p95": round(q[94], 3),
                    "p99": round(q[98], 3), "max": round(times[-1], 3) if times else None},
+        "page_s_after_first_fifth": {"pages": len(settled), "median": round(statistics.median(settled), 3)
+                                     if settled else None, "p95": round(q2[94], 3)},
         "server_peak_mib": peaks,
+        "slowest_pages": sorted(result["pages"], key=lambda p: -p["seconds"])[:8],
     }, indent=2))
     return 1 if result["errors"] or warm["errors"] or not times else 0
 

@@ -200,6 +200,7 @@ class TrainedModel:
     training: pd.DataFrame  # id, y, weight, time, event, p, lo, hi (+ features)
     excluded: dict
     shrinkage: ShrinkageBias | None = None
+    scores: dict = field(default_factory=dict)  # basis -> predict.batch table of this snapshot's patients
     created_at: str = ""
     versions: dict = field(default_factory=dict)
 
@@ -252,7 +253,7 @@ def _bootstrap(estimator, method, data: TrainingData, n_boot: int, seed: int, sa
 
 
 def train(snap: Snapshot, horizon: int = DEFAULT_HORIZON, n_boot: int = N_BOOT, seed: int = 0,
-          progress=None, n_jobs: int = 2) -> TrainedModel:
+          progress=None, n_jobs: int = 2, score: bool = True) -> TrainedModel:
     say = progress or (lambda fraction, message: None)
     started = time.perf_counter()
     say(0.02, "reading model inputs and outcomes")
@@ -316,8 +317,24 @@ def train(snap: Snapshot, horizon: int = DEFAULT_HORIZON, n_boot: int = N_BOOT, 
     model.training = training
     model.feature_ranges = {f.name: (float(np.nanmin(X[f.name])), float(np.nanmax(X[f.name]))) for f in FEATURES}
     model.reference = {f.name: float(np.nanmedian(X[f.name])) for f in FEATURES}
+    if score:  # the synthetic check trains hundreds of models it never shows: it skips this
+        say(0.97, "scoring every patient of the snapshot")
+        model.scores = score_snapshot(model, snap)
     say(1.0, f"trained in {time.perf_counter() - started:.0f} s")
     return model
+
+
+def score_snapshot(model: TrainedModel, snap: Snapshot) -> dict[str, pd.DataFrame]:
+    """Every patient's estimate and interval on both bases, stored with the model (it belongs to this snapshot).
+
+    An interval asks every bootstrap refit; asking them for all patients at once costs about what one
+    patient costs (2 s with 200 refits at 82 patients, 5 s with 20 at 100,000), so pages look them up.
+    """
+    from data import queries
+    from model import predict
+
+    return {basis: predict.batch(model, queries.features_at(snap, basis), basis).set_index("patient_id")
+            for basis in ("index", "now")}
 
 
 # ------------------------------------------------------------------------------------ artifacts

@@ -321,13 +321,14 @@ def current_model(snap: Snapshot, horizon: int):
 def scored(key: tuple, basis: str, horizon: int, manifest_sha: str) -> pd.DataFrame:
     """Every patient's estimate and interval (predict.batch), shared read-only by pages and sessions.
 
-    The interval asks each bootstrap refit; asking them once for all patients costs about what one
-    patient does (2 s with 200 refits), so a patient opened later is a lookup, not two seconds.
+    Training stores them with the model (model/train.score_snapshot); an artifact without them is
+    scored here once.
     """
-    from model import predict
+    from model.train import score_snapshot
 
     model = _load_model(str(snapshot_info(key)["snapshot_id"]), horizon, manifest_sha)
-    return predict.batch(model, queries.features_at(_open(key), basis), basis).set_index("patient_id")
+    scores = getattr(model, "scores", None) or score_snapshot(model, _open(key))
+    return scores[basis]
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

@@ -215,3 +215,11 @@ def test_an_estimate_from_the_batch_equals_the_estimate_made_alone(snapshot, mod
             name = next(f.name for f in features.FEATURES if predict.label(f, basis) == first["input"])
             X[name] = model.reference[name]
             assert first["points"] == pytest.approx(100 * (alone.probability - model.predict(X)[0]), abs=1e-9)
+
+
+def test_training_stores_every_patients_estimate_for_the_pages(snapshot, model):
+    for basis in ("index", "now"):
+        stored = model.scores[basis]
+        fresh = predict.batch(model, queries.features_at(snapshot, basis), basis).set_index("patient_id")
+        pd.testing.assert_frame_equal(stored, fresh)
+        assert len(stored) == 82
