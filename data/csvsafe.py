@@ -13,10 +13,10 @@ def neutralize(value):
     return value
 
 
-def safe_csv(frame: pd.DataFrame) -> bytes:
+def safe_csv(frame: pd.DataFrame, header: bool = True) -> bytes:
     out = frame.copy()
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
             out[col] = out[col].map(neutralize)
     out.columns = [neutralize(str(c)) for c in out.columns]
-    return out.to_csv(index=False).encode("utf-8")
+    return out.to_csv(index=False, header=header).encode("utf-8")

@@ -122,6 +122,21 @@ class Snapshot:
         finally:
             cur.close()
 
+    def chunks(self, sql: str, params: list | dict | None = None, rows: int = 500_000):
+        """The result in DataFrames of about `rows` rows (the first one even when empty, for its columns)."""
+        cur = self.con.cursor()
+        try:
+            cur.execute(sql, params or [])
+            first = True
+            while True:
+                frame = cur.fetch_df_chunk(max(1, rows // 2048))  # DuckDB hands out vectors of 2,048 rows
+                if frame.empty and not first:
+                    return
+                yield frame
+                first = False
+        finally:
+            cur.close()
+
     def info(self) -> dict:
         row = self.query("SELECT * FROM snapshot_info").iloc[0]
         return row.to_dict()
