@@ -6,8 +6,12 @@ separate processes so that each peak memory is its own:
 * build: `python -m data build` of a synthetic snapshot (seconds, peak RSS);
 * train: `python -m model train` on it (seconds, peak RSS; bootstrap refits as stated);
 * pages: server-side render time with streamlit.testing AppTest, warm caches, median of `repeats`
-  runs, for an empty Streamlit page, the patient page (and its ratio to the empty page), the tumour
-  board (every candidate screened and scored) and the cohorts page; peak RSS of that process.
+  runs, for an empty Streamlit page, the patient page reopened (and its ratio to the empty page),
+  the patient page for a patient not opened before (picked in the picker), the tumour board (every
+  candidate screened and scored) and the cohorts page; peak RSS of that process.
+
+`--profile PAGE` profiles one page's warm runs with cProfile instead (see `_profiled`).
+`python -m benchmarks.load` measures many sessions on a real server.
 """
 from __future__ import annotations
 
@@ -99,11 +103,13 @@ def _pages(repeats: int, only: str | None = None) -> dict:
 
     from data.store import Snapshot, snapshot_path
 
-    first = Snapshot(snapshot_path()).query("SELECT min(patient_id) AS p FROM patients")["p"].iloc[0]
+    snap = Snapshot(snapshot_path())
+    first = snap.query("SELECT min(patient_id) AS p FROM patients")["p"].iloc[0]
+
     def another_patient_each_run() -> list[float]:
         """Warm caches, but a patient not seen before on every run, picked in the picker (as a user does)."""
-        ids = Snapshot(snapshot_path()).query("SELECT patient_id FROM patients USING SAMPLE 50 ROWS (reservoir, 7) "
-                                              "ORDER BY patient_id")["patient_id"].tolist()
+        ids = snap.query("SELECT patient_id FROM patients USING SAMPLE 50 ROWS (reservoir, 7) "
+                         "ORDER BY patient_id")["patient_id"].tolist()
         at = AppTest.from_file(app, default_timeout=1800)
         page("pages/patient.py", patient=ids[0])(at)
         at.run()
@@ -167,8 +173,9 @@ def main(argv=None) -> int:
     parser.add_argument("--boot", type=int, default=None,
                         help="bootstrap refits when training (default 200; 20 above 5,000 patients)")
     parser.add_argument("--pages-only", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--profile", metavar="PAGE", help="profile one page (patient, tumor_board, cohorts) on the "
-                        "snapshot named by $STOPHER2_SNAPSHOT; cProfile stats to benchmarks-PAGE.prof")
+    parser.add_argument("--profile", metavar="PAGE",
+                        help="profile one page's warm runs (patient, patient_new: a new patient each run, tumor_board, "
+                             "cohorts) on the live snapshot (or $STOPHER2_SNAPSHOT); cProfile stats to benchmarks-PAGE.prof")
     args = parser.parse_args(argv)
     if args.profile:
         _profiled(f"benchmarks-{args.profile}.prof")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -113,15 +114,14 @@ async def _session(url: str, ids: list[str], until: float, timeout: float, seed:
         await asyncio.sleep(rng.uniform(0, think))
     try:
         async with websockets.connect(url, subprotocols=["streamlit"], max_size=None) as ws:
-            while True:  # at least one page, then until time is up
+            for nth in itertools.count():  # at least one page, then until time is up
                 patient_id = rng.choice(ids)
                 try:
                     seconds, problems = await _open_page(ws, patient_id, timeout)
                 except TimeoutError:
                     out["errors"].append(f"{patient_id}: no answer within {timeout:g} s")
                     return
-                out["times"].append(seconds)
-                out["pages"].append({"session": seed, "nth": len([p for p in out["pages"] if p["session"] == seed]),
+                out["pages"].append({"session": seed, "nth": nth,
                                      "at_s": round(time.monotonic() - out["started"] - seconds, 2),
                                      "seconds": round(seconds, 3), "patient_id": patient_id})
                 out["errors"].extend(f"{patient_id}: {p}" for p in problems)
@@ -139,7 +139,7 @@ async def _session(url: str, ids: list[str], until: float, timeout: float, seed:
 async def _run(ports: list[int], sessions: int, seconds: float, timeout: float, ids: list[str],
                think: float = 0.0) -> dict:
     """`sessions` sessions spread over the servers, each staying on its own (sticky sessions)."""
-    out: dict = {"times": [], "errors": [], "pages": [], "started": time.monotonic()}
+    out: dict = {"errors": [], "pages": [], "started": time.monotonic()}
     until = time.monotonic() + seconds
     urls = [f"ws://127.0.0.1:{port}/_stcore/stream" for port in ports]
     await asyncio.gather(*(_session(urls[seed % len(urls)], ids, until, timeout, seed, out, think)
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
         for server in servers:
             server.terminate()
             server.wait(timeout=30)
-    times = sorted(result["times"])
+    times = sorted(p["seconds"] for p in result["pages"])
     q = statistics.quantiles(times, n=100, method="inclusive") if len(times) >= 2 else [float("nan")] * 99
     # after the arrivals: every session's first page (0.6 s, a new session's setup) lands in the first think
     # time, which overloads one process while they arrive
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     print(json.dumps({
         "patients_in_snapshot": n_patients, "sessions": args.sessions, "seconds": args.seconds,
         "think_s": args.think, "replicas": args.replicas, "machine": {"cpus": os.cpu_count()},
-        "warm_up_page_s": round(max(warm["times"]), 3) if warm["times"] else None,
+        "warm_up_page_s": max((p["seconds"] for p in warm["pages"]), default=None),
         "pages_served": len(times), "pages_per_second": round(len(times) / args.seconds, 2),
         "errors": len(result["errors"]) + len(warm["errors"]), "first_errors": (warm["errors"] + result["errors"])[:10],
         "page_s": {"median": round(statistics.median(times), 3) if times else None, "p95": round(q[94], 3),
