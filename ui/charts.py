@@ -233,7 +233,10 @@ def ctdna_figure(ctdna: pd.DataFrame, timeline: pd.DataFrame, index_date, follow
     _day0(fig, index_date, axis, "day 0")
     ymin = np.nanmin(ct["floor"]) / 3
     ymax = max(np.nanmax(ct["y"]) if ct["y"].notna().any() else 0, np.nanmax(ct["floor"])) * 5
-    fig.update_yaxes(type="log", title_text=unit, range=[np.log10(ymin), np.log10(ymax)], exponentformat="power")
+    span = np.log10(ymax) - np.log10(ymin)
+    # over a narrow range plotly labels every digit (2, 3, ... 9) and they overlap: label 1, 2 and 5 only
+    fig.update_yaxes(type="log", title_text=unit, range=[np.log10(ymin), np.log10(ymax)], exponentformat="power",
+                     dtick="D2" if span < 3 else None)
     # the view spans the draws (therapy shading may reach years back)
     first, last = _to_axis(ct["drawn_on"].min(), index_date, axis), _to_axis(followup_end, index_date, axis)
     pad = 30 if axis == "days" else pd.Timedelta(days=30)
