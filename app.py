@@ -1,7 +1,10 @@
 """STOP-HER2 decision support: the frame around the pages (config, sign-in, first-start build, navigation)."""
 import streamlit as st
 
-from ui import access, components, frame, session
+from data.clinical import DEFAULT_HORIZON
+
+from services import access
+from ui import components, frame, session
 
 st.set_page_config(page_title="STOP-HER2", page_icon="🩺", layout="wide")
 
@@ -15,7 +18,7 @@ if access.DEMO in person.roles and not info["is_synthetic"]:
              "identity provider in .streamlit/secrets.toml ([auth]) or roll back to a synthetic snapshot "
              "with `python -m data rollback`.", icon="🔒")
     st.stop()
-components.current_model(snapshot, components.DEFAULT_HORIZON)  # trains once per snapshot, with progress
+components.current_model(snapshot, DEFAULT_HORIZON)  # trains once per snapshot, with progress
 
 pages = {
     "": st.Page("pages/home.py", title="Home", icon="🏠", default=True),

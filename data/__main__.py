@@ -1,7 +1,7 @@
 """Build, import, export and roll back snapshots.
 
     python -m data build --source synthetic [--patients N] [--seed S] [--out PATH]
-    python -m data build --source csv|sdtm|fhir PATH [--data-cutoff YYYY-MM-DD] [--report FILE]
+    python -m data build --source csv|sdtm|fhir PATH (any source in services/importers.py) [--data-cutoff YYYY-MM-DD] [--report FILE]
     python -m data check --source csv|sdtm|fhir PATH      (validate only; writes nothing)
     python -m data export --out DIR                       (the live snapshot as a CSV bundle)
     python -m data history | rollback SNAPSHOT_ID | parameters
@@ -20,10 +20,12 @@ def _progress(fraction: float, message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from services import importers
+
     parser = argparse.ArgumentParser(prog="python -m data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build a snapshot and swap it in atomically")
-    b.add_argument("--source", choices=["synthetic", "csv", "sdtm", "fhir"], default="synthetic")
+    b.add_argument("--source", choices=["synthetic", *importers.names()], default="synthetic")
     b.add_argument("path", nargs="?", type=Path, help="the folder, .zip or file to import (not for synthetic)")
     b.add_argument("--data-cutoff", default=None, help="YYYY-MM-DD (default: the latest date in the data)")
     b.add_argument("--report", type=Path, default=None, help="also write the validation report (CSV) here")
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--seed", type=int, default=20230419)
     b.add_argument("--out", type=Path, default=None, help="write the snapshot to this file instead of making it the live one")
     c = sub.add_parser("check", help="validate a source and print the report; writes nothing")
-    c.add_argument("--source", choices=["csv", "sdtm", "fhir"], required=True)
+    c.add_argument("--source", choices=list(importers.names()), required=True)
     c.add_argument("path", type=Path)
     c.add_argument("--report", type=Path, default=None, help="write the report (CSV) here")
     x = sub.add_parser("export", help="write the live snapshot's canonical tables as a CSV bundle")

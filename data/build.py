@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -18,6 +18,7 @@ import pandas as pd
 
 from data import pro, recist
 from data.canonical import CANONICAL
+from data.clinical import HER2_IHC_POSITIVE, RESPONSE_CODES, her2_positive, hr_status, sql_constants, sql_response_codes
 from data.store import DUCKDB_CONFIG, publish, read_sql, snapshot_dir
 
 BUILDER_VERSION = "1"
@@ -45,17 +46,21 @@ CONTRACT = {
 
 
 def clinical_constants() -> pd.DataFrame:
-    """Constants the SQL views need, taken from their one Python source of truth."""
-    rows = [
-        ("pd_pct_from_nadir", recist.PD_PCT_FROM_NADIR, "RECIST 1.1 target PD (data/recist.py)"),
-        ("pd_min_absolute_mm", recist.PD_MIN_ABSOLUTE_MM, "RECIST 1.1 target PD (data/recist.py)"),
-        ("pr_pct_from_baseline", recist.PR_PCT_FROM_BASELINE, "RECIST 1.1 target PR (data/recist.py)"),
-        ("node_normal_mm", recist.NODE_NORMAL_MM, "RECIST 1.1 normal node (data/recist.py)"),
-        ("near_pd_pct_from_nadir", recist.NEAR_PD_PCT_FROM_NADIR, "alert threshold (data/recist.py)"),
-        ("pro_baseline_days_before", pro.BASELINE_DAYS_BEFORE, "PRO baseline window (data/pro.py)"),
-        ("pro_baseline_days_after", pro.BASELINE_DAYS_AFTER, "PRO baseline window (data/pro.py)"),
-    ]
-    return pd.DataFrame(rows, columns=["name", "value", "source"])
+    """Constants the SQL views need, taken from their one Python source of truth (data/clinical.py)."""
+    return pd.DataFrame([(name, float(value), f"{what} (data/clinical.py)") for name, value, what in sql_constants()],
+                        columns=["name", "value", "source"])
+
+
+def classify(patients: pd.DataFrame) -> pd.DataFrame:
+    """HER2 and HR status per patient by the rules in data/clinical.py, for the SQL views to join."""
+    return pd.DataFrame({
+        "patient_id": patients["patient_id"].astype(str),
+        "her2_positive": pd.array([her2_positive(i, s) for i, s in zip(patients["her2_ihc"].astype(object),
+                                   patients["her2_ish_amplified"].astype(object), strict=True)], dtype="boolean"),
+        "her2_ihc3": pd.array([None if pd.isna(i) else i == HER2_IHC_POSITIVE for i in patients["her2_ihc"].astype(object)],
+                              dtype="boolean"),
+        "hr_status": [hr_status(e, p) for e, p in zip(patients["er_status"].astype(object),
+                                                      patients["pr_status"].astype(object), strict=True)]})
 
 
 class BuildError(ValueError):
@@ -109,11 +114,11 @@ def _insert(con, table: str, df: pd.DataFrame) -> None:
         con.unregister("_incoming")
 
 
-_DERIVED = {"recist_assessments", "pro_scale_scores", "pro_catalogue", "clinical_constants",
+_DERIVED = {"recist_assessments", "pro_scale_scores", "pro_catalogue", "clinical_constants", "patient_classification",
             "snapshot_info", "eligibility_results"}
 
 ELIGIBILITY_INPUT = """
-SELECT p.patient_id, p.age_at_enrolment + date_diff('day', p.enrolled_on, s.data_cutoff) / 365.25 AS age,
+SELECT p.patient_id, p.age_at_enrolment + years_between(p.enrolled_on, s.data_cutoff) AS age,
        p.her2_ihc, p.her2_ish_amplified, p.first_line_start, i.stopped_on, o.progressed_on
 FROM patients p JOIN patient_index i USING (patient_id) JOIN outcomes o USING (patient_id), snapshot_info s
 """
@@ -151,9 +156,8 @@ def _check_snapshot(con) -> dict:
         if missing:
             raise BuildError(f"view {view} lacks contract column(s): {', '.join(missing)}")
         counts[view] = con.execute("SELECT count(*) FROM " + view).fetchone()[0]
-    bad = con.execute("""SELECT count(*) FROM scan_history
-                         WHERE overall_response IS NOT NULL AND overall_response NOT IN
-                         ('CR','PR','SD','PD','NE','NON-CR/NON-PD')""").fetchone()[0]
+    bad = con.execute("SELECT count(*) FROM scan_history WHERE overall_response IS NOT NULL "
+                      "AND NOT list_contains(?, overall_response)", [list(RESPONSE_CODES)]).fetchone()[0]
     if bad:
         raise BuildError(f"{bad} scans have an invalid response code")
     if counts["patient_summary"] != con.execute("SELECT count(*) FROM patients").fetchone()[0]:
@@ -183,7 +187,8 @@ def build_snapshot(tables: dict[str, pd.DataFrame], *, source: str, out: Path | 
     try:
         con = duckdb.connect(str(tmp), config=dict(DUCKDB_CONFIG))
         try:
-            con.execute(read_sql("schema.sql"))
+            # the response codes of the CHECK constraints come from data/clinical.py (generated, not copied)
+            con.execute(read_sql("schema.sql").replace("{response_codes}", sql_response_codes()))
             for i, name in enumerate(CANONICAL):
                 say(0.10 + 0.04 * i, f"writing {name}")
                 _insert(con, name, tables[name][CANONICAL[name]])
@@ -201,6 +206,7 @@ def build_snapshot(tables: dict[str, pd.DataFrame], *, source: str, out: Path | 
             _insert(con, "pro_scale_scores", pro.score(tables["pro_responses"]))
             _insert(con, "pro_catalogue", pro.catalogue_frame())
             _insert(con, "clinical_constants", clinical_constants())
+            _insert(con, "patient_classification", classify(tables["patients"]))
             cutoff = data_cutoff or _latest_date(tables)
             _insert(con, "snapshot_info", pd.DataFrame([{
                 "snapshot_id": snapshot_id, "source": source, "is_synthetic": source == "synthetic",

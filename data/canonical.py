@@ -39,7 +39,8 @@ class Table:
         return [c.name for c in self.columns]
 
 
-RESPONSES = ("CR", "PR", "SD", "PD", "NE", "NON-CR/NON-PD")
+from data.clinical import RESPONSE_CODES as RESPONSES  # noqa: E402
+
 EVENTS = ("progression", "restart", "death", "withdrawal", "last_contact")
 PATIENT = Column("patient_id", "text", True, description="trial patient identifier")
 PATIENT_REF = ((("patient_id",), "patients", ("patient_id",)),)

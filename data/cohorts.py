@@ -4,15 +4,12 @@ Kaplan-Meier curves and log-rank tests come from lifelines; everything here is d
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 import numpy as np
 import pandas as pd
 from lifelines import KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test
 
-DAYS_PER_MONTH = 30.4375
+from data.clinical import DAYS_PER_MONTH  # noqa: E402
 
 #: Table 1 rows: (label, column, kind) with kind "median" (median [IQR]) or "share" (n (%) of a value).
 TABLE_ONE = (
@@ -30,12 +27,6 @@ TABLE_ONE = (
     ("ctDNA detected at day 0", ("ctdna_detected_at_index", True), "share"),
     ("PFS time, months (to progression, death or censoring)", "pfs_months", "median"),
 )
-
-
-def pseudonym(patient_id: str, key: str) -> str:
-    """A stable pseudonymous id (HMAC-SHA256 with a deployment key): the same patient, the same code."""
-    digest = hmac.new(key.encode(), str(patient_id).encode(), hashlib.sha256).hexdigest()
-    return "R-" + digest[:8].upper()
 
 
 def table_one(frame: pd.DataFrame, by: str = "cohort") -> pd.DataFrame:
@@ -153,9 +144,26 @@ def swimmer_sample(frame: pd.DataFrame, lanes: int) -> pd.DataFrame:
     return frame if len(frame) <= lanes else frame.sort_values("pseudonym").head(lanes)
 
 
-def research_extract(frame, snapshot_id: str):
-    """One row per patient for researchers: pseudonym instead of id, time from day 0 instead of dates."""
-    dates = [c for c in frame.columns if c.endswith("_on") or c.endswith("_date")]
-    out = frame.drop(columns=dates + ["pseudonym"], errors="ignore").copy()
-    out.insert(0, "pseudonym", [pseudonym(p, snapshot_id) for p in out.pop("patient_id")])
-    return out
+def patient_lead_time(ctdna: pd.DataFrame, progressed_on) -> dict | None:
+    """One patient's ctDNA lead time: the first positive draw (QC passed) on or before progression.
+
+    Returns {"first_positive_on", "months"} or None (no progression, or no positive draw before it).
+    """
+    if progressed_on is None or pd.isna(progressed_on) or ctdna.empty:
+        return None
+    positive = ctdna[(ctdna["qc"] == "pass") & (ctdna["detected"] == True)  # noqa: E712 (nullable boolean)
+                     & (pd.to_datetime(ctdna["drawn_on"]) <= pd.Timestamp(progressed_on))]
+    if positive.empty:
+        return None
+    first = pd.to_datetime(positive["drawn_on"]).min()
+    return {"first_positive_on": first, "months": (pd.Timestamp(progressed_on) - first).days / DAYS_PER_MONTH}
+
+
+def swimmer_lanes(frame: pd.DataFrame, draws: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The swimmer plot's rows: months from day 0 to progression, restart and death; positive draws in months."""
+    out = frame.copy()
+    for column in ("progressed", "restarted", "died"):
+        out[f"{column}_months"] = (pd.to_datetime(out[f"{column}_on"])
+                                   - pd.to_datetime(out["index_date"])).dt.days / DAYS_PER_MONTH
+    positive = draws[(draws["detected"] == True) & draws["patient_id"].isin(out["patient_id"])]  # noqa: E712
+    return out, positive.assign(months_from_index=positive["days_from_index"] / DAYS_PER_MONTH)

@@ -6,16 +6,22 @@ a tumour board can read. The criteria follow clinical-facts.md (NCT05721248).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-MIN_AGE = 18
-MIN_FIRST_LINE_YEARS = 3.0
-MIN_MONTHS_SINCE_CNS_THERAPY = 24
-DAYS_PER_MONTH = 30.4375
+from data.clinical import (  # noqa: F401  (re-exported for callers of eligibility.MIN_AGE etc.)
+    DAYS_PER_MONTH,
+    DAYS_PER_YEAR,
+    HER2_IHC_EQUIVOCAL,
+    HER2_RULE,
+    MIN_AGE,
+    MIN_FIRST_LINE_YEARS,
+    MIN_MONTHS_SINCE_CNS_THERAPY,
+    her2_positive,
+)
 
 PATIENT_COLUMNS = ["patient_id", "age", "her2_ihc", "her2_ish_amplified", "first_line_start", "stopped_on",
                    "progressed_on"]
@@ -47,21 +53,13 @@ def _her2(p: pd.DataFrame, _prog, _as_of):
     ish = p["her2_ish_amplified"].astype(object)
     met, detail = [], []
     for i, s in zip(ihc, ish, strict=True):
+        met.append(her2_positive(i, s))  # the one definition (data/clinical.py)
         if i is None or pd.isna(i):
-            met.append(None)
             detail.append("HER2 IHC not recorded")
-        elif i == "3+":
-            met.append(True)
-            detail.append("IHC 3+")
-        elif i == "2+":
-            if s is None or pd.isna(s):
-                met.append(None)
-                detail.append("IHC 2+, ISH not recorded")
-            else:
-                met.append(bool(s))
-                detail.append("IHC 2+, ISH " + ("amplified" if s else "not amplified"))
+        elif i == HER2_IHC_EQUIVOCAL:
+            detail.append(f"IHC {i}, ISH " + ("not recorded" if s is None or pd.isna(s)
+                                              else "amplified" if s else "not amplified"))
         else:
-            met.append(False)
             detail.append(f"IHC {i}")
     return pd.Series(met, dtype=object), pd.Series(detail)
 
@@ -120,7 +118,7 @@ def _first_line(p: pd.DataFrame, prog: pd.DataFrame, as_of: pd.Timestamp):
             detail.append("first-line start not recorded")
             continue
         end = row.stopped_on if row.stopped_on is not None and pd.notna(row.stopped_on) else as_of
-        years = (pd.Timestamp(end) - pd.Timestamp(start)).days / 365.25
+        years = (pd.Timestamp(end) - pd.Timestamp(start)).days / DAYS_PER_YEAR
         verdicts, notes = [], []
         g = by_patient.get(row.patient_id)
         if g is not None:
@@ -160,7 +158,7 @@ def _not_stopped_or_progressed(p: pd.DataFrame, _prog, _as_of):
 
 CRITERIA: tuple[Criterion, ...] = (
     Criterion("age_18", f"Age {MIN_AGE} or older", _age),
-    Criterion("her2_positive", "HER2-positive by ASCO/CAP 2018 (IHC 3+, or IHC 2+ with ISH amplification)", _her2),
+    Criterion("her2_positive", HER2_RULE, _her2),
     Criterion("first_line_3y", f">= {MIN_FIRST_LINE_YEARS:g} years of first-line anti-HER2 therapy without RECIST "
               "progression (allowed: brain-only progression treated locally, asymptomatic, off steroids and "
               f"anticonvulsants, >= {MIN_MONTHS_SINCE_CNS_THERAPY} months since CNS therapy; single-lesion "

@@ -1,6 +1,6 @@
 """Import real data: read a source, validate every row, build a snapshot, keep the report; history and rollback.
 
-Every source (a CSV bundle, CDISC SDTM, FHIR) is read into canonical tables plus a Report, then the
+Every source (registered by name in services/importers.py) is read into canonical tables plus a Report, then the
 same validation and the same snapshot build run. Errors stop the import before anything is written:
 the live snapshot stays byte-for-byte as it was. Warnings are imported; the report is kept beside
 the snapshot as `<snapshot>.report.csv`. A running app keeps serving the old snapshot until the
@@ -18,25 +18,11 @@ from data.csvsafe import safe_csv
 from data.store import Snapshot, publish, snapshot_dir, snapshot_path
 from data.validate import ImportRejected, Report, validate
 
-SOURCES = ("csv", "sdtm", "fhir")
-
-
 def read_source(kind: str, source, options: dict | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict, Report]:
-    """Raw canonical tables, their file names, row lines, and what reading found."""
-    if kind == "csv":
-        from data.bundle import read_bundle
+    """Raw canonical tables, their file names, row lines, and what reading found (services/importers.py's registry)."""
+    from services import importers
 
-        raw, files, report = read_bundle(source)
-        return raw, files, {}, report
-    if kind == "sdtm":
-        from data.importers import sdtm
-
-        return sdtm.read(source, **(options or {}))
-    if kind == "fhir":
-        from data.importers import fhir
-
-        return fhir.read(source, **(options or {}))
-    raise ValueError(f"unknown source {kind!r}: one of {', '.join(SOURCES)}")
+    return importers.read(kind, source, options)
 
 
 def check(kind: str, source, today=None, options: dict | None = None) -> tuple[dict[str, pd.DataFrame], Report]:

@@ -67,10 +67,9 @@ QLQ_C30_LABELS = {
 QLQ_C30_ITEM_MAX = {i: (7 if i >= 29 else 4) for i in range(1, 31)}
 QLQ_C30_MCID = 10.0  # Osoba 1998: 10-20 points is a moderate change a patient notices
 
-#: The baseline score is the last one completed from this many days before the index date to this
-#: many days after it (a questionnaire given at the stopping visit, or just before).
-BASELINE_DAYS_BEFORE = 42
-BASELINE_DAYS_AFTER = 14
+# The baseline window (data/clinical.py): the last score from PRO_BASELINE_DAYS_BEFORE days before the
+# index date to PRO_BASELINE_DAYS_AFTER days after it.
+from data.clinical import PRO_BASELINE_DAYS_AFTER, PRO_BASELINE_DAYS_BEFORE  # noqa: E402,F401
 
 FCRI_SF_ITEMS = 9  # each 0-4, total 0-36 (Simard & Savard 2009)
 DRS_ITEMS = 5  # each 1-5 (1 = strongly agree); items 2 and 4 reverse-coded (Brehaut 2003)

@@ -9,7 +9,7 @@ from data.store import Snapshot
 
 PATIENT_LIST = """
 SELECT patient_id, cohort, index_date, status, last_overall_response, last_ctdna_detected,
-       len(alerts) AS n_alerts
+       len(alerts) AS n_alerts, len(ctdna_alerts) AS n_ctdna_alerts
 FROM patient_summary ORDER BY patient_id
 """
 SUMMARY = "SELECT * FROM patient_summary WHERE patient_id = ?"
@@ -63,18 +63,6 @@ def patient_record(snap: Snapshot, patient_id: str) -> PatientRecord:
         timeline=snap.query(TIMELINE, [patient_id]), ctdna=snap.query(CTDNA, [patient_id]),
         scans=snap.query(SCANS, [patient_id]), lesions=snap.query(LESIONS, [patient_id]),
         pros=snap.query(PROS, [patient_id]))
-
-
-def blind_ctdna(record: PatientRecord) -> PatientRecord:
-    """The record without any ctDNA result (ctDNA blinding): no draws, no ctDNA track, alert or last call."""
-    summary = record.summary.copy()
-    summary["last_ctdna_detected"] = None
-    summary["last_ctdna_on"] = None
-    alerts = [] if summary["alerts"] is None else [a for a in summary["alerts"] if "ctdna" not in str(a).lower()]
-    summary["alerts"] = alerts
-    return PatientRecord(summary=summary, outcome=record.outcome,
-                         timeline=record.timeline[record.timeline["track"] != "ctDNA"].reset_index(drop=True),
-                         ctdna=record.ctdna.iloc[0:0], scans=record.scans, lesions=record.lesions, pros=record.pros)
 
 
 def since(record: PatientRecord, since_date) -> pd.DataFrame:

@@ -24,21 +24,23 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-PD_PCT_FROM_NADIR = 20.0  # target PD: >= 20 % above the nadir ...
-PD_MIN_ABSOLUTE_MM = 5.0  # ... and >= 5 mm absolute increase
-PR_PCT_FROM_BASELINE = -30.0  # target PR: >= 30 % below baseline
-NODE_NORMAL_MM = 10.0  # a lymph node < 10 mm short axis is normal (counts as CR)
-#: The patient page warns when the SLD has used up this share of the way to PD (e.g. +10 % of +20 %).
-NEAR_PD_PCT_FROM_NADIR = 10.0
+# The thresholds live in data/clinical.py (one source for Python and the SQL views).
+from data.clinical import (  # noqa: F401  (re-exported: recist.PD_PCT_FROM_NADIR reads naturally)
+    NEAR_PD_PCT_FROM_NADIR,
+    NODE_NORMAL_MM,
+    PD_MIN_ABSOLUTE_MM,
+    PD_PCT_FROM_NADIR,
+    PR_PCT_FROM_BASELINE,
+    RESPONSE_CODES,
+)
 
-RESPONSE_CODES = ("CR", "PR", "SD", "PD", "NE", "NON-CR/NON-PD")
 LESION_KINDS = ("target", "non_target", "new")
 LESION_STATUSES = ("present", "absent", "unequivocal_progression", "equivocal")
 
 INPUT_COLUMNS = ["patient_id", "scan_id", "scanned_on", "lesion_id", "kind", "organ", "is_node",
                  "diameter_mm", "status"]
 OUTPUT_COLUMNS = ["patient_id", "scan_id", "scanned_on", "is_baseline", "n_target_lesions",
-                  "sld_mm", "baseline_sld_mm", "nadir_sld_mm", "pct_from_baseline", "pct_from_nadir",
+                  "sld_mm", "baseline_sld_mm", "nadir_sld_mm", "pd_threshold_mm", "pct_from_baseline", "pct_from_nadir",
                   "target_response", "non_target_response", "new_lesion", "overall_response", "note"]
 
 _KEY = ["patient_id", "scan_id"]
@@ -131,6 +133,12 @@ def _validate(measurements: pd.DataFrame) -> pd.DataFrame:
     return m
 
 
+def pd_threshold_mm(nadir_sld_mm):
+    """The SLD at which target disease is PD: >= 20 % above the nadir AND >= 5 mm above it (4.3.2)."""
+    nadir = np.asarray(nadir_sld_mm, dtype=float)
+    return np.maximum(nadir * (1 + PD_PCT_FROM_NADIR / 100), nadir + PD_MIN_ABSOLUTE_MM)
+
+
 def assess(measurements: pd.DataFrame) -> pd.DataFrame:
     """Derive RECIST 1.1 responses for every scan of every patient.
 
@@ -164,6 +172,7 @@ def assess(measurements: pd.DataFrame) -> pd.DataFrame:
     prior_min = prior_min.groupby(out["patient_id"], sort=False, observed=True).ffill()
     out["nadir_sld_mm"] = prior_min.groupby(out["patient_id"], sort=False, observed=True).shift(1)
     out.loc[out["seq"] == 0, "nadir_sld_mm"] = out["baseline_sld_mm"]
+    out["pd_threshold_mm"] = pd_threshold_mm(out["nadir_sld_mm"])
     with np.errstate(invalid="ignore", divide="ignore"):
         base, nadir = out["baseline_sld_mm"], out["nadir_sld_mm"]
         out["pct_from_baseline"] = ((out["sld_mm"] - base) / base * 100).where(base > 0)

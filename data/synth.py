@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 
 from data import pro, recist
-
-DAYS_PER_MONTH = 30.4375
+from data.clinical import DAYS_PER_MONTH, DAYS_PER_YEAR  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -178,7 +177,7 @@ def _patients(rng, n: int) -> dict:
     k, theta = P["extra_years_first_line_gamma"]
     years_fl = 3 + np.minimum(rng.gamma(k, theta, n), 11)
     # eligibility counts >= 3 years of first-line therapy before ENROLMENT
-    first_line_start = enrolled - np.round(years_fl * 365.25).astype(np.int64)
+    first_line_start = enrolled - np.round(years_fl * DAYS_PER_YEAR).astype(np.int64)
     metastatic_on = first_line_start - rng.integers(7, 60, n)
     organs = np.column_stack([rng.random(n) < p for p in P["organ_involvement"].values()])
     none = ~organs.any(axis=1)

@@ -22,6 +22,7 @@ import pandas as pd
 
 from data import pro
 from data.canonical import TABLES, Column
+from data.clinical import DAYS_PER_YEAR
 
 #: At most this many findings per file, column and message are listed one by one; the rest are counted.
 MAX_LISTED = 200
@@ -261,7 +262,7 @@ def _check_plausibility(typed, line_of, files, report) -> None:
     if patients.empty:
         return
     # Born at the latest on enrolment date minus (age + 1) years: a date before that is impossible.
-    born_by = (patients["enrolled_on"] - pd.to_timedelta((patients["age_at_enrolment"].astype("float64") + 1) * 365.25,
+    born_by = (patients["enrolled_on"] - pd.to_timedelta((patients["age_at_enrolment"].astype("float64") + 1) * DAYS_PER_YEAR,
                                                           unit="D"))
     born = pd.Series(born_by.to_numpy(), index=patients["patient_id"].astype(str)).dropna()
     born = born[~born.index.duplicated()]

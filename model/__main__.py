@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from data.clinical import DEFAULT_HORIZON, HORIZONS
+
 
 def _progress(fraction: float, message: str) -> None:
     print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
@@ -14,7 +16,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the model on the live snapshot and save it with its manifest")
-    t.add_argument("--horizon", type=int, choices=[6, 12, 24], default=12, help="months (default 12)")
+    t.add_argument("--horizon", type=int, choices=HORIZONS, default=DEFAULT_HORIZON,
+                   help=f"months (default {DEFAULT_HORIZON})")
     t.add_argument("--boot", type=int, default=200, help="bootstrap refits (>= 200 for the intervals)")
     e = sub.add_parser("evaluate", help="benchmarks of the whole procedure (not part of the tests)")
     e.add_argument("--synthetic-check", action="store_true", required=True,
@@ -27,7 +30,7 @@ def main(argv=None) -> int:
 
     if args.command == "train":
         from data.store import Snapshot, SnapshotMissing, snapshot_path
-        from model.train import save, train
+        from services import models
 
         if args.boot < 200:
             print("note: fewer than 200 bootstrap refits; intervals will be rough", file=sys.stderr)
@@ -36,9 +39,12 @@ def main(argv=None) -> int:
         except SnapshotMissing as exc:
             print(exc, file=sys.stderr)
             return 2
-        model = train(snap, horizon=args.horizon, n_boot=args.boot, progress=_progress)
-        path, manifest = save(model)
-        print(manifest.read_text())
+        try:
+            manifest = models.train_and_save(snap, args.horizon, progress=_progress, n_boot=args.boot)
+        except ValueError as exc:  # too few patients or events: one sentence, not a traceback
+            print(f"cannot train: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(manifest, indent=2))
         return 0
 
     from model.synthetic_check import run

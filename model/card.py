@@ -4,7 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dataclasses import dataclass
+
 from model import evaluate
+from model.features import FEATURES
 from model.train import TrainedModel
 
 SUBGROUPS = {  # label -> training column
@@ -73,3 +76,56 @@ def truth_comparison(model: TrainedModel, truth: pd.DataFrame) -> dict:
     return {"n": len(m), "correlation": float(np.corrcoef(m["p"], m[column])[0, 1]),
             "mean_abs_error": float(np.mean(np.abs(m["p"] - m[column]))),
             "interval_covers_truth": float(covered.mean()), "frame": m[["patient_id", "p", "lo", "hi", column]]}
+
+
+def calibration_bins(model: TrainedModel, groups: int = 5) -> pd.DataFrame:
+    """Observed (IPCW-weighted) against mean predicted chance in fifths of the predictions: p, observed, n."""
+    t = used(model)
+    q = pd.qcut(t["p"].rank(method="first"), q=min(groups, len(t) // 8 or 1), labels=False)
+    return (t.groupby(q).apply(lambda g: pd.Series({"p": g["p"].mean(), "observed": np.average(g["y"], weights=g["weight"]),
+                                                    "n": len(g)}), include_groups=False).reset_index(drop=True))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the model card shows, as public values (pages never read a model's internals)."""
+
+    horizon: int
+    snapshot_id: str
+    model_name: str
+    calibration: str
+    created_at: str
+    versions: dict
+    n_boot: int
+    n_patients: int  # training patients with a known outcome at the horizon
+    n_events: int  # progressions or deaths by the horizon among them
+    n_inputs: int
+    input_labels: tuple[str, ...]
+    excluded: dict  # reason -> patients left out
+    metrics: pd.DataFrame  # metric, apparent, optimism, corrected, ci_low, ci_high
+    candidates: pd.DataFrame
+    calibration_choice: pd.DataFrame
+    chosen_cv_auroc: float
+    chosen_cv_slope: float
+    survival: dict  # c_index, oe_ratio, brier (censored-data view)
+    predictions: np.ndarray  # each training patient's estimate (the calibration plot's rug)
+    bins: pd.DataFrame
+    smooth: pd.DataFrame
+    roc: tuple[np.ndarray, np.ndarray]
+    decision_curve: pd.DataFrame
+    subgroups: pd.DataFrame
+
+
+def evidence(model: TrainedModel) -> Evidence:
+    t = used(model)
+    chosen = model.candidates[model.candidates["chosen"]].iloc[0]
+    return Evidence(
+        horizon=model.horizon, snapshot_id=model.snapshot_id, model_name=model.model_name,
+        calibration=model.calibration, created_at=model.created_at, versions=dict(model.versions),
+        n_boot=len(model.boot_models), n_patients=len(t), n_events=int((t["y"] == 0).sum()),
+        n_inputs=len(FEATURES), input_labels=tuple(f.label for f in FEATURES), excluded=dict(model.excluded),
+        metrics=model.metrics.copy(), candidates=model.candidates.copy(),
+        calibration_choice=model.calibration_choice.copy(), chosen_cv_auroc=float(chosen["auroc"]),
+        chosen_cv_slope=float(chosen["calibration_slope"]), survival=dict(model.survival),
+        predictions=t["p"].to_numpy(), bins=calibration_bins(model), smooth=smooth_calibration(model),
+        roc=roc_points(model), decision_curve=decision_curve(model), subgroups=subgroups(model))

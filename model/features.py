@@ -11,13 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from data.clinical import CTDNA_STALE_DAYS, DEFAULT_HORIZON, HORIZONS  # noqa: E402,F401  (re-exported)
 from data.store import Snapshot
 from model.evaluate import ipcw_weights
-
-HORIZONS = (6, 12, 24)  # months; the setting a user may pick
-DEFAULT_HORIZON = 12
-#: A ctDNA result drawn longer than this before the estimate's date is flagged as stale.
-CTDNA_STALE_DAYS = 90
 
 
 @dataclass(frozen=True)

@@ -5,18 +5,17 @@ the inputs it used with missing, stale or unusual ones flagged, and what pushes 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
+from data.clinical import HER2_RULE, MIN_FIRST_LINE_YEARS
+from model import artifacts
+from model.artifacts import ModelUnavailable  # noqa: F401  (re-exported: callers catch predict.ModelUnavailable)
 from model.features import CTDNA_STALE_DAYS, FEATURE_BY_NAME, FEATURES, as_matrix
-from model.train import MODEL_VERSION, TrainedModel, artifact_paths, library_versions, sha256_file
-
-MIN_FIRST_LINE_YEARS = 3.0  # eligibility: >= 3 years of first-line anti-HER2 therapy
+from model.train import MODEL_VERSION, TrainedModel, library_versions
 #: How often the stated 95 % interval contained the true probability at trial size, measured by
 #: `python -m model evaluate --synthetic-check` (new patients, 200 repetitions, 2026-11-25). Shown
 #: beside every interval; below INTERVAL_COVERAGE_AIM it is a caution that the intervals are too narrow.
@@ -37,40 +36,14 @@ def interval_coverage_note() -> str:
             "(`python -m model evaluate --synthetic-check`).")
 
 
-class ModelUnavailable(RuntimeError):
-    """No trustworthy model: the message says why and what to do. Pages keep working without it."""
-
-
 def read_manifest(snapshot_id: str, horizon: int, folder: Path | None = None) -> dict:
-    path, manifest_path = artifact_paths(snapshot_id, horizon, folder)
-    if not manifest_path.exists() or not path.exists():
-        raise ModelUnavailable(f"no model has been trained on snapshot {snapshot_id} for {horizon} months "
-                               "(`python -m model train`)")
-    return json.loads(manifest_path.read_text())
+    return artifacts.read_manifest(snapshot_id, horizon, folder)
 
 
 def load(snapshot_id: str, horizon: int, folder: Path | None = None) -> TrainedModel:
     """Load the model for a snapshot and horizon after checking its sha256 and library versions."""
-    manifest = read_manifest(snapshot_id, horizon, folder)
-    path, _ = artifact_paths(snapshot_id, horizon, folder)
-    if sha256_file(path) != manifest["sha256"]:
-        raise ModelUnavailable(f"the model file {path.name} does not match its manifest (sha256): it was "
-                               "changed after training and will not be loaded; retrain with `python -m model train`")
-    if manifest.get("model_version") != MODEL_VERSION:
-        raise ModelUnavailable(f"the model was made by version {manifest.get('model_version')} of the training "
-                               f"procedure, this installation is version {MODEL_VERSION}; retrain with "
-                               "`python -m model train`")
-    here = library_versions()
-    for lib in ("scikit-learn", "numpy", "joblib"):
-        if manifest["versions"].get(lib) != here[lib]:
-            raise ModelUnavailable(f"the model was trained with {lib} {manifest['versions'].get(lib)}, this "
-                                   f"installation has {here[lib]}; retrain with `python -m model train`")
-    if manifest["snapshot_id"] != snapshot_id or manifest["horizon_months"] != horizon:
-        raise ModelUnavailable("the model's manifest names another snapshot or horizon")
-    model = joblib.load(path)
-    if not isinstance(model, TrainedModel):
-        raise ModelUnavailable(f"{path.name} does not hold a trained STOP-HER2 model")
-    return model
+    return artifacts.load_verified(snapshot_id, horizon, procedure_version=MODEL_VERSION,
+                                   library_versions=library_versions(), expected_type=TrainedModel, folder=folder)
 
 
 @dataclass
@@ -104,9 +77,9 @@ def applicability(model: TrainedModel, row: pd.Series | dict, basis: str) -> lis
     reasons = []
     her2 = row.get("her2_positive")
     if her2 is None or pd.isna(her2):
-        reasons.append("HER2 status unknown: the model is for HER2-positive disease (IHC 3+, or 2+ with ISH amplification)")
+        reasons.append(f"HER2 status unknown: the model is for patients {HER2_RULE}")
     elif not bool(her2):
-        reasons.append("not HER2-positive by ASCO/CAP 2018 (IHC 3+, or IHC 2+ with ISH amplification)")
+        reasons.append(f"not {HER2_RULE}")
     years = row.get("years_on_first_line_at_enrolment") if basis == "index" else row.get("years_on_first_line")
     if years is not None and pd.notna(years) and years < MIN_FIRST_LINE_YEARS:
         reasons.append(f"{years:.1f} years of first-line therapy: the model is for >= {MIN_FIRST_LINE_YEARS:g} years")
@@ -193,3 +166,15 @@ def batch(model: TrainedModel, frame: pd.DataFrame, basis: str) -> pd.DataFrame:
         lo, hi = model.interval(X)
         out.loc[ok, "low"], out.loc[ok, "high"] = lo, hi
     return out
+
+
+def score_snapshot(model: TrainedModel, snap) -> dict[str, pd.DataFrame]:
+    """Every patient's estimate and interval on both bases (stored with the model: it belongs to this snapshot).
+
+    An interval asks every bootstrap refit; asking them for all patients at once costs about what one
+    patient costs (2 s with 200 refits at 82 patients, 5 s with 20 at 100,000), so pages look them up.
+    """
+    from data import queries
+
+    return {basis: batch(model, queries.features_at(snap, basis), basis).set_index("patient_id")
+            for basis in ("index", "now")}

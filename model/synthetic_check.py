@@ -49,7 +49,7 @@ def large_check(n: int, horizon: int, folder: Path, say) -> dict:
     say(0.01, f"building two synthetic cohorts of {n:,}")
     train_snap, test_snap = _cohort(n, 101, folder), _cohort(n, 202, folder)
     say(0.05, "training on the first cohort's patients who stopped")
-    model = train(train_snap, horizon, n_boot=20, score=False)
+    model = train(train_snap, horizon, n_boot=20)
     data, truth = _test_set(test_snap, horizon)
     keep = data.weight > 0
     p = model.predict(data.X)
@@ -72,7 +72,7 @@ def _one_trial(seed: int, horizon: int, boot: int, folder: str) -> dict:
     snap = _cohort(82, 10_000 + seed, folder)
     new = _cohort(82, 20_000 + seed, folder)
     try:
-        model = train(snap, horizon, n_boot=boot, seed=seed, n_jobs=1, score=False)
+        model = train(snap, horizon, n_boot=boot, seed=seed, n_jobs=1)
     except ValueError:  # too few events in this draw to train at all
         return {"seed": seed, "trained": False}
     truth = _truth(snap, horizon).set_index("patient_id")["truth"]

@@ -29,9 +29,6 @@ model family and calibration method, which are fixed once chosen):
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -56,10 +53,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from data.store import Snapshot
-from model import evaluate
+from model import artifacts, evaluate
 from model.features import DEFAULT_HORIZON, FEATURES, TrainingData, training_data
 
-ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
 MODEL_VERSION = "2"  # 2: intervals carry the shrinkage-bias term
 N_BOOT = 200
 CV_REPEATS = 10
@@ -200,7 +196,7 @@ class TrainedModel:
     training: pd.DataFrame  # id, y, weight, time, event, p, lo, hi (+ features)
     excluded: dict
     shrinkage: ShrinkageBias | None = None
-    scores: dict = field(default_factory=dict)  # basis -> predict.batch table of this snapshot's patients
+    scores: dict = field(default_factory=dict)  # basis -> predict.batch table (filled by services/models.py)
     created_at: str = ""
     versions: dict = field(default_factory=dict)
 
@@ -253,7 +249,7 @@ def _bootstrap(estimator, method, data: TrainingData, n_boot: int, seed: int, sa
 
 
 def train(snap: Snapshot, horizon: int = DEFAULT_HORIZON, n_boot: int = N_BOOT, seed: int = 0,
-          progress=None, n_jobs: int = 2, score: bool = True) -> TrainedModel:
+          progress=None, n_jobs: int = 2) -> TrainedModel:
     say = progress or (lambda fraction, message: None)
     started = time.perf_counter()
     say(0.02, "reading model inputs and outcomes")
@@ -317,64 +313,20 @@ def train(snap: Snapshot, horizon: int = DEFAULT_HORIZON, n_boot: int = N_BOOT, 
     model.training = training
     model.feature_ranges = {f.name: (float(np.nanmin(X[f.name])), float(np.nanmax(X[f.name]))) for f in FEATURES}
     model.reference = {f.name: float(np.nanmedian(X[f.name])) for f in FEATURES}
-    if score:  # the synthetic check trains hundreds of models it never shows: it skips this
-        say(0.97, "scoring every patient of the snapshot")
-        model.scores = score_snapshot(model, snap)
     say(1.0, f"trained in {time.perf_counter() - started:.0f} s")
     return model
 
 
-def score_snapshot(model: TrainedModel, snap: Snapshot) -> dict[str, pd.DataFrame]:
-    """Every patient's estimate and interval on both bases, stored with the model (it belongs to this snapshot).
-
-    An interval asks every bootstrap refit; asking them for all patients at once costs about what one
-    patient costs (2 s with 200 refits at 82 patients, 5 s with 20 at 100,000), so pages look them up.
-    """
-    from data import queries
-    from model import predict
-
-    return {basis: predict.batch(model, queries.features_at(snap, basis), basis).set_index("patient_id")
-            for basis in ("index", "now")}
-
-
 # ------------------------------------------------------------------------------------ artifacts
-def artifact_dir() -> Path:
-    """Where trained models live: $STOPHER2_MODEL_DIR, else model/artifacts."""
-    return Path(os.environ.get("STOPHER2_MODEL_DIR", ARTIFACT_DIR))
-
-
-def artifact_paths(snapshot_id: str, horizon: int, folder: Path | None = None) -> tuple[Path, Path]:
-    folder = Path(folder or artifact_dir())
-    stem = f"{snapshot_id}-h{horizon}"
-    return folder / f"{stem}.joblib", folder / f"{stem}.json"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save(model: TrainedModel, folder: Path | None = None) -> tuple[Path, Path]:
-    """Write the joblib file, then its manifest (sha256, versions, snapshot, horizon, metrics)."""
-    path, manifest_path = artifact_paths(model.snapshot_id, model.horizon, folder)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".joblib.tmp")
-    joblib.dump(model, tmp, compress=3)
-    tmp.replace(path)
+    """Write the model and its manifest (versions, features, headline figures) through model/artifacts.py."""
     corrected = model.metrics.set_index("metric")["corrected"].to_dict()
     manifest = {
-        "model_version": MODEL_VERSION, "file": path.name, "sha256": sha256_file(path),
-        "created_at": model.created_at, "versions": model.versions, "snapshot_id": model.snapshot_id,
-        "horizon_months": model.horizon, "features": [f.name for f in FEATURES], "model": model.model_name,
+        "model_version": MODEL_VERSION, "created_at": model.created_at, "versions": model.versions,
+        "features": [f.name for f in FEATURES], "model": model.model_name,
         "calibration": model.calibration, "n_boot": len(model.boot_models),
         "n_training": int((model.training["weight"] > 0).sum()),
         "events_by_horizon": int(((model.training["y"] == 0) & (model.training["weight"] > 0)).sum()),
         "metrics_optimism_corrected": corrected,
     }
-    tmp = manifest_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(manifest_path)
-    return path, manifest_path
+    return artifacts.write(model, manifest, model.snapshot_id, model.horizon, folder)

@@ -2,42 +2,41 @@
 import pandas as pd
 import streamlit as st
 
-from data import queries
-from ui import charts, components, frame, session
+from data import cohorts
+from services import access
+from ui import charts, components, frame, risk_card, session
 
 frame.require()
 snap = components.current_snapshot()
+viewer = session.viewer()
 st.title("Patient review")
-patient_id = components.patient_picker(snap.key)
+patient_id = components.patient_picker(snap.key, viewer)
 if patient_id is None:
-    st.info("This snapshot has no patients.")
+    st.info("Pick a patient above.")
     st.stop()
 components.record_view(patient_id)
-blinded = session.ctdna_hidden(session.current())
-rec = components.patient_record(snap.key, patient_id)
-if blinded:
-    rec = queries.blind_ctdna(rec)
+rec = viewer.record(components.patient_record(snap.key, patient_id))  # blinded when the role is
 s, o = rec.summary, rec.outcome
 followup_end = o["died_on"] if pd.notna(o["died_on"]) else o["last_followup_on"]
 
-components.patient_header(rec)
+components.patient_header(rec, viewer.sees_ctdna)
 
 st.subheader("Since last visit")
 components.since_last_visit(rec)
 
-if blinded:
-    st.info("ctDNA results are blinded for your role in this deployment (the trial assesses ctDNA "
-            "retrospectively). The estimate needs ctDNA at stopping, so it is not shown either.", icon="🙈")
+if viewer.sees_ctdna:
+    risk_card.render(snap, rec, components.horizon_setting())
 else:
-    components.risk_card(snap, rec, components.horizon_setting())
+    st.info(access.CTDNA_BLINDED, icon="🙈")
 
 axis = st.radio("Time axis", ["days", "dates"], horizontal=True, key="axis",
                 format_func=lambda a: "days from day 0" if a == "days" else "calendar dates")
 st.plotly_chart(charts.timeline_figure(rec.timeline, s["index_date"], followup_end, cohort=int(s["cohort"]),
                                        axis=axis), key="timeline")
-if not blinded:
+if viewer.sees_ctdna:
     st.plotly_chart(charts.ctdna_figure(rec.ctdna, rec.timeline, s["index_date"], followup_end, o["progressed_on"],
-                                        axis=axis), key="ctdna")
+                                        lead=cohorts.patient_lead_time(rec.ctdna, o["progressed_on"]), axis=axis),
+                    key="ctdna")
 
 st.subheader("Scans (RECIST 1.1)")
 st.plotly_chart(charts.sld_figure(rec.scans, s["index_date"], axis=axis), key="sld")

@@ -46,11 +46,11 @@ def live_snapshot_env(snapshot_file, monkeypatch):
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory, snapshot) -> Path:
-    """The 12-month model trained once on the session snapshot (200 bootstrap refits)."""
-    from model.train import save, train
+    """The 12-month model trained once on the session snapshot (200 bootstrap refits), as the app trains it."""
+    from services import models
 
     folder = tmp_path_factory.mktemp("models")
-    save(train(snapshot, 12, n_boot=200), folder)
+    models.train_and_save(snapshot, 12, folder=folder)
     return folder
 
 

@@ -19,6 +19,7 @@ def render() -> None:
     records = audit.read(limit=5000, action=None if action == "all" else action, who=who.strip() or None,
                          patient_id=patient.strip() or None)
     st.caption(f"{len(records)} record(s), newest first (at most 5,000 shown; the export has the same filter).")
+    records = session.viewer().audit_records(records)
     st.dataframe(records, hide_index=True, width="stretch")
     session.export_button("audit_log", "Download (CSV)", safe_csv(records), "stop-her2-audit.csv", "text/csv",
                           key="audit_export")

@@ -1,7 +1,7 @@
 """Cohorts, for researchers: Table 1, Kaplan-Meier, swimmer plot, ctDNA lead time, PRO trajectories.
 
-Researchers see pseudonymous ids and days or months from day 0, never dates (the display is
-prepared for it now; sign-in will make it the only view for that role).
+Researchers see pseudonymous ids (HMAC with the deployment's secret key, services/access.py) and
+days or months from day 0, never dates.
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import streamlit as st
 
 from data import cohorts, queries
 from data.csvsafe import safe_csv
-from ui import access, charts, components, session
+from services import access
+from ui import charts, components, session
 
 FILTERS = {  # label -> (patient_summary column, options)
     "HR status": ("hr_status", ["positive", "negative"]),
@@ -27,11 +28,10 @@ BY = tuple(column for column, _ in FILTERS.values()) + ("site",)
 # Cached once per snapshot and shared read-only (cache_resource: no copy per rerun). The page filters these
 # small frames; no rerun reads the millions of draws and scores behind them.
 @st.cache_resource(show_spinner="Summarising the cohort (once per snapshot)…", max_entries=2)
-def _data(key: tuple):
-    snap = components._open(key)
-    snapshot_id = str(components.snapshot_info(key)["snapshot_id"])
+def _data(key: tuple, pseudonym_key: bytes):
+    snap = components.open_snapshot(key)
     frame = queries.cohort_frame(snap)
-    frame["pseudonym"] = [cohorts.pseudonym(p, snapshot_id) for p in frame["patient_id"]]
+    frame["pseudonym"] = [access.pseudonym(p, pseudonym_key) for p in frame["patient_id"]]
     sums = queries.pro_change_sums(snap, PRO_SCALES, BY, PRO_WINDOW_MONTHS, cohorts.DAYS_PER_MONTH)
     return frame, queries.cohort_positive_draws(snap), sums
 
@@ -51,14 +51,17 @@ def _filters(frame: pd.DataFrame) -> dict:
 
 def render(snap) -> None:
     st.title("Cohorts")
-    everyone, positive_draws, pro_sums = _data(snap.key)
-    if access.identified(session.current().roles):
+    viewer = session.viewer()
+    if viewer.key is None:
+        st.error(session.pseudonym_problem() or "Pseudonyms cannot be made in this deployment.", icon="🔒")
+        return
+    everyone, positive_draws, pro_sums = _data(snap.key, viewer.key)
+    if viewer.identified:
         pseudonymous = st.toggle("Researcher view: pseudonymous ids, time from day 0 only", value=True,
                                  key="pseudonymous")
     else:  # researchers see pseudonyms and time from day 0 only, with no way to switch
         pseudonymous = True
-        st.caption("Pseudonymous ids (keyed to this snapshot) and time from day 0 only.")
-    snapshot_id = str(components.snapshot_info(snap.key)["snapshot_id"])
+        st.caption("Pseudonymous ids (keyed with this deployment's secret) and time from day 0 only.")
     chosen = _filters(everyone)
     frame = everyone[cohorts.keep(everyone, chosen)]
     if frame.empty:
@@ -69,7 +72,7 @@ def render(snap) -> None:
     st.subheader("Table 1")
     st.dataframe(cohorts.table_one(frame), hide_index=True)
     session.export_button("cohort_table", "Download the filtered patients (CSV: pseudonyms, no dates)",
-                          lambda: safe_csv(cohorts.research_extract(frame, snapshot_id)),  # made on click only
+                          lambda: safe_csv(viewer.research_extract(frame)),  # made on click only
                           "stop-her2-cohort.csv", "text/csv", key="cohort_export")
 
     st.subheader("Progression-free survival from day 0")
@@ -77,25 +80,30 @@ def render(snap) -> None:
     curves, at_risk, test = cohorts.km_curves(frame, "cohort")
     c1.plotly_chart(charts.km_figure(curves, at_risk, test, "By cohort", {"1": "cohort 1 (continue)",
                                                                           "2": "cohort 2 (stop)"}), key="km_cohort")
-    ct = frame.assign(ctdna=frame["ctdna_detected_at_index"].map({True: "detected", False: "not detected"}))
-    curves2, at_risk2, test2 = cohorts.km_curves(ct, "ctdna")
-    c2.plotly_chart(charts.km_figure(curves2, at_risk2, test2, "By ctDNA at day 0"), key="km_ctdna")
-    at12 = pd.concat([cohorts.survival_at(curves, 12).assign(by="cohort"),
-                      cohorts.survival_at(curves2, 12).assign(by="ctDNA at day 0")])
-    st.dataframe(at12.round(3), hide_index=True)
+    at12 = [cohorts.survival_at(curves, 12).assign(by="cohort")]
+    if viewer.sees_ctdna:
+        ct = frame.assign(ctdna=frame["ctdna_detected_at_index"].map({True: "detected", False: "not detected"}))
+        curves2, at_risk2, test2 = cohorts.km_curves(ct, "ctdna")
+        c2.plotly_chart(charts.km_figure(curves2, at_risk2, test2, "By ctDNA at day 0"), key="km_ctdna")
+        at12.append(cohorts.survival_at(curves2, 12).assign(by="ctDNA at day 0"))
+    else:
+        positive_draws = positive_draws.iloc[0:0]
+        c2.info(access.CTDNA_BLINDED, icon="🙈")
+    st.dataframe(pd.concat(at12).round(3), hide_index=True)
 
     st.subheader("Swimmer plot")
     lanes = cohorts.swimmer_sample(frame, SWIMMER_LANES)
     if len(lanes) < len(frame):
         st.caption(f"{len(lanes)} of {len(frame):,} patients: a random sample, the same on every visit. "
                    "Narrow the filters to see particular patients.")
-    shown = lanes.assign(label=lanes["pseudonym"] if pseudonymous else lanes["patient_id"])
-    st.plotly_chart(charts.swimmer_figure(shown, positive_draws[positive_draws["patient_id"].isin(shown["patient_id"])]),
-                    key="swimmer")
+    shown, draws = cohorts.swimmer_lanes(lanes.assign(label=lanes["pseudonym"] if pseudonymous else lanes["patient_id"]),
+                                         positive_draws)
+    st.plotly_chart(charts.swimmer_figure(shown, draws), key="swimmer")
 
-    st.subheader("ctDNA lead time")
-    leads, no_signal = cohorts.lead_times(positive_draws[positive_draws["patient_id"].isin(frame["patient_id"])], frame)
-    st.plotly_chart(charts.lead_time_figure(leads, no_signal), key="lead_time")
+    if viewer.sees_ctdna:
+        st.subheader("ctDNA lead time")
+        leads, no_signal = cohorts.lead_times(positive_draws[positive_draws["patient_id"].isin(frame["patient_id"])], frame)
+        st.plotly_chart(charts.lead_time_figure(leads, no_signal), key="lead_time")
 
     st.subheader("Patient-reported outcomes")
     catalogue = components.pro_catalogue(snap.key)

@@ -1,18 +1,20 @@
-"""Streamlit pieces shared by pages: the snapshot, cached queries, the first-start build, headers.
+"""Streamlit widgets shared by pages, and public cache wrappers around the services layer.
 
-Caches are keyed on the snapshot's file key, so swapping in a new snapshot invalidates them.
+Caches are keyed on the snapshot's file key (or the model's sha256), so swapping in a new snapshot or
+model invalidates them. The rules themselves live in services/ and data/: nothing here decides who may
+see what or computes a statistic.
 """
 from __future__ import annotations
 
-import fcntl
 import re
 
 import pandas as pd
 import streamlit as st
 
 from data import queries
-from data.store import Snapshot, SnapshotMissing, file_key, has_snapshot, snapshot_dir, snapshot_path
-from model.features import DEFAULT_HORIZON, HORIZONS
+from data.clinical import DEFAULT_HORIZON, HORIZONS
+from data.store import Snapshot, SnapshotMissing, file_key, snapshot_path
+from services import access, models, snapshots
 from ui import session
 
 PATIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -21,24 +23,25 @@ PATIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # ------------------------------------------------------------------------------- the snapshot
 def ensure_snapshot() -> None:
     """On the very first start, build the synthetic snapshot with visible progress."""
-    if has_snapshot():
+    if not _missing():
         return
-    from data.build import build_synthetic
-
-    folder = snapshot_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     with st.status("First start: building the synthetic STOP-HER2 database", expanded=True) as status:
         bar = st.progress(0.0, text="waiting for another session's build to finish")
-        # One build at a time even when several sessions start together.
-        with open(folder / ".build.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not has_snapshot():
-                build_synthetic(progress=lambda fraction, message: bar.progress(min(fraction, 1.0), text=message))
+        snapshots.ensure_built(progress=lambda fraction, message: bar.progress(min(fraction, 1.0), text=message))
         status.update(label="Synthetic database ready", state="complete", expanded=False)
 
 
+def _missing() -> bool:
+    try:
+        snapshot_path()
+        return False
+    except SnapshotMissing:
+        return True
+
+
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _open(key: tuple) -> Snapshot:
+def open_snapshot(key: tuple) -> Snapshot:
+    """The read-only snapshot behind a file key, opened once per process and shared."""
     return Snapshot(key[0])
 
 
@@ -46,29 +49,31 @@ def current_snapshot() -> Snapshot:
     """The live snapshot, reopened when a new one has been swapped in."""
     path = snapshot_path()
     try:
-        return _open(file_key(path))
+        return open_snapshot(file_key(path))
     except FileNotFoundError as exc:  # pruned between the two calls: the pointer has moved on
         raise SnapshotMissing(f"snapshot {path} was replaced; reload the page") from exc
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def snapshot_info(key: tuple) -> dict:
-    return _open(key).info()
+    return open_snapshot(key).info()
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def patient_list(key: tuple) -> pd.DataFrame:
-    return queries.patient_list(_open(key))
+    """Every patient with their alert counts (as stored: pass it through the viewer before showing it)."""
+    return queries.patient_list(open_snapshot(key))
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def pro_catalogue(key: tuple) -> pd.DataFrame:
-    return queries.pro_catalogue(_open(key))
+    return queries.pro_catalogue(open_snapshot(key))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def patient_record(key: tuple, patient_id: str) -> queries.PatientRecord:
-    return queries.patient_record(_open(key), patient_id)
+    """One patient's rows (as stored: pass it through the viewer before showing it)."""
+    return queries.patient_record(open_snapshot(key), patient_id)
 
 
 def snapshot_sidebar(snap: Snapshot) -> None:
@@ -84,13 +89,18 @@ def snapshot_sidebar(snap: Snapshot) -> None:
 
 
 def worklist(patients: pd.DataFrame) -> pd.DataFrame:
-    """Patients in follow-up with the most alerts first, then everyone else; with a review link."""
+    """Patients in follow-up with the most alerts first, then everyone else; with a review link.
+
+    `patients` is what the viewer may see (services.access.Viewer.patients): blinded, it has no ctDNA column.
+    """
     w = patients.copy()
     w["open"] = "patient?patient=" + w["patient_id"]
     w["in_follow_up"] = w["status"].eq("in follow-up")
     w = w.sort_values(["in_follow_up", "n_alerts", "patient_id"], ascending=[False, False, True])
-    w["last_ctdna_detected"] = w["last_ctdna_detected"].map({True: "detected", False: "not detected"})
-    return w[["open", "cohort", "status", "n_alerts", "last_overall_response", "last_ctdna_detected", "index_date"]]
+    columns = ["open", "cohort", "status", "n_alerts", "last_overall_response", "last_ctdna_detected", "index_date"]
+    if "last_ctdna_detected" in w.columns:
+        w["last_ctdna_detected"] = w["last_ctdna_detected"].map({True: "detected", False: "not detected"})
+    return w[[c for c in columns if c in w.columns]]
 
 
 WORKLIST_COLUMNS = {
@@ -116,10 +126,13 @@ PICKER_LISTS_ALL_UP_TO = 2_000
 PICKER_SHOWS = 100
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _picker_choices(key: tuple) -> tuple[pd.Index, dict]:
-    """Patient ids and their picker labels, once per snapshot (shared and read-only: not copied per rerun)."""
-    p = patient_list(key)
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _picker_choices(key: tuple, sees_ctdna: bool) -> tuple[pd.Index, dict]:
+    """Patient ids and their picker labels, once per snapshot and blinding (shared read-only, not copied per rerun).
+
+    The alert count in a label counts only what the viewer may see (no ctDNA alerts when blinded).
+    """
+    p = access.patients_seen(patient_list(key), sees_ctdna)
     alerts = p["n_alerts"].fillna(0).astype(int)
     labels = (p["patient_id"] + " · cohort " + p["cohort"].astype(str)
               + p["cohort"].map({1: " (continuing) · ", 2: " (stopped) · "}).fillna(" · ") + p["status"].fillna("")
@@ -127,9 +140,13 @@ def _picker_choices(key: tuple) -> tuple[pd.Index, dict]:
     return pd.Index(p["patient_id"]), dict(zip(p["patient_id"], labels, strict=True))
 
 
-def patient_picker(key: tuple) -> str | None:
-    """A searchable patient picker that follows and sets the ?patient= query parameter."""
-    ids, labels = _picker_choices(key)
+def patient_picker(key: tuple, viewer: access.Viewer) -> str | None:
+    """A searchable patient picker that follows and sets the ?patient= query parameter.
+
+    An id in the URL that is not in this snapshot (unknown, hostile, too long) gets one sentence and
+    an empty picker: no other patient is opened in its place, so no one's record is shown or recorded.
+    """
+    ids, labels = _picker_choices(key, viewer.sees_ctdna)
     wanted = st.query_params.get("patient")
     unknown = wanted is not None and not (PATIENT_ID_PATTERN.match(wanted) and wanted in labels)
     if unknown:  # the URL keeps the unknown id (and this message) until the user picks someone
@@ -152,10 +169,16 @@ def patient_picker(key: tuple) -> str | None:
         if wanted is not None and wanted not in options:  # the open patient stays selectable
             options = pd.Index([wanted]).append(options)
     options = options.tolist()
-    index = options.index(wanted) if wanted is not None else 0
-    chosen = st.selectbox("Patient (type to search)", options, index=index if options else None,
+    if unknown:
+        index = None
+        st.session_state.pop("patient_picker", None)  # never fall back to the patient picked before
+    else:
+        index = options.index(wanted) if wanted is not None else (0 if options else None)
+    chosen = st.selectbox("Patient (type to search)", options, index=index,
                           format_func=lambda pid: labels.get(pid, pid), key="patient_picker", on_change=_picked)
-    if chosen and not unknown and st.query_params.get("patient") != chosen:
+    if unknown:
+        return None
+    if chosen and st.query_params.get("patient") != chosen:
         st.query_params["patient"] = chosen
     return chosen
 
@@ -176,7 +199,8 @@ def _fmt_date(value) -> str:
     return "—" if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d}"
 
 
-def patient_header(rec: queries.PatientRecord) -> None:
+def patient_header(rec: queries.PatientRecord, shows_ctdna: bool = True) -> None:
+    """The facts a clinician scans first; without the ctDNA card for a viewer who may not see ctDNA."""
     s = rec.summary
     stopped = s["cohort"] == 2
     if s["on_anti_her2"]:
@@ -194,6 +218,8 @@ def patient_header(rec: queries.PatientRecord) -> None:
          _fmt_date(s["last_ctdna_on"])),
         ("Status", s["status"], f"last follow-up {_fmt_date(s['last_followup_on'])}"),
     ]
+    if not shows_ctdna:
+        facts = [f for f in facts if f[0] != "Last ctDNA"]
     for col, (label, value, note) in zip(st.columns(len(facts)), facts, strict=False):
         with col.container(border=True):
             st.caption(label)
@@ -212,7 +238,9 @@ def patient_header(rec: queries.PatientRecord) -> None:
         for alert in alerts:
             st.warning(alert, icon="⚠️")
     else:
-        st.success("No alerts: no new ctDNA signal, no scan near PD, no sustained PRO worsening.", icon="✅")
+        st.success("No alerts: " + ("no new ctDNA signal, " if shows_ctdna else "")
+                   + "no scan near PD, no sustained PRO worsening" + ("" if shows_ctdna else " (ctDNA is blinded)") + ".",
+                   icon="✅")
 
 
 def since_last_visit(rec: queries.PatientRecord) -> None:
@@ -272,139 +300,50 @@ def horizon_setting() -> int:
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
-def _load_model(snapshot_id: str, horizon: int, manifest_sha: str):
-    from model import predict
+def loaded_model(snapshot_id: str, horizon: int, manifest_sha: str) -> models.FittedModel:
+    """The verified model (services.models.load), loaded once per file and shared."""
+    return models.load(snapshot_id, horizon)
 
-    return predict.load(snapshot_id, horizon)
 
-
-def current_model(snap: Snapshot, horizon: int):
+def current_model(snap: Snapshot, horizon: int) -> tuple[models.FittedModel | None, str | None]:
     """The verified model for this snapshot and horizon, training it (with progress) when none exists.
 
     Returns (model, None) or (None, message): a tampered or incompatible model is never retrained
     silently, so its message stays on screen until someone retrains on purpose.
     """
-    from model import predict
-    from model.train import save, train
-
     snapshot_id = str(snapshot_info(snap.key)["snapshot_id"])
+    manifest = models.find(snapshot_id, horizon)
     try:
-        manifest = predict.read_manifest(snapshot_id, horizon)
-    except predict.ModelUnavailable:
-        folder = snapshot_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        with st.status(f"Training the {horizon}-month model on this snapshot (once)", expanded=True) as status:
-            bar = st.progress(0.0, text="waiting for another session's training to finish")
-            with open(folder / f".train-{horizon}.lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+        if manifest is None:
+            with st.status(f"Training the {horizon}-month model on this snapshot (once)", expanded=True) as status:
+                bar = st.progress(0.0, text="waiting for another session's training to finish")
                 try:
-                    manifest = predict.read_manifest(snapshot_id, horizon)
-                except predict.ModelUnavailable:
-                    try:
-                        model = train(snap, horizon=horizon,
-                                      progress=lambda f, m: bar.progress(min(f, 1.0), text=m))
-                    except ValueError as exc:
-                        status.update(label="No model for this snapshot", state="error")
-                        return None, f"The estimate is not available: {exc}"
-                    save(model)
-                    session.record("retrain", snapshot_id=snapshot_id,
-                                   detail=f"{horizon}-month model trained (none existed for this snapshot)")
-                    manifest = predict.read_manifest(snapshot_id, horizon)
-            status.update(label=f"{horizon}-month model ready", state="complete", expanded=False)
-    try:
-        return _load_model(snapshot_id, horizon, manifest["sha256"]), None
-    except predict.ModelUnavailable as exc:
+                    manifest = models.ensure(
+                        snap, snapshot_id, horizon, progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
+                        on_trained=lambda detail: session.record("retrain", snapshot_id=snapshot_id, detail=detail))
+                except models.ModelUnavailable:
+                    status.update(label="No model for this snapshot", state="error")
+                    raise
+                status.update(label=f"{horizon}-month model ready", state="complete", expanded=False)
+        return loaded_model(snapshot_id, horizon, manifest["sha256"]), None
+    except models.ModelUnavailable as exc:
         return None, f"The estimate is not available: {exc}"
 
 
 @st.cache_resource(show_spinner="Scoring every patient once for this snapshot and model…", max_entries=8)
 def scored(key: tuple, basis: str, horizon: int, manifest_sha: str) -> pd.DataFrame:
-    """Every patient's estimate and interval (predict.batch), shared read-only by pages and sessions.
-
-    Training stores them with the model (model/train.score_snapshot); an artifact without them is
-    scored here once.
-    """
-    from model.train import score_snapshot
-
-    model = _load_model(str(snapshot_info(key)["snapshot_id"]), horizon, manifest_sha)
-    scores = getattr(model, "scores", None) or score_snapshot(model, _open(key))
-    return scores[basis]
+    """Every patient's estimate and interval, shared read-only by pages and sessions."""
+    model = loaded_model(str(snapshot_info(key)["snapshot_id"]), horizon, manifest_sha)
+    return model.scores(open_snapshot(key), basis)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def patient_estimate(key: tuple, patient_id: str, basis: str, horizon: int, manifest_sha: str):
-    from model import features, predict
-
-    snapshot_id = str(snapshot_info(key)["snapshot_id"])
-    model = _load_model(snapshot_id, horizon, manifest_sha)
-    table = scored(key, basis, horizon, manifest_sha)
-    known = patient_id in table.index and bool(table.at[patient_id, "applicable"])
-    interval = tuple(table.loc[patient_id, ["probability", "low", "high"]]) if known else None
-    return predict.estimate(model, features.patient_features(_open(key), patient_id, basis), basis, scored=interval)
-
-
-def risk_card(snap: Snapshot, rec: queries.PatientRecord, horizon: int) -> None:
-    """The estimate as a number with its interval, an icon array and words; its inputs and drivers."""
-    from model import predict
-    from ui import charts
-
-    s = rec.summary
-    basis = "index" if s["cohort"] == 2 else "now"
-    when = (f"at stopping (day 0, {_fmt_date(s['index_date'])})" if basis == "index"
-            else f"if anti-HER2 therapy stopped at the data cut-off ({_fmt_date(snapshot_info(snap.key)['data_cutoff'])})")
-    st.subheader(f"Chance of staying progression-free for {horizon} months off anti-HER2 therapy")
-    model, problem = current_model(snap, horizon)
-    if model is None:
-        st.warning(problem + " The rest of this page does not depend on it.", icon="⚠️")
-        return
-    sha = predict.read_manifest(model.snapshot_id, horizon)["sha256"]
-    est = patient_estimate(snap.key, str(s["patient_id"]), basis, horizon, sha)
-    st.caption(f"Estimated {when}. Decision support from {int((model.training['weight'] > 0).sum())} patients "
-               f"who stopped; see the model card for how it was made and validated.")
-    if not est.applicable:
-        st.info("**No estimate for this patient**: the model does not apply, because\n\n"
-                + "\n".join(f"- {r}" for r in est.reasons), icon="🚫")
-        with st.expander("Inputs"):
-            st.dataframe(est.inputs, hide_index=True)
-        st.page_link("pages/model_card.py", label="Model card: who the model is for")
-        return
-    pct, lo, hi = round(est.probability * 100), round(est.low * 100), round(est.high * 100)
-    left, right = st.columns([2, 3])
-    with left:
-        st.markdown(f"### {pct}%  \n95% interval **{lo}% to {hi}%**")
-        st.caption(predict.interval_coverage_note())
-        st.markdown(f"About **{pct} in 100** patients like this stay progression-free for {horizon} months "
-                    f"after stopping (somewhere between {lo} and {hi} in 100).")
-        flagged = est.inputs[est.inputs["note"] != ""]
-        if not flagged.empty:
-            for r in flagged.itertuples():
-                st.warning(f"{r.input}: {r.note}", icon="⚠️")
-        st.caption(f"Model {model.model_name}, {model.calibration} calibration, trained "
-                   f"{model.created_at[:10]} on snapshot `{model.snapshot_id}`.")
-        st.page_link("pages/model_card.py", label="Model card: how this estimate was made and validated")
-    right.plotly_chart(charts.icon_array_figure(est.probability, est.low, est.high, horizon), key="icon_array")
-    c1, c2 = st.columns([3, 2])
-    c1.plotly_chart(charts.contributions_figure(est.contributions), key="contributions")
-    c2.dataframe(est.inputs, hide_index=True)
+    """One patient's estimate with its inputs and drivers (the interval looked up in `scored`)."""
+    model = loaded_model(str(snapshot_info(key)["snapshot_id"]), horizon, manifest_sha)
+    return model.estimate_for(open_snapshot(key), patient_id, basis, scored(key, basis, horizon, manifest_sha))
 
 
 @st.cache_data(show_spinner=False, max_entries=2)
 def synthetic_truth(key: tuple) -> pd.DataFrame:
-    return queries.synthetic_truth(_open(key))
-
-
-def model_versions() -> pd.DataFrame:
-    """Every trained model on this machine, newest first, from the manifests."""
-    import json
-
-    from model.train import artifact_dir
-
-    rows = []
-    for path in sorted(artifact_dir().glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        m = json.loads(path.read_text())
-        rows.append({"created": m["created_at"], "snapshot": m["snapshot_id"], "horizon": m["horizon_months"],
-                     "model": m["model"], "calibration": m["calibration"], "patients": m["n_training"],
-                     "events": m["events_by_horizon"],
-                     "AUROC (corrected)": round(m["metrics_optimism_corrected"]["auroc"], 3),
-                     "sha256": m["sha256"][:12]})
-    return pd.DataFrame(rows)
+    return queries.synthetic_truth(open_snapshot(key))

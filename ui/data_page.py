@@ -11,13 +11,9 @@ from data import bundle, importing, queries
 from data.csvsafe import safe_csv
 from data.store import snapshot_dir
 from data.validate import ImportRejected, validate
+from services import importers
 from ui import components, session
 
-SOURCES = {
-    "CSV bundle": ("csv", ["csv", "zip"], "One CSV per canonical table (or a .zip of them): see the templates below."),
-    "CDISC SDTM": ("sdtm", ["csv", "xpt"], "Domain files dm, ex, tu, tr, rs, qs, lb/gf, ds, sv, suppdm (.csv or .xpt)."),
-    "FHIR R4 / mCODE": ("fhir", ["json", "ndjson"], "Bundles, single resources or NDJSON."),
-}
 MAX_UPLOAD_FILES = 200
 
 
@@ -50,13 +46,14 @@ def _report_view(report, key: str) -> None:
 
 
 def _import_tab() -> None:
-    label = st.radio("Source", list(SOURCES), horizontal=True, key="data_source")
-    kind, types, help_text = SOURCES[label]
-    st.caption(help_text)
-    files = st.file_uploader("Files", type=types, accept_multiple_files=True, key=f"upload_{kind}")
+    labels = {i.label: i for i in importers.REGISTRY.values()}
+    importer = labels[st.radio("Source", list(labels), horizontal=True, key="data_source")]
+    kind = importer.name
+    st.caption(importer.description)
+    files = st.file_uploader("Files", type=list(importer.file_types), accept_multiple_files=True, key=f"upload_{kind}")
     options = {}
     c1, c2 = st.columns(2)
-    if kind in ("sdtm", "fhir"):
+    if "arm_map" in importer.options:
         arm_map = c1.text_input("Arm map (arm code = cohort)", key=f"arms_{kind}", placeholder="e.g. CONT=1,STOP=2",
                                 help="Which study arm is cohort 1 (continues anti-HER2 therapy) and which is "
                                      "cohort 2 (stops). STOP-HER2's own arm codes are known already.")
@@ -107,10 +104,10 @@ def _import_tab() -> None:
 
 
 def _source(kind: str, files, folder: Path):
-    if kind == "csv":
+    if kind == "csv":  # the bundle reader takes the uploads' bytes (no file written)
         return {Path(f.name).name: f.getvalue() for f in files[:MAX_UPLOAD_FILES]}
     saved = _save_uploads(files, folder)
-    if kind == "fhir" and len(files) == 1:
+    if importers.get(kind).single_file and len(files) == 1:
         return saved / Path(files[0].name).name
     return saved
 
@@ -164,12 +161,12 @@ def _recheck(snap) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=2)
 def _missingness(key: tuple) -> pd.DataFrame:
-    return queries.missingness(components._open(key))
+    return queries.missingness(components.open_snapshot(key))
 
 
 @st.cache_data(show_spinner=False, max_entries=2)
 def _patients_without(key: tuple) -> pd.DataFrame:
-    return queries.patients_without(components._open(key))
+    return queries.patients_without(components.open_snapshot(key))
 
 
 def _quality_tab(snap) -> None:

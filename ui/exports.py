@@ -47,6 +47,9 @@ def meeting_sheets(patients: list[dict], title: str, footer: str) -> str:
         scans = "".join(f"<tr><td>{_e(pd.Timestamp(r.scanned_on))}</td><td>{_e(r.overall_response or 'baseline')}</td>"
                         f"<td>{_e(r.sld_mm)}</td></tr>" for r in p["scans"].itertuples())
         alerts = "".join(f"<li>{_e(a)}</li>" for a in p["alerts"]) or "<li>none</li>"
+        called = s.get("last_ctdna_detected")
+        ctdna = (f"<p>Last ctDNA: {_e('detected' if called is True else 'not detected' if called is False else None)} "
+                 f"({_e(s.get('last_ctdna_on'))})</p>") if p.get("shows_ctdna", True) else ""
         sheets.append(f"""
 <section class="sheet">
   <h1>{_e(p['patient_id'])} · cohort {_e(s.get('cohort'))}</h1>
@@ -56,9 +59,8 @@ def meeting_sheets(patients: list[dict], title: str, footer: str) -> str:
   <p class="estimate">{_e(p['estimate'])}</p>
   <h2>Eligibility</h2>
   <table><tr><th>criterion</th><th>verdict</th><th>detail</th></tr>{rows}</table>
-  <h2>Last ctDNA and scans</h2>
-  <p>Last ctDNA: {_e('detected' if s.get('last_ctdna_detected') is True else 'not detected' if s.get('last_ctdna_detected') is False else None)}
-  ({_e(s.get('last_ctdna_on'))})</p>
+  <h2>{'Last ctDNA and scans' if p.get('shows_ctdna', True) else 'Scans'}</h2>
+  {ctdna}
   <table><tr><th>scan</th><th>overall response</th><th>SLD (mm)</th></tr>{scans}</table>
   <h2>Alerts</h2><ul>{alerts}</ul>
   <div class="foot">{_e(footer)}</div>

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from model import card, predict
-from model.features import CTDNA_STALE_DAYS, FEATURES
-from ui import access, charts, components, session
+from data.clinical import CTDNA_STALE_DAYS
+from services import access, models
+from ui import charts, components, session
 
 METRIC_LABELS = {
     "auroc": "AUROC (discrimination)", "brier": "Brier score (lower is better)",
@@ -16,44 +16,41 @@ METRIC_LABELS = {
 }
 
 
-@st.cache_data(show_spinner=False, max_entries=6)
-def _evidence(snapshot_id: str, horizon: int, sha: str):
-    model = components._load_model(snapshot_id, horizon, sha)
-    return (card.smooth_calibration(model), card.roc_points(model), card.decision_curve(model),
-            card.subgroups(model))
+@st.cache_resource(show_spinner="Gathering the model's evidence (once per model)…", max_entries=6)
+def _evidence(snapshot_id: str, horizon: int, sha: str) -> models.Evidence:
+    return components.loaded_model(snapshot_id, horizon, sha).evidence()
 
 
-def _current_patient_estimate(snap, training: pd.DataFrame, horizon: int, sha: str) -> float | None:
+def _current_patient_estimate(snap, viewer: access.Viewer, model: models.FittedModel, horizon: int) -> float | None:
     """The estimate of the patient named in ?patient= (training or not), to mark on the calibration plot."""
     patient = st.query_params.get("patient")
     if not patient or not components.PATIENT_ID_PATTERN.match(patient):
         return None
-    if not access.identified(session.current().roles):  # researchers cannot look a patient up by id
+    if not viewer.identified or not viewer.sees_ctdna:  # no lookup by id for researchers; no estimate if blinded
         return None
-    row = training[training["patient_id"] == patient]
-    if not row.empty:
-        return float(row["p"].iloc[0])
+    known = model.training_estimate(patient)
+    if known is not None:
+        return known
     patients = components.patient_list(snap.key).set_index("patient_id")
     if patient not in patients.index:
         return None
     basis = "index" if patients.loc[patient, "cohort"] == 2 else "now"
-    est = components.patient_estimate(snap.key, patient, basis, horizon, sha)
+    est = components.patient_estimate(snap.key, patient, basis, horizon, model.facts.sha256)
     return est.probability if est.applicable else None
 
 
 def render(snap, horizon: int) -> None:
     info = components.snapshot_info(snap.key)
+    viewer = session.viewer()
     model, problem = components.current_model(snap, horizon)
     st.title("Model card")
     if model is None:
         st.warning(problem, icon="⚠️")
         return
-    manifest = predict.read_manifest(model.snapshot_id, horizon)
-    t = model.training
-    used = t[t["weight"] > 0]
-    events = int((used["y"] == 0).sum())
-    corrected = model.metrics.set_index("metric")
-    shrinkage_note = ("" if "logistic" in model.model_name
+    ev = _evidence(model.facts.snapshot_id, horizon, model.facts.sha256)
+    events = ev.n_events
+    corrected = ev.metrics.set_index("metric")
+    shrinkage_note = ("" if "logistic" in ev.model_name
                       else " (for this non-linear model, the term of the most penalized logistic candidate)")
 
     st.markdown(f"""
@@ -65,67 +62,65 @@ inputs, the interval and this card. **Not for** patients who are HER2-negative, 
 first-line therapy, have progressed, or whose inputs lie outside the training range: the app refuses
 them with the reason.
 
-**Population and data.** Snapshot `{model.snapshot_id}` ({'SYNTHETIC data' if info['is_synthetic'] else info['source']},
+**Population and data.** Snapshot `{ev.snapshot_id}` ({'SYNTHETIC data' if info['is_synthetic'] else info['source']},
 data cut-off {pd.Timestamp(info['data_cutoff']):%Y-%m-%d}). Training population: cohort 2 (patients who stopped),
-**{len(used)} patients, {events} progressions or deaths by {horizon} months**
-({events} events for {len(FEATURES)} inputs: a very small sample, hence a penalized model).
-Left out: {', '.join(f'{v} {k}' for k, v in model.excluded.items()) or 'none'}.
+**{ev.n_patients} patients, {events} progressions or deaths by {horizon} months**
+({events} events for {ev.n_inputs} inputs: a very small sample, hence a penalized model).
+Left out: {', '.join(f'{v} {k}' for k, v in ev.excluded.items()) or 'none'}.
 
 **Outcome and horizon.** Progression (RECIST 1.1, derived from lesion measurements) or death within {horizon}
 months of day 0 (the day therapy stopped). Patients censored before {horizon} months are neither successes
 nor failures: the others carry inverse-probability-of-censoring weights.
 
-**Predictors, measured at day 0 only** (nothing measured later is used): {', '.join(f.label for f in FEATURES)}.
+**Predictors, measured at day 0 only** (nothing measured later is used): {', '.join(ev.input_labels)}.
 ctDNA, best response, years on first-line therapy and HER2 IHC are required; the others are imputed inside
 the model when missing (most frequent / median of the training patients) and the risk card flags them.
 A ctDNA result drawn more than {CTDNA_STALE_DAYS} days before is flagged as stale. For a patient still on therapy the
 same model answers "if they stopped now", with inputs as of the data cut-off.
 
-**Model.** {model.model_name} with {model.calibration} calibration (CalibratedClassifierCV, 5-fold), chosen
+**Model.** {ev.model_name} with {ev.calibration} calibration (CalibratedClassifierCV, 5-fold), chosen
 as the simplest candidate within one standard error of the best cross-validated Brier score.
-Each patient's 95% interval, on the logit scale, combines the spread of {len(model.boot_models)} bootstrap refits
+Each patient's 95% interval, on the logit scale, combines the spread of {ev.n_boot} bootstrap refits
 of the model and its calibration with the expected squared bias of the penalty{shrinkage_note}: every refit is
 shrunk towards the average patient in the same way, so the refits alone cannot see that bias.
-Trained {model.created_at} with scikit-learn {model.versions['scikit-learn']}; file sha256 `{manifest['sha256'][:16]}…`.
+Trained {ev.created_at} with scikit-learn {ev.versions['scikit-learn']}; file sha256 `{model.facts.sha256[:16]}…`.
 """)
     st.subheader("Validation (bootstrap optimism-corrected)")
-    m = model.metrics.assign(metric=model.metrics["metric"].map(METRIC_LABELS))
+    m = ev.metrics.assign(metric=ev.metrics["metric"].map(METRIC_LABELS))
     st.dataframe(m.round(3), hide_index=True)
     st.caption("Apparent = on the training patients; optimism = mean (bootstrap apparent − bootstrap model on the "
                "original patients); corrected = apparent − optimism; 95% CI = bootstrap apparent percentiles shifted "
                "by the optimism. Censored-data view (risk of progression, apparent): "
-               f"Harrell C {model.survival['c_index']:.2f}, O/E {model.survival['oe_ratio']:.2f}, "
-               f"IPCW Brier {model.survival['brier']:.3f}.")
+               f"Harrell C {ev.survival['c_index']:.2f}, O/E {ev.survival['oe_ratio']:.2f}, "
+               f"IPCW Brier {ev.survival['brier']:.3f}.")
     with st.expander("Candidates compared (repeated stratified 5-fold cross-validation)"):
-        st.dataframe(model.candidates.round(4), hide_index=True)
-        st.dataframe(model.calibration_choice.round(4), hide_index=True)
+        st.dataframe(ev.candidates.round(4), hide_index=True)
+        st.dataframe(ev.calibration_choice.round(4), hide_index=True)
 
-    smooth, (fpr, tpr), curve, groups = _evidence(model.snapshot_id, horizon, manifest["sha256"])
-    current = _current_patient_estimate(snap, t, horizon, manifest["sha256"])
-    st.plotly_chart(charts.calibration_figure(t, smooth, current), key="calibration")
+    current = _current_patient_estimate(snap, viewer, model, horizon)
+    st.plotly_chart(charts.calibration_figure(ev.predictions, ev.bins, ev.smooth, current), key="calibration")
     c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.roc_figure(fpr, tpr, float(corrected.loc["auroc", "apparent"])), key="roc")
-    c2.plotly_chart(charts.decision_curve_figure(curve), key="decision_curve")
-    st.plotly_chart(charts.subgroup_figure(groups), key="subgroups")
+    c1.plotly_chart(charts.roc_figure(*ev.roc, float(corrected.loc["auroc", "apparent"])), key="roc")
+    c2.plotly_chart(charts.decision_curve_figure(ev.decision_curve), key="decision_curve")
+    st.plotly_chart(charts.subgroup_figure(viewer.subgroups(ev.subgroups)), key="subgroups")
 
     if info["is_synthetic"]:
         st.subheader("Against the generator's truth (synthetic data only)")
         truth = components.synthetic_truth(snap.key)
-        cmp = card.truth_comparison(model, truth)
+        cmp = model.truth_comparison(truth)
         st.markdown(f"Correlation of the estimate with each patient's true probability **{cmp['correlation']:.2f}**, "
                     f"mean absolute error **{cmp['mean_abs_error'] * 100:.1f} points**, the 95% interval covers the "
                     f"true probability for **{cmp['interval_covers_truth']:.0%}** of the {cmp['n']} training patients. "
                     "The benchmark `python -m model evaluate --synthetic-check` repeats this at scale.")
 
     st.subheader("Limitations")
-    chosen = model.candidates[model.candidates["chosen"]].iloc[0]
     st.markdown(f"""
-- {len(used)} patients and {events} events: every estimate is uncertain and the intervals are wide; subgroup
+- {ev.n_patients} patients and {events} events: every estimate is uncertain and the intervals are wide; subgroup
   results rest on a handful of patients each. The two internal validations disagree: the repeated
-  cross-validated AUROC of the chosen model is **{chosen['auroc']:.2f}** (calibration slope {chosen['calibration_slope']:.2f})
+  cross-validated AUROC of the chosen model is **{ev.chosen_cv_auroc:.2f}** (calibration slope {ev.chosen_cv_slope:.2f})
   against the bootstrap-corrected {float(corrected.loc['auroc', 'corrected']):.2f}; with this few events, trust the lower.
   A calibration slope cannot be estimated reliably when the predictions barely spread: read it with its interval.
-- Per-patient 95% intervals: {predict.interval_coverage_note()} They are wide because {events} events
+- Per-patient 95% intervals: {models.coverage_note()} They are wide because {events} events
   cannot tell patients apart precisely.
 - Validated internally only (bootstrap). No external validation exists; no published 12-month PFS after
   stopping exists to compare with.
@@ -133,4 +128,4 @@ Trained {model.created_at} with scikit-learn {model.versions['scikit-learn']}; f
 - Brain-only progression is often missed by ctDNA; the model cannot know about it.
 """)
     st.subheader("Version history")
-    st.dataframe(components.model_versions(), hide_index=True)
+    st.dataframe(models.versions(), hide_index=True)

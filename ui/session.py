@@ -9,7 +9,8 @@ from __future__ import annotations
 import streamlit as st
 
 from data import audit
-from ui import access
+from data.store import snapshot_dir
+from services import access
 
 
 def _secrets() -> dict:
@@ -63,6 +64,27 @@ def sign_in_or_stop() -> access.Person:
 
 def ctdna_hidden(who: access.Person) -> bool:
     return access.ctdna_hidden(who.roles, settings().get("ctdna_blinded_roles", []) or [])
+
+
+def viewer() -> access.Viewer:
+    """The person with the deployment's settings: every page and export gets its content through it."""
+    who = current()
+    config = settings()
+    try:
+        key = access.pseudonym_key(config, access.DEMO in who.roles, snapshot_dir())
+    except access.AccessConfigError:
+        key = None  # researcher views then refuse with the sentence that says what to configure
+    return access.Viewer(who, tuple(config.get("ctdna_blinded_roles", []) or []), key)
+
+
+def pseudonym_problem() -> str | None:
+    """Why pseudonymous views cannot be shown in this deployment (None when they can)."""
+    try:
+        key = access.pseudonym_key(settings(), access.DEMO in current().roles, snapshot_dir())
+    except access.AccessConfigError as exc:
+        return str(exc)
+    return None if key is not None else ("This deployment has no pseudonym key: an admin must set "
+                                         "[stopher2] pseudonym_key in .streamlit/secrets.toml.")
 
 
 def current() -> access.Person:

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from data import eligibility, queries
+from services import access
 from ui import charts, components, exports, session
 
 MEETING_KEY = "meeting_list"
@@ -12,7 +13,7 @@ MEETING_KEY = "meeting_list"
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _eligibility(key: tuple) -> pd.DataFrame:
-    return queries.eligibility(components._open(key))
+    return queries.eligibility(components.open_snapshot(key))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -30,7 +31,7 @@ def ranked_candidates(key: tuple, horizon: int, manifest_sha: str | None) -> pd.
 def candidate_table(key: tuple, horizon: int, manifest_sha: str | None) -> pd.DataFrame:
     """Every patient with eligibility, the 'if they stopped now' estimate and what the board screens on."""
 
-    snap = components._open(key)
+    snap = components.open_snapshot(key)
     table = queries.candidates(snap).merge(eligibility.overall(_eligibility(key)), on="patient_id")
     if manifest_sha is not None:
         table = table.merge(components.scored(key, "now", horizon, manifest_sha).reset_index(), on="patient_id",
@@ -75,30 +76,24 @@ def render(snap, horizon: int) -> None:
         for c in eligibility.CRITERIA:
             st.markdown(f"- **{c.id}**: {c.text}")
 
+    viewer = session.viewer()
     model, problem = components.current_model(snap, horizon)
-    sha = None
     if model is None:
         st.warning(problem, icon="⚠️")
-    else:
-        from model import predict
-
-        sha = predict.read_manifest(model.snapshot_id, horizon)["sha256"]
-    table = ranked_candidates(snap.key, horizon, sha)
-    if session.ctdna_hidden(session.current()):
-        st.info("ctDNA results are blinded for your role in this deployment (the trial assesses ctDNA "
-                "retrospectively), so the estimate, which needs ctDNA at stopping, is not shown either.", icon="🙈")
-        table = table.assign(chance=float("nan"), interval="", **{"no estimate because": "ctDNA blinded",
-                                                                   "last ctDNA": None, "last_ctdna_on": pd.NaT})
+    table = viewer.candidates(ranked_candidates(snap.key, horizon, None if model is None else model.facts.sha256))
+    if not viewer.sees_ctdna:
+        st.info(access.CTDNA_BLINDED, icon="🙈")
 
     st.subheader(f"Candidates, ranked by the chance of staying progression-free for {horizon} months if they stopped now")
     f1, f2, f3 = st.columns(3)
     status = f1.multiselect("Eligibility", ["eligible", "unknown", "not eligible"], default=["eligible", "unknown"],
                             key="tb_status")
     hr = f2.multiselect("HR status", ["positive", "negative"], default=["positive", "negative"], key="tb_hr")
-    ctdna = f3.multiselect("Last ctDNA", ["not detected", "detected"], default=["not detected", "detected"],
-                           key="tb_ctdna")
-    view = table[table["eligibility"].isin(status) & table["hr_status"].isin(hr)
-                 & (table["last ctDNA"].isin(ctdna) | table["last ctDNA"].isna())]
+    view = table[table["eligibility"].isin(status) & table["hr_status"].isin(hr)]
+    if "last ctDNA" in table.columns:  # not for a blinded viewer: the filter itself would reveal results
+        ctdna = f3.multiselect("Last ctDNA", ["not detected", "detected"], default=["not detected", "detected"],
+                               key="tb_ctdna")
+        view = view[view["last ctDNA"].isin(ctdna) | view["last ctDNA"].isna()]
     st.caption(f"{len(view):,} of {len(table):,} patients. Click a column header to sort; select rows to add them "
                "to the meeting list; 'open ›' opens the patient.")
     picked = st.dataframe(view, hide_index=True, column_config=COLUMNS, on_select="rerun",
@@ -132,21 +127,22 @@ def render(snap, horizon: int) -> None:
                           "stop-her2-meeting-list.csv", "text/csv", key="csv", container=d1,
                           patient_id=",".join(meeting))
     session.export_button("meeting_sheets", "Download printable sheets (one page per patient)",
-                          _sheets(snap, listed, horizon), "stop-her2-meeting-sheets.html", "text/html", key="sheets",
+                          _sheets(snap, viewer, listed, horizon), "stop-her2-meeting-sheets.html", "text/html", key="sheets",
                           container=d2, patient_id=",".join(meeting))
     st.dataframe(export, hide_index=True, column_config=COLUMNS)
 
 
-def _sheets(snap, listed: pd.DataFrame, horizon: int) -> str:
+def _sheets(snap, viewer: access.Viewer, listed: pd.DataFrame, horizon: int) -> str:
+    """One printable page per listed patient, each record passed through the viewer (ctDNA blinding)."""
     info = components.snapshot_info(snap.key)
     patients = []
     for row in listed.to_dict("records"):
         pid = row["patient_id"]
-        rec = components.patient_record(snap.key, pid)
+        rec = viewer.record(components.patient_record(snap.key, pid))
         estimate = (f"Chance of staying progression-free for {horizon} months if stopped now: {row['chance']:.0f}% "
-                    f"(95% interval {row['interval']})" if pd.notna(row["chance"])
+                    f"(95% interval {row['interval']})" if pd.notna(row.get("chance"))
                     else f"No estimate: {row['no estimate because'] or 'not available'}")
-        patients.append({"patient_id": pid, "summary": rec.summary.to_dict(),
+        patients.append({"patient_id": pid, "summary": rec.summary.to_dict(), "shows_ctdna": viewer.sees_ctdna,
                          "eligibility": queries.patient_eligibility(snap, pid),
                          "estimate": estimate, "alerts": list(rec.summary["alerts"]),
                          "scans": rec.scans.tail(4)})

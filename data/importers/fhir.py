@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from data.canonical import TABLES
+from data.clinical import DAYS_PER_YEAR
 from data.importers.agents import ANTI_HER2_RXNORM, agent_class
 from data.validate import Report
 
@@ -252,7 +253,7 @@ def read(source, arm_map: dict[str, int] | str | None = None, ctdna_codes: tuple
                        "no dated record: nothing to show on a timeline, not imported")
             continue
         if p["_born"] and p["enrolled_on"]:
-            p["age_at_enrolment"] = str(int((pd.Timestamp(p["enrolled_on"]) - pd.Timestamp(p["_born"])).days // 365.25))
+            p["age_at_enrolment"] = str(int((pd.Timestamp(p["enrolled_on"]) - pd.Timestamp(p["_born"])).days // DAYS_PER_YEAR))
         if not p.get("_breast"):
             report.add("warning", f, row, "Condition", pid, "no primary breast cancer condition: not a STOP-HER2 patient")
         her2 = p.get("_her2")

@@ -48,7 +48,8 @@ DEFAULT_ARMS = {"CONT": 1, "CONTINUE": 1, "COHORT1": 1, "STOP": 2, "COHORT2": 2}
 NOT_ENROLLED_ARMS = {"SCRNFAIL", "NOTASSGN", "NOTTRT"}
 WITHDRAWAL_EXCLUDED = {"COMPLETED", "RANDOMIZED", "FINAL LAB VISIT", "FINAL RETRIEVAL VISIT", "DEATH",
                        "PROGRESSIVE DISEASE", "SCREEN FAILURE", "INFORMED CONSENT OBTAINED"}
-RESPONSE_CODES = {"CR", "PR", "SD", "PD", "NE", "NON-CR/NON-PD"}
+from data.clinical import RESPONSE_CODES  # noqa: E402
+
 SUPPDM = {"HER2IHC": "her2_ihc", "HER2ISH": "her2_ish_amplified", "ER": "er_status", "PR": "pr_status",
           "DENOVO": "de_novo", "VISCERAL": "visceral", "BRAINMET": "brain_mets_history", "METDTC": "metastatic_on",
           "FLSTDTC": "first_line_start", "FLREGIM": "first_line_regimen", "BESTRESP": "best_response",

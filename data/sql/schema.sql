@@ -16,7 +16,7 @@ CREATE TABLE patients (
     metastatic_on       DATE,
     first_line_start    DATE,
     first_line_regimen  VARCHAR,
-    best_response       VARCHAR CHECK (best_response IN ('CR', 'PR', 'SD', 'PD', 'NE', 'NON-CR/NON-PD')),
+    best_response       VARCHAR CHECK (best_response IN ({response_codes})),
     visceral            BOOLEAN,
     brain_mets_history  BOOLEAN,
     n_metastatic_sites  INTEGER CHECK (n_metastatic_sites >= 0),
@@ -94,7 +94,7 @@ CREATE TABLE first_line_progressions (
 -- Derived at build time by the pure Python rules (data/recist.py, data/pro.py) and catalogues.
 CREATE TABLE recist_assessments (
     patient_id VARCHAR, scan_id VARCHAR, scanned_on DATE, is_baseline BOOLEAN, n_target_lesions INTEGER,
-    sld_mm DOUBLE, baseline_sld_mm DOUBLE, nadir_sld_mm DOUBLE, pct_from_baseline DOUBLE,
+    sld_mm DOUBLE, baseline_sld_mm DOUBLE, nadir_sld_mm DOUBLE, pd_threshold_mm DOUBLE, pct_from_baseline DOUBLE,
     pct_from_nadir DOUBLE, target_response VARCHAR, non_target_response VARCHAR, new_lesion BOOLEAN,
     overall_response VARCHAR, note VARCHAR
 );
@@ -111,6 +111,9 @@ CREATE TABLE eligibility_results (
 );
 -- Clinical constants the views need, written from their one Python source of truth.
 CREATE TABLE clinical_constants (name VARCHAR PRIMARY KEY, value DOUBLE, source VARCHAR);
+-- HER2 (ASCO/CAP 2018) and HR status per patient, classified at build by data/clinical.py (the one definition).
+CREATE TABLE patient_classification (patient_id VARCHAR PRIMARY KEY, her2_positive BOOLEAN, her2_ihc3 BOOLEAN,
+                                     hr_status VARCHAR);
 CREATE TABLE snapshot_info (
     snapshot_id VARCHAR, source VARCHAR, is_synthetic BOOLEAN, created_at TIMESTAMP,
     data_cutoff DATE, seed BIGINT, n_patients BIGINT, builder_version VARCHAR

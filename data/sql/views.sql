@@ -1,12 +1,15 @@
 -- The CONTRACT views (architecture.md): researchers and other tools query these directly.
 -- Day 0 is the index date: the day anti-HER2 therapy stopped (cohort 2) or enrolment (cohort 1).
--- Months are days / 30.4375. The snapshot's "as of" date is its data cut-off (snapshot_info).
+-- Months are days / days_per_month, years days / days_per_year (clinical_constants, from data/clinical.py). The snapshot's "as of" date is its data cut-off (snapshot_info).
 
 CREATE MACRO clinical_constant(constant_name) AS
     (SELECT value FROM clinical_constants WHERE name = constant_name);
 
 CREATE MACRO months_between(from_date, to_date) AS
-    date_diff('day', from_date, to_date) / 30.4375;
+    date_diff('day', from_date, to_date) / clinical_constant('days_per_month');
+
+CREATE MACRO years_between(from_date, to_date) AS
+    date_diff('day', from_date, to_date) / clinical_constant('days_per_year');
 
 -- Helper (not in the contract): index date and follow-up per patient.
 -- Cohort 2's stop date is the earliest stop of an anti-HER2 agent that was running at enrolment
@@ -59,7 +62,7 @@ FROM ctdna_draws d JOIN patient_index i USING (patient_id);
 
 CREATE VIEW scan_history AS
 SELECT r.patient_id, r.scan_id, r.scanned_on, date_diff('day', i.index_date, r.scanned_on) AS days_from_index,
-       s.modality, r.is_baseline, r.n_target_lesions, r.sld_mm, r.baseline_sld_mm, r.nadir_sld_mm,
+       s.modality, r.is_baseline, r.n_target_lesions, r.sld_mm, r.baseline_sld_mm, r.nadir_sld_mm, r.pd_threshold_mm,
        r.pct_from_baseline, r.pct_from_nadir, r.target_response, r.non_target_response, r.new_lesion,
        r.overall_response, r.note
 FROM recist_assessments r
@@ -122,6 +125,7 @@ SELECT tl.patient_id, tl.track, tl.starts_on, tl.ends_on, tl.label, tl.value, tl
 FROM tl JOIN i USING (patient_id);
 
 CREATE VIEW patient_summary AS
+SELECT * EXCLUDE (other_alerts), list_concat(ctdna_alerts, other_alerts) AS alerts FROM (
 WITH cutoff AS (SELECT data_cutoff AS as_of FROM snapshot_info),
 draws AS (
     SELECT patient_id, drawn_on, detected,
@@ -170,18 +174,19 @@ SELECT p.patient_id, p.cohort, p.site, i.index_date, i.stopped_on,
        CASE WHEN o.died THEN 'died' WHEN o.progressed THEN 'progressed'
             WHEN o.withdrew_on IS NOT NULL THEN 'withdrew' ELSE 'in follow-up' END AS status,
        p.age_at_enrolment, p.sex, p.er_status, p.pr_status,
-       CASE WHEN p.er_status = 'positive' OR p.pr_status = 'positive' THEN 'positive'
-            WHEN p.er_status = 'negative' AND p.pr_status = 'negative' THEN 'negative' END AS hr_status,
+       pc.hr_status,
        p.her2_ihc, p.her2_ish_amplified, p.de_novo,
        p.first_line_regimen, p.best_response, p.visceral, p.brain_mets_history, p.n_metastatic_sites,
-       date_diff('day', p.first_line_start, i.index_date) / 365.25 AS years_on_first_line,
+       years_between(p.first_line_start, i.index_date) AS years_on_first_line,
        list_filter([
            CASE WHEN ld.last_ctdna_detected AND coalesce(NOT ld.previous_ctdna_detected, true)
                 THEN 'ctDNA turned positive on ' || strftime(ld.last_ctdna_on, '%Y-%m-%d') END,
            CASE WHEN ld.last_ctdna_detected AND ld.previous_ctdna_detected
                 THEN 'ctDNA detected on the last two draws (latest ' || strftime(ld.last_ctdna_on, '%Y-%m-%d') || ')' END,
            CASE WHEN ad.last_draw_qc <> 'pass'
-                THEN 'last ctDNA draw (' || strftime(ad.last_draw_on, '%Y-%m-%d') || ') failed QC: ' || ad.last_draw_qc END,
+                THEN 'last ctDNA draw (' || strftime(ad.last_draw_on, '%Y-%m-%d') || ') failed QC: ' || ad.last_draw_qc END
+       ], lambda x: x IS NOT NULL) AS ctdna_alerts,
+       list_filter([
            CASE WHEN coalesce(ls.last_overall_response, '') <> 'PD'
                      AND ls.last_pct_from_nadir >= clinical_constant('near_pd_pct_from_nadir')
                 THEN 'SLD +' || CAST(round(ls.last_pct_from_nadir) AS INTEGER) || '% (+'
@@ -193,7 +198,7 @@ SELECT p.patient_id, p.cohort, p.site, i.index_date, i.stopped_on,
            CASE WHEN ls.last_scan_note LIKE 'equivocal new lesion: %' THEN 'last scan: ' || ls.last_scan_note END,
            CASE WHEN lp.worsened IS NOT NULL THEN 'PRO worse than baseline on the last two questionnaires: ' || lp.worsened END,
            CASE WHEN i.index_is_fallback THEN 'no anti-HER2 stop date recorded: day 0 is enrolment' END
-       ], lambda x: x IS NOT NULL) AS alerts
+       ], lambda x: x IS NOT NULL) AS other_alerts
 FROM patients p
 JOIN patient_index i USING (patient_id)
 JOIN outcomes o USING (patient_id)
@@ -202,7 +207,11 @@ LEFT JOIN anti_her2 USING (patient_id)
 LEFT JOIN last_scan ls USING (patient_id)
 LEFT JOIN last_draw ld USING (patient_id)
 LEFT JOIN any_draw ad USING (patient_id)
-LEFT JOIN last_pro lp USING (patient_id);
+LEFT JOIN last_pro lp USING (patient_id)
+LEFT JOIN patient_classification pc USING (patient_id)
+);
+-- ctdna_alerts (not in the contract) names the alerts that carry a ctDNA result, so that ctDNA blinding
+-- (services/access.py) removes exactly those.
 
 -- Model inputs at a point in time, for two bases:
 --   'index': as of day 0 (training, and the estimate at stopping); nothing measured later leaks in;
@@ -234,20 +243,19 @@ SELECT f.patient_id, f.basis, f.as_of, p.cohort,
        date_diff('day', ct.ctdna_drawn_on, f.as_of) AS ctdna_days_before,
        CASE WHEN p.best_response IS NULL THEN NULL ELSE p.best_response = 'CR' END AS best_response_cr,
        p.visceral,
-       CASE WHEN p.er_status = 'positive' OR p.pr_status = 'positive' THEN true
-            WHEN p.er_status = 'negative' AND p.pr_status = 'negative' THEN false END AS hr_positive,
+       CASE pc.hr_status WHEN 'positive' THEN true WHEN 'negative' THEN false END AS hr_positive,
        p.de_novo, p.brain_mets_history,
-       date_diff('day', p.first_line_start, f.as_of) / 365.25 AS years_on_first_line,
-       p.age_at_enrolment + date_diff('day', p.enrolled_on, f.as_of) / 365.25 AS age,
+       years_between(p.first_line_start, f.as_of) AS years_on_first_line,
+       p.age_at_enrolment + years_between(p.enrolled_on, f.as_of) AS age,
        p.n_metastatic_sites,
-       CASE WHEN p.her2_ihc IS NULL THEN NULL ELSE p.her2_ihc = '3+' END AS her2_ihc3,
+       pc.her2_ihc3,
        -- applicability, not model inputs
-       CASE WHEN p.her2_ihc = '3+' OR (p.her2_ihc = '2+' AND p.her2_ish_amplified) THEN true
-            WHEN p.her2_ihc IS NULL THEN NULL ELSE false END AS her2_positive,
-       date_diff('day', p.first_line_start, p.enrolled_on) / 365.25 AS years_on_first_line_at_enrolment,
+       pc.her2_positive,
+       years_between(p.first_line_start, p.enrolled_on) AS years_on_first_line_at_enrolment,
        prior.progressed_on AS progressed_on_or_before
 FROM model_feature_points f
 JOIN patients p USING (patient_id)
+LEFT JOIN patient_classification pc USING (patient_id)
 LEFT JOIN ct USING (patient_id, basis)
 LEFT JOIN prior USING (patient_id, basis);
 

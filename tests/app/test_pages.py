@@ -186,7 +186,7 @@ def test_horizon_setting_changes_the_question(situations, model_dir):
 def test_a_tampered_model_is_refused_and_the_page_still_works(situations, snapshot, model_dir, tmp_path, monkeypatch):
     import shutil
 
-    from model.train import artifact_paths
+    from model.artifacts import artifact_paths
 
     folder = tmp_path / "models"
     shutil.copytree(model_dir, folder)

@@ -13,7 +13,8 @@ SECRETS = {
     "auth": {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "c" * 32, "client_id": "stop-her2",
              "client_secret": "secret", "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration"},
     "stopher2": {"roles": {"clinician": ["doc@site.org"], "tumor_board": ["group:tb"], "researcher": ["group:research"],
-                           "admin": ["dm@site.org"]}},
+                           "admin": ["dm@site.org"]},
+                 "pseudonym_key": "a-test-deployment-secret-of-more-than-32-characters"},
 }
 USERS = {
     "clinician": {"is_logged_in": True, "email": "doc@site.org", "name": "Dr Doc"},
@@ -132,7 +133,9 @@ def test_a_scripted_clinician_session_is_completely_on_record(snapshot, situatio
     at.run()
     rows = audit.read().iloc[::-1]  # oldest first
     mine = rows[rows["who"] == "doc@site.org"]
-    assert list(mine["action"]) == ["sign_in", "view_patient", "view_patient", "not_found"]  # still showing b
+    # the unknown id shows its sentence and nothing else: b's record is no longer on screen, no view is recorded
+    assert list(mine["action"]) == ["sign_in", "view_patient", "view_patient", "not_found"]
+    assert not at.get("plotly_chart") and not at.dataframe and b not in text(at)
     assert list(mine.loc[mine["action"] == "view_patient", "patient_id"])[:2] == [a, b]
     assert (mine["role"] == "clinician").all() and (mine["snapshot_id"].dropna() == sid).all()
     assert "<script>" in mine.loc[mine["action"] == "not_found", "detail"].iloc[0]  # recorded, never rendered

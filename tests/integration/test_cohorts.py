@@ -1,11 +1,16 @@
 """Cohort statistics on a real snapshot: Kaplan-Meier and log-rank equal lifelines' on the same rows."""
 import numpy as np
 import pandas as pd
+
 import pytest
 from lifelines import KaplanMeierFitter
 from lifelines.statistics import logrank_test
 
+from services import access
+
 from data import cohorts, queries
+
+KEY = b"k" * 32  # a pseudonym key of the required length
 
 
 @pytest.fixture(scope="module")
@@ -78,24 +83,25 @@ def test_pro_change_from_sums_equals_the_scores_themselves(snapshot, frame, chos
 
 
 def test_swimmer_sample_is_stable_and_bounded(frame):
-    f = frame.assign(pseudonym=[cohorts.pseudonym(p, "k") for p in frame["patient_id"]])
+    f = frame.assign(pseudonym=[access.pseudonym(p, KEY) for p in frame["patient_id"]])
     assert len(cohorts.swimmer_sample(f, 1000)) == len(f)
     a, b = cohorts.swimmer_sample(f, 20), cohorts.swimmer_sample(f.sample(frac=1, random_state=1), 20)
     assert len(a) == 20 and set(a["patient_id"]) == set(b["patient_id"])
 
 
 def test_pseudonyms_are_stable_and_reveal_nothing():
-    a = cohorts.pseudonym("STH-0001", "key")
-    assert a == cohorts.pseudonym("STH-0001", "key") and a != cohorts.pseudonym("STH-0002", "key")
-    assert "0001" not in a and a.startswith("R-") and a != cohorts.pseudonym("STH-0001", "other")
-    assert pd.Series([cohorts.pseudonym(f"STH-{i:04d}", "k") for i in range(1000)]).is_unique
+    a = access.pseudonym("STH-0001", KEY)
+    assert a == access.pseudonym("STH-0001", KEY) and a != access.pseudonym("STH-0002", KEY)
+    assert "0001" not in a and a.startswith("R-") and a != access.pseudonym("STH-0001", b"o" * 32)
+    assert pd.Series([access.pseudonym(f"STH-{i:04d}", KEY) for i in range(1000)]).is_unique
 
 
 def test_the_research_extract_has_pseudonyms_and_no_dates(snapshot):
-    from data import cohorts, queries
+    from data import queries
 
     frame = queries.cohort_frame(snapshot)
-    extract = cohorts.research_extract(frame, "snapshot-key")
+    researcher = access.Viewer(access.Person("r@x.org", "r", ("researcher",)), key=KEY)
+    extract = researcher.research_extract(frame)
     assert len(extract) == len(frame) and extract["pseudonym"].is_unique
     assert not extract.astype(str).apply(lambda c: c.str.contains("STH-")).any().any()
     assert not any(str(t).startswith("datetime") for t in extract.dtypes)

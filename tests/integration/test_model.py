@@ -10,7 +10,7 @@ from data import queries
 from data.build import build_snapshot
 from data.store import Snapshot
 from model import features, predict
-from model.train import artifact_paths, sha256_file
+from model.artifacts import artifact_paths, sha256_file
 
 
 @pytest.fixture(scope="module")

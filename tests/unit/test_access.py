@@ -1,7 +1,7 @@
 """Who may see what: role resolution, pages, exports, de-identification, ctDNA blinding."""
 import pytest
 
-from ui import access
+from services import access
 
 CONFIG = {"clinician": ["Dr.A@Site.org"], "tumor_board": ["group:TB", "dr.a@site.org"],
           "researcher": ["group:research"], "admin": ["dm@site.org"]}
