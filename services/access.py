@@ -237,6 +237,11 @@ class Viewer:
         """Model-card subgroups: the ctDNA subgroup is a ctDNA result count, hidden when blinded."""
         return table if self.sees_ctdna else table[~table["subgroup"].str.contains("ctDNA")].reset_index(drop=True)
 
+    def bundle_files(self, files: dict[str, bytes]) -> dict[str, bytes]:
+        """The CSV bundle export (file name -> bytes): without the ctDNA draws when blinded."""
+        return files if self.sees_ctdna else {name: data for name, data in files.items()
+                                              if not name.startswith("ctdna")}
+
     # ----------------------------------------------------------------------------- researchers
     def pseudonymous_ids(self, ids: Iterable[str]) -> list[str]:
         if self.key is None:

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from data import cohorts, queries
+from data.clinical import RESPONSE_CODES
 from data.csvsafe import safe_csv
 from services import access
 from ui import charts, components, session
@@ -16,7 +17,7 @@ from ui import charts, components, session
 FILTERS = {  # label -> (patient_summary column, options)
     "HR status": ("hr_status", ["positive", "negative"]),
     "De novo": ("de_novo", [True, False]),
-    "Best response to first line": ("best_response", ["CR", "PR", "SD"]),
+    "Best response to first line": ("best_response", list(RESPONSE_CODES[:3])),  # CR, PR, SD
 }
 PRO_SCALES = [("QLQ-C30", "QL2"), ("QLQ-C30", "DI"), ("FCRI-SF", "TOTAL"), ("PROMIS-Anxiety", "TSCORE")]
 PRO_WINDOW_MONTHS = 3

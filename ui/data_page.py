@@ -203,7 +203,8 @@ def render(snap) -> None:
         if st.button("Prepare the live snapshot as an example bundle", key="prepare_example"):
             with tempfile.TemporaryDirectory() as tmp:
                 paths = bundle.export_bundle(snap, Path(tmp))
-                st.session_state["example_bundle"] = bundle.zip_bytes({p.name: p.read_bytes() for p in paths})
+                files = session.viewer().bundle_files({p.name: p.read_bytes() for p in paths})
+                st.session_state["example_bundle"] = bundle.zip_bytes(files)
         if "example_bundle" in st.session_state:
             session.export_button("example_bundle", "Download the example bundle (.zip)",
                                   st.session_state["example_bundle"], "stop-her2-bundle.zip", "application/zip",

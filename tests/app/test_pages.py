@@ -318,3 +318,14 @@ def test_data_page_history_rollback_quality_and_templates(two_kept_snapshots):
     missing = at.dataframe[1].value
     assert {"table", "column", "missing", "missing_pct"} <= set(missing.columns)
     assert "patients" not in set(missing.loc[missing["column"] == "patient_id", "table"])
+
+
+def test_data_page_offers_every_registered_source(monkeypatch):
+    from services import importers
+
+    monkeypatch.setitem(importers.REGISTRY, "fake", importers.Importer("fake", "A new source", ("txt",), "one file",
+                                                                         lambda source, **o: None))
+    at = run_page("pages/data.py")
+    assert not at.exception
+    assert at.radio(key="data_source").options == [i.label for i in importers.REGISTRY.values()]
+    assert "A new source" in at.radio(key="data_source").options

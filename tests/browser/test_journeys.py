@@ -204,6 +204,9 @@ client_secret = "stop-her2-secret"
 server_metadata_url = "{idp}/.well-known/openid-configuration"
 client_kwargs = {{ scope = "openid email profile groups" }}
 
+[stopher2]
+pseudonym_key = "{'p' * 48}"
+
 [stopher2.roles]
 clinician = ["doc@site.org"]
 researcher = ["group:research", "res@uni.org"]
@@ -219,6 +222,9 @@ researcher = ["group:research", "res@uni.org"]
             assert page.get_by_role("link", name="Cohorts").count() == 1
             assert page.get_by_role("link", name="Model card").count() == 1
             assert page.get_by_role("link", name="Patient review").count() == 0
+            page.get_by_role("link", name="Cohorts").click()  # pseudonyms keyed with the deployment's secret
+            page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=120_000)
+            assert page.get_by_text("keyed with this deployment's secret").count() == 1
             page.goto(f"{url}/patient?patient=STH-0001")
             page.get_by_text("The Patient review page is not open to your role").wait_for(timeout=60_000)
             page.get_by_role("button", name="Sign out").click()

@@ -1,0 +1,96 @@
+"""The services layer on a real snapshot: the model registry and Estimator protocol, the importer registry."""
+import pandas as pd
+import pytest
+
+from data import importing, queries
+from data.validate import Report
+from services import importers, models
+
+
+@pytest.fixture
+def registry_model(live_model_env, snapshot):
+    return models.load(str(snapshot.info()["snapshot_id"]), 12)
+
+
+def test_the_registry_finds_loads_and_lists_the_verified_model(registry_model, snapshot):
+    sid = str(snapshot.info()["snapshot_id"])
+    assert models.find(sid, 12)["sha256"] == registry_model.facts.sha256
+    assert models.find(sid, 24) is None and models.find("another-snapshot", 12) is None
+    assert registry_model.facts.n_patients > 20 and registry_model.facts.n_events >= 5
+    listed = models.versions()
+    assert (listed["snapshot"] == sid).any() and listed["sha256"].str.len().eq(12).all()
+
+
+def test_the_day0_classifier_implements_the_estimator_protocol(registry_model, snapshot):
+    assert isinstance(registry_model, models.FittedEstimator)
+    rows = queries.features_at(snapshot, "index")
+    out = registry_model.predict(rows, [12])
+    assert list(out[["estimate", "lower", "upper"]].columns) == ["estimate", "lower", "upper"] and len(out) == len(rows)
+    ok = out["applicable"]
+    assert ((out.loc[ok, "lower"] <= out.loc[ok, "estimate"]) & (out.loc[ok, "estimate"] <= out.loc[ok, "upper"])).all()
+    assert out.loc[~ok, "estimate"].isna().all()
+    for row, applies in zip(rows.to_dict("records"), ok, strict=True):
+        reason = registry_model.applicability(row)
+        assert (reason is None) == bool(applies) and (reason is None or isinstance(reason, str))
+    with pytest.raises(ValueError, match="12 months only"):
+        registry_model.predict(rows, [24])
+
+
+def test_the_pages_lookup_equals_the_estimate_made_alone(registry_model, snapshot):
+    table = registry_model.scores(snapshot, "index")
+    pid = table.index[table["applicable"]][0]
+    looked_up = registry_model.estimate_for(snapshot, pid, "index", table)
+    alone = registry_model.estimate_for(snapshot, pid, "index")
+    assert looked_up.probability == pytest.approx(alone.probability)
+    assert (looked_up.low, looked_up.high) == pytest.approx((alone.low, alone.high))
+
+
+def test_the_model_card_gets_public_evidence_not_the_internals(registry_model):
+    ev = registry_model.evidence()
+    assert ev.n_patients == registry_model.facts.n_patients and len(ev.predictions) == ev.n_patients
+    assert {"p", "observed", "n"} <= set(ev.bins.columns) and ev.bins["n"].sum() == ev.n_patients
+    assert set(ev.subgroups["subgroup"]) >= {"ctDNA at stopping", "HR status"}
+
+
+def test_a_snapshot_that_cannot_support_a_model_gets_a_sentence(tmp_path, monkeypatch, snapshot_file):
+    from data.bundle import export_bundle
+    from data.store import Snapshot
+
+    export_bundle(Snapshot(snapshot_file), tmp_path / "bundle")
+    patients = pd.read_csv(tmp_path / "bundle" / "patients.csv")
+    keep = set(patients["patient_id"].head(6))
+    for f in (tmp_path / "bundle").glob("*.csv"):
+        frame = pd.read_csv(f, dtype=str, keep_default_na=False)
+        if "patient_id" in frame.columns:
+            frame[frame["patient_id"].isin(keep)].to_csv(f, index=False)
+    info = importing.run_import("csv", tmp_path / "bundle", out=tmp_path / "tiny.duckdb")
+    monkeypatch.setenv("STOPHER2_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("STOPHER2_SNAPSHOT_DIR", str(tmp_path / "snapshots"))
+    tiny = Snapshot(info["path"])
+    with pytest.raises(models.ModelUnavailable, match="too few patients"):
+        models.ensure(tiny, str(tiny.info()["snapshot_id"]), 12)
+
+
+def test_one_importer_registry_serves_the_cli_the_pipeline_and_the_page(tmp_path, monkeypatch, capsys):
+    """Adding a source is one registry entry: the CLI offers it and the pipeline reads through it."""
+    from data.__main__ import main
+
+    seen = []
+
+    def read(source, **options):
+        seen.append((source, options))
+        report = Report()
+        report.add("error", "fake.txt", 3, "x", "bad", "a located finding from the new source")
+        return {}, {}, {}, report
+
+    monkeypatch.setitem(importers.REGISTRY, "fake", importers.Importer("fake", "A new source", ("txt",), "test", read,
+                                                                         ("arm_map",)))
+    assert "fake" in importers.names()
+    tables, report = importing.check("fake", tmp_path, options={"arm_map": "A=1"})
+    assert seen == [(tmp_path, {"arm_map": "A=1"})] and not report.ok
+    assert main(["check", "--source", "fake", str(tmp_path)]) == 2
+    assert "a located finding from the new source" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown source 'nope'"):
+        importers.get("nope")
+    with pytest.raises(ValueError, match="takes no option"):
+        importers.read("csv", tmp_path, {"arm_map": "A=1"})
