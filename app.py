@@ -1,7 +1,6 @@
 """STOP-HER2 decision support: the frame around the pages (config, sign-in, first-start build, navigation)."""
 import streamlit as st
 
-from data.clinical import DEFAULT_HORIZON
 
 from services import access
 from ui import components, frame, session
@@ -18,7 +17,8 @@ if access.DEMO in person.roles and not info["is_synthetic"]:
              "identity provider in .streamlit/secrets.toml ([auth]) or roll back to a synthetic snapshot "
              "with `python -m data rollback`.", icon="🔒")
     st.stop()
-components.current_model(snapshot, DEFAULT_HORIZON)  # trains once per snapshot, with progress
+components.landmark_model(snapshot)  # fitted once per snapshot (about a second); the day-0 classifier is
+# trained only when the model card asks for it
 
 pages = {
     "": st.Page("pages/home.py", title="Home", icon="🏠", default=True),

@@ -216,3 +216,23 @@ def canonical_tables(snap: Snapshot) -> dict[str, pd.DataFrame]:
     from data.canonical import TABLES
 
     return {name: snap.query("SELECT " + ", ".join(t.column_names) + " FROM " + name) for name, t in TABLES.items()}
+
+
+LANDMARK_PATIENTS = """
+SELECT s.patient_id, s.cohort, s.index_date, s.best_response, s.visceral
+FROM patient_summary s ORDER BY s.patient_id
+"""
+LANDMARK_DRAWS = "SELECT patient_id, drawn_on, detected, value, lod, qc FROM ctdna_series ORDER BY patient_id, drawn_on"
+LANDMARK_OUTCOMES = """
+SELECT patient_id, progressed_on, died_on, restarted_on, last_followup_on FROM outcomes ORDER BY patient_id
+"""
+
+
+def landmark_inputs(snap: Snapshot, patient_id: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(patients, ctDNA draws, outcomes) for model/landmark.py: everyone, or one patient."""
+    if patient_id is None:
+        return snap.query(LANDMARK_PATIENTS), snap.query(LANDMARK_DRAWS), snap.query(LANDMARK_OUTCOMES)
+    one = " WHERE patient_id = ?"
+    return (snap.query("SELECT * FROM (" + LANDMARK_PATIENTS + ")" + one, [patient_id]),
+            snap.query("SELECT * FROM (" + LANDMARK_DRAWS + ")" + one, [patient_id]),
+            snap.query("SELECT * FROM (" + LANDMARK_OUTCOMES + ")" + one, [patient_id]))

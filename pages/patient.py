@@ -15,6 +15,7 @@ if patient_id is None:
     st.info("Pick a patient above.")
     st.stop()
 components.record_view(patient_id)
+horizon = components.horizon_setting()
 rec = viewer.record(components.patient_record(snap.key, patient_id))  # blinded when the role is
 s, o = rec.summary, rec.outcome
 followup_end = o["died_on"] if pd.notna(o["died_on"]) else o["last_followup_on"]
@@ -25,7 +26,7 @@ st.subheader("Since last visit")
 components.since_last_visit(rec)
 
 if viewer.sees_ctdna:
-    risk_card.render(snap, rec, components.horizon_setting())
+    risk_card.render(snap, rec, horizon)
 else:
     st.info(access.CTDNA_BLINDED, icon="🙈")
 
@@ -33,6 +34,11 @@ axis = st.radio("Time axis", ["days", "dates"], horizontal=True, key="axis",
                 format_func=lambda a: "days from day 0" if a == "days" else "calendar dates")
 st.plotly_chart(charts.timeline_figure(rec.timeline, s["index_date"], followup_end, cohort=int(s["cohort"]),
                                        axis=axis), key="timeline")
+if viewer.sees_ctdna:  # the estimate needs ctDNA: a blinded person sees neither
+    trajectory = components.estimate_trajectory_for(snap, patient_id, horizon)
+    if trajectory is not None:
+        st.plotly_chart(charts.estimate_trajectory_figure(trajectory, s["index_date"], axis=axis, horizon=horizon),
+                        key="trajectory")
 if viewer.sees_ctdna:
     st.plotly_chart(charts.ctdna_figure(rec.ctdna, rec.timeline, s["index_date"], followup_end, o["progressed_on"],
                                         lead=cohorts.patient_lead_time(rec.ctdna, o["progressed_on"]), axis=axis),

@@ -185,7 +185,7 @@ def ensure(snap: Snapshot, snapshot_id: str, horizon: int, progress: Progress | 
 
 def versions() -> pd.DataFrame:
     """Every trained model on this machine, newest first, from the manifests."""
-    rows = [{"created": m.get("created_at"), "snapshot": m.get("snapshot_id"), "horizon": m.get("horizon_months"),
+    rows = [{"created": m.get("created_at"), "snapshot": m.get("snapshot_id"), "horizon": str(m.get("horizon_months")),
              "model": m.get("model"), "calibration": m.get("calibration"), "patients": m.get("n_training"),
              "events": m.get("events_by_horizon"),
              "AUROC (corrected)": round(float(m.get("metrics_optimism_corrected", {}).get("auroc", float("nan"))), 3),
@@ -196,3 +196,199 @@ def versions() -> pd.DataFrame:
 def coverage_note() -> str:
     """The sentence every 95% interval carries (how often the intervals held the truth, as measured)."""
     return predict.interval_coverage_note()
+
+
+# ------------------------------------------------------------------------ the estimate as of a date
+LANDMARK = "landmark"  # the artifact's name beside the day-0 classifier's horizons
+
+
+@dataclass(frozen=True)
+class AsOfEstimate:
+    """One patient's estimate as of a date (model/landmark.py), or the reason there is none."""
+
+    patient_id: str
+    as_of: pd.Timestamp
+    landmark_months: float
+    horizon: int
+    estimand: str
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    refusal: str | None  # None when there is a number
+    inputs: pd.DataFrame  # input, value, as of (date)
+    notes: tuple[str, ...]  # stale, imputed, beyond the training data, extrapolated
+    patients_like: dict | None  # Kaplan-Meier of training patients with the same ctDNA call at that landmark
+    if_stopped_now: bool  # cohort 1: "if they stopped now" (an extrapolation from a self-selected cohort)
+
+
+class FittedLandmark:
+    """The verified landmark model of one snapshot: estimates as of any date, per patient or for everyone."""
+
+    def __init__(self, model, sha256: str = ""):
+        from model import landmark
+
+        self._model, self._lm = model, landmark
+        self.sha256 = sha256
+        self.snapshot_id = model.snapshot_id
+        self.created_at = model.created_at
+
+    # the Estimator protocol: rows are landmark rows (model.landmark.landmark_rows)
+    def predict(self, rows: pd.DataFrame, horizons: Sequence[int], estimand: str = "pfs") -> pd.DataFrame:
+        return self._model.predict(rows, list(horizons), estimand)
+
+    def applicability(self, row: Mapping, estimand: str = "pfs") -> str | None:
+        return self._model.refusal(dict(row), estimand)
+
+    def rows(self, snap: Snapshot, as_of=None, patient_id: str | None = None,
+             landmark_months: float | None = None) -> pd.DataFrame:
+        """Landmark rows as of a date (default: the data cut-off), or at S months after each patient's day 0.
+
+        Cohort 1 has not stopped: its rows ask "if they stopped now" (landmark 0, inputs as of the date).
+        """
+        from data import queries
+
+        patients, draws, outcomes = queries.landmark_inputs(snap, patient_id)
+        if landmark_months is not None:
+            rows = self._lm.landmark_rows(patients, draws, outcomes, landmarks=[landmark_months])
+            rows["landmark_date"] = rows["landmark_date"]
+        else:
+            as_of = pd.Timestamp(as_of if as_of is not None else snap.info()["data_cutoff"])
+            rows = self._lm.landmark_rows(patients, draws, outcomes, as_of=as_of)
+        rows = rows.merge(patients[["patient_id", "cohort"]], on="patient_id")
+        continuing = rows["cohort"] == 1
+        rows.loc[continuing, "landmark_years"] = 0.0
+        rows["if_stopped_now"] = continuing
+        return rows
+
+    def estimates(self, snap: Snapshot, horizons: Sequence[int], as_of=None, landmark_months: float | None = None,
+                  estimand: str = "pfs", patient_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """patient_id, as_of, landmark_months, horizon_months, estimate, lower, upper, refusal (the CLI's table)."""
+        rows = self.rows(snap, as_of=as_of, landmark_months=landmark_months)
+        if patient_ids is not None:
+            rows = rows[rows["patient_id"].isin(list(patient_ids))].reset_index(drop=True)
+        out = self.predict(rows, horizons, estimand)
+        meta = rows[["landmark_date", "landmark"]].rename(columns={"landmark_date": "as_of", "landmark": "landmark_months"})
+        meta = pd.concat([meta] * len(list(horizons)), ignore_index=True)
+        out = pd.concat([out.reset_index(drop=True), meta], axis=1).rename(columns={"horizon": "horizon_months"})
+        return out[["patient_id", "as_of", "landmark_months", "horizon_months", "estimate", "lower", "upper", "refusal"]]
+
+    def estimate_as_of(self, snap: Snapshot, patient_id: str, horizon: int, as_of=None,
+                       estimand: str = "pfs") -> AsOfEstimate:
+        rows = self.rows(snap, as_of=as_of, patient_id=patient_id)
+        if rows.empty:
+            raise LookupError(patient_id)
+        row = rows.iloc[0].to_dict()
+        refusal = self._model.refusal(row, estimand)
+        value = self._model.predict(rows.iloc[[0]], [horizon], estimand).iloc[0]
+        when = pd.Timestamp(row["ctdna_drawn_on"]).strftime("%Y-%m-%d") if pd.notna(row.get("ctdna_drawn_on")) else "—"
+        detected = row.get("ctdna_detected")
+        inputs = pd.DataFrame([
+            {"input": "ctDNA on the last draw", "value": "—" if pd.isna(detected) else
+             ("detected" if detected else "not detected"), "as of": when},
+            {"input": "ctDNA level (log10 x limit)", "value": "—" if pd.isna(row.get("ctdna_level"))
+             else f"{row['ctdna_level']:.1f}", "as of": when},
+            {"input": "consecutive positive draws", "value": "—" if pd.isna(row.get("consecutive_positive"))
+             else f"{int(row['consecutive_positive'])}", "as of": when},
+            {"input": "complete response to first line", "value": "—" if pd.isna(row.get("complete_response"))
+             else ("yes" if row["complete_response"] else "no"), "as of": "first line"},
+            {"input": "visceral disease", "value": "—" if pd.isna(row.get("visceral"))
+             else ("yes" if row["visceral"] else "no"), "as of": "enrolment"},
+            {"input": "months since stopping", "value": "0 (if stopped now)" if row["if_stopped_now"]
+             else f"{row['landmark']:.1f}", "as of": pd.Timestamp(row["landmark_date"]).strftime("%Y-%m-%d")},
+        ])
+        like = None
+        if refusal is None:
+            like = self._lm.patients_like(self._model, 0 if row["if_stopped_now"] else row["landmark"],
+                                          bool(detected), horizon, estimand)
+        return AsOfEstimate(
+            patient_id, pd.Timestamp(row["landmark_date"]), float(row["landmark"]), horizon, estimand,
+            None if refusal else float(value["estimate"]), None if refusal else float(value["lower"]),
+            None if refusal else float(value["upper"]), refusal, inputs,
+            tuple(self._model.notes(row, estimand)) if refusal is None else (), like, bool(row["if_stopped_now"]))
+
+    def trajectory(self, snap: Snapshot, patient_id: str, horizon: int, end=None) -> pd.DataFrame:
+        """The estimate at every landmark (each 3 months) and every ctDNA draw from day 0 to `end`, while at risk."""
+        from data import queries
+
+        patients, draws, outcomes = queries.landmark_inputs(snap, patient_id)
+        if patients.empty:
+            return pd.DataFrame(columns=["date", "estimate", "lower", "upper"])
+        day0 = pd.Timestamp(patients["index_date"].iloc[0])
+        end = pd.Timestamp(end if end is not None else snap.info()["data_cutoff"])
+        dates = set(pd.date_range(day0, end, freq="91D")) | set(pd.to_datetime(draws.loc[
+            (draws["qc"] == "pass") & (pd.to_datetime(draws["drawn_on"]) >= day0), "drawn_on"]))
+        out = []
+        for d in sorted(x for x in dates if x <= end):
+            rows = self._lm.landmark_rows(patients, draws, outcomes, as_of=d)
+            if int(patients["cohort"].iloc[0]) == 1:
+                rows["landmark_years"] = 0.0
+            p = self._model.predict(rows, [horizon]).iloc[0]
+            if p["refusal"]:
+                continue
+            out.append({"date": d, "estimate": p["estimate"], "lower": p["lower"], "upper": p["upper"]})
+        return pd.DataFrame(out, columns=["date", "estimate", "lower", "upper"])
+
+    def hazard_ratios(self, estimand: str = "pfs") -> pd.DataFrame:
+        return self._model.hazard_ratios(estimand)
+
+    def fit_facts(self) -> pd.DataFrame:
+        return pd.DataFrame([{"estimand": e, "what": self._lm.ESTIMANDS[e], "landmark rows": f.n_rows,
+                              "patients": f.n_patients, "events (stacked)": f.n_events}
+                             for e, f in self._model.fits.items()])
+
+
+class LandmarkEstimator:
+    """The estimate as of a date (model/landmark.py): one supermodel for every landmark and horizon."""
+
+    name = "landmark supermodel (piecewise-exponential, MAP with published priors)"
+
+    def fit(self, snap: Snapshot, horizon: int | None = None, progress: Progress | None = None) -> FittedLandmark:
+        from data import queries
+        from model import landmark
+
+        patients, draws, outcomes = queries.landmark_inputs(snap)
+        return FittedLandmark(landmark.train(patients, draws, outcomes, str(snap.info()["snapshot_id"])))
+
+
+ESTIMATORS[LANDMARK] = LandmarkEstimator
+
+
+def load_landmark(snapshot_id: str) -> FittedLandmark:
+    from model import landmark
+    from model.train import library_versions
+
+    manifest = artifacts.read_manifest(snapshot_id, LANDMARK)
+    model = artifacts.load_verified(snapshot_id, LANDMARK, procedure_version=LANDMARK_VERSION,
+                                    library_versions=library_versions(), expected_type=landmark.LandmarkModel)
+    return FittedLandmark(model, manifest["sha256"])
+
+
+LANDMARK_VERSION = "1"
+
+
+def ensure_landmark(snap: Snapshot, snapshot_id: str, on_trained: Callable[[str], None] | None = None) -> dict:
+    """The landmark model's manifest for this snapshot, fitting it first (once, under a lock) when missing."""
+    from model.train import library_versions
+
+    manifest = find(snapshot_id, LANDMARK)
+    if manifest is not None:
+        return manifest
+    folder = snapshot_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".train-landmark.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = find(snapshot_id, LANDMARK)
+        if manifest is None:
+            try:
+                fitted = LandmarkEstimator().fit(snap)
+            except ValueError as exc:
+                raise ModelUnavailable(str(exc)) from exc
+            model = fitted._model
+            model.versions = library_versions()
+            artifacts.write(model, {"model_version": LANDMARK_VERSION, "created_at": model.created_at,
+                                    "versions": model.versions, "model": LandmarkEstimator.name,
+                                    "estimands": list(model.fits)}, snapshot_id, LANDMARK)
+            manifest = find(snapshot_id, LANDMARK)
+            if on_trained is not None:
+                on_trained("landmark model fitted (none existed for this snapshot)")
+    return manifest

@@ -381,15 +381,20 @@ def pro_figure(pros: pd.DataFrame, catalogue: pd.DataFrame, scales: list[tuple[s
 
 # ------------------------------------------------------------------------------ the estimate
 def icon_array_figure(p: float, low: float, high: float, horizon: int) -> go.Figure:
-    """100 people: solid = stay progression-free (the estimate), pale = the interval's uncertainty."""
+    """100 people: green = stay progression-free (the estimate), grey = progress or die (100 - estimate).
+
+    The interval is a band of uncertain icons on both sides of the estimate: pale green ones might still
+    progress (down to the lower bound), pale grey ones might stay progression-free (up to the upper bound).
+    """
     n, n_lo, n_hi = round(p * 100), round(low * 100), round(high * 100)
     idx = np.arange(100)
     x, y = idx % 10, 9 - idx // 10
-    kind = np.where(idx < n_lo, "sure", np.where(idx < n, "likely", np.where(idx < n_hi, "possible", "progress")))
-    styles = {"sure": ("#1b7837", f"stay progression-free (at least {n_lo})"),
-              "likely": ("#5aae61", f"… up to the estimate ({n})"),
-              "possible": ("#c7e9c0", f"… possibly, up to {n_hi} (upper end of the interval)"),
-              "progress": ("#d9d9d9", "progress or die")}
+    kind = np.where(idx < min(n_lo, n), "sure", np.where(idx < n, "likely",
+                    np.where(idx < max(n_hi, n), "possible", "progress")))
+    styles = {"sure": ("#1b7837", f"stay progression-free ({min(n_lo, n)}, the lower end of the interval)"),
+              "likely": ("#a6dba0", f"… up to the estimate ({n}): uncertain"),
+              "possible": ("#bdbdbd", f"progress, but might not: up to {max(n_hi, n)} (upper end): uncertain"),
+              "progress": ("#636363", f"progress or die ({100 - max(n_hi, n)})")}
     fig = _figure()
     for key, (color, label) in styles.items():
         m = kind == key
@@ -398,9 +403,31 @@ def icon_array_figure(p: float, low: float, high: float, horizon: int) -> go.Fig
                                      marker=dict(symbol="circle", size=16, color=color, line=dict(width=0))))
     fig.update_xaxes(visible=False, range=[-0.7, 9.7])
     fig.update_yaxes(visible=False, range=[-0.7, 9.7], scaleanchor="x")
-    fig = _layout(fig, f"100 patients like this, {horizon} months after stopping", "days", 300)
-    fig.update_layout(legend=dict(y=-0.02), margin=dict(b=110))
+    fig = _layout(fig, f"100 patients like this: {n} stay progression-free for {horizon} months, {100 - n} do not",
+                  "days", 300)
+    fig.update_layout(legend=dict(y=-0.02), margin=dict(b=130))
     return fig
+
+
+def estimate_trajectory_figure(trajectory: pd.DataFrame, index_date, *, axis: str = "days",
+                               horizon: int = 12) -> go.Figure:
+    """The estimate at each landmark and ctDNA draw with its 95% band: it falls when ctDNA turns positive."""
+    fig = _figure()
+    if trajectory.empty:
+        fig.add_annotation(text="No estimate on any date (not at risk, or no ctDNA result)", x=0.5, y=0.5,
+                           xref="paper", yref="paper", showarrow=False)
+        return _layout(fig, "Estimated chance over time", axis, 260)
+    t = trajectory.assign(x=[_to_axis(d, index_date, axis) for d in trajectory["date"]])
+    fig.add_trace(go.Scatter(x=np.r_[t["x"], t["x"][::-1]], y=np.r_[t["upper"], t["lower"][::-1]] * 100,
+                             fill="toself", fillcolor="rgba(69,117,180,0.15)", line=dict(width=0, shape="hv"),
+                             name="95% interval", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=t["x"], y=t["estimate"] * 100, mode="lines+markers", line=dict(color="#4575b4",
+                             shape="hv"), name=f"chance of no progression in the next {horizon} months",
+                             customdata=pd.to_datetime(t["date"]).dt.strftime("%Y-%m-%d"),
+                             hovertemplate="%{customdata}: %{y:.0f}%<extra></extra>"))
+    _day0(fig, index_date, axis, "day 0")
+    fig.update_yaxes(title_text="%", range=[0, 100])
+    return _layout(fig, "Estimated chance over time", axis, 260)
 
 
 def contributions_figure(contributions: pd.DataFrame) -> go.Figure:

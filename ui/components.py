@@ -344,6 +344,52 @@ def patient_estimate(key: tuple, patient_id: str, basis: str, horizon: int, mani
     return model.estimate_for(open_snapshot(key), patient_id, basis, scored(key, basis, horizon, manifest_sha))
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def loaded_landmark(snapshot_id: str, manifest_sha: str) -> models.FittedLandmark:
+    return models.load_landmark(snapshot_id)
+
+
+def landmark_model(snap: Snapshot) -> tuple[models.FittedLandmark | None, str | None]:
+    """The verified landmark model of this snapshot (fitted once, in a second, when missing), or the reason."""
+    snapshot_id = str(snapshot_info(snap.key)["snapshot_id"])
+    try:
+        manifest = models.find(snapshot_id, models.LANDMARK)
+        if manifest is None:
+            with st.spinner("Fitting the landmark model on this snapshot (once)…"):
+                manifest = models.ensure_landmark(snap, snapshot_id, on_trained=lambda detail: session.record(
+                    "retrain", snapshot_id=snapshot_id, detail=detail))
+        return loaded_landmark(snapshot_id, manifest["sha256"]), None
+    except models.ModelUnavailable as exc:
+        return None, f"The estimate is not available: {exc}"
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def as_of_estimate(key: tuple, patient_id: str, horizon: int, as_of, manifest_sha: str, estimand: str = "pfs"):
+    model = loaded_landmark(str(snapshot_info(key)["snapshot_id"]), manifest_sha)
+    return model.estimate_as_of(open_snapshot(key), patient_id, horizon, as_of, estimand)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def estimate_trajectory(key: tuple, patient_id: str, horizon: int, manifest_sha: str) -> pd.DataFrame:
+    model = loaded_landmark(str(snapshot_info(key)["snapshot_id"]), manifest_sha)
+    return model.trajectory(open_snapshot(key), patient_id, horizon)
+
+
+@st.cache_resource(show_spinner="Estimating every patient as of the data cut-off (once per snapshot)…", max_entries=8)
+def landmark_scores(key: tuple, horizon: int, manifest_sha: str) -> pd.DataFrame:
+    """Every patient's estimate as of the data cut-off ("if they stopped now" for cohort 1): patient_id,
+    probability, low, high, not_applicable_because (shared read-only by pages and sessions)."""
+    model = loaded_landmark(str(snapshot_info(key)["snapshot_id"]), manifest_sha)
+    e = model.estimates(open_snapshot(key), [horizon])
+    return pd.DataFrame({"patient_id": e["patient_id"], "probability": e["estimate"], "low": e["lower"],
+                         "high": e["upper"], "not_applicable_because": e["refusal"]})
+
+
+def estimate_trajectory_for(snap: Snapshot, patient_id: str, horizon: int) -> pd.DataFrame | None:
+    model, _ = landmark_model(snap)
+    return None if model is None else estimate_trajectory(snap.key, patient_id, horizon, model.sha256)
+
+
 @st.cache_data(show_spinner=False, max_entries=2)
 def synthetic_truth(key: tuple) -> pd.DataFrame:
     return queries.synthetic_truth(open_snapshot(key))

@@ -39,11 +39,52 @@ def _current_patient_estimate(snap, viewer: access.Viewer, model: models.FittedM
     return est.probability if est.applicable else None
 
 
+def _landmark_section(snap) -> None:
+    """The model behind every number on the patient page and the tumour board: the estimate as of a date."""
+    st.header("The estimate as of a date (landmark model)")
+    model, problem = components.landmark_model(snap)
+    if model is None:
+        st.warning(problem, icon="⚠️")
+        return
+    st.markdown("""
+**Estimand.** For a patient alive, progression-free and off anti-HER2 therapy at landmark *s* (months since
+day 0), the chance of **no radiological progression and no death in the next H months** (H = 6, 12 or 24),
+given everything known at *s*. The number shown is the trial's PFS (**treatment policy**: restarting
+therapy does not count as an event, because the trial's endpoint does not). A second figure from the
+same machinery, "still off therapy and progression-free", counts a restart as an event: it answers the
+patient's question "how long can I stay off?". After progression or death there is no number: the
+event and its date are shown instead.
+
+**Model.** A landmark supermodel (van Houwelingen 2012): stacked data sets of the patients who stopped
+(cohort 2) at risk at s = 0, 3, ..., 24 months, one proportional-hazards fit with a piecewise-constant
+baseline (0-6, 6-12, 12-24 months after the landmark) and these pre-specified inputs known at *s* only:
+the ctDNA call of the last draw with a result, its level, complete response to first line, visceral
+disease and the time since stopping. Normal priors (MAP) carry the published evidence; the patient's
+repeated rows are accounted for with a sandwich (Godambe) covariance clustered by patient; intervals are
+on the log cumulative hazard scale. For a patient still on therapy (cohort 1) the same model answers
+"if they stopped now", an extrapolation from a self-selected cohort.
+
+**Baseline it must beat.** Beside every estimate the risk card shows the Kaplan-Meier of the training
+patients with the same ctDNA call at the same landmark ("patients like this one").
+
+**Validation.** Not yet measured for this model: the synthetic check of its calibration and interval
+coverage is still to be run. Read every interval as approximate.
+""")
+    st.dataframe(model.fit_facts(), hide_index=True)
+    hr = model.hazard_ratios("pfs")
+    st.markdown("**Hazard ratios (posterior, 95% interval) and the priors they started from**")
+    st.dataframe(hr.round({"hazard_ratio": 2, "lower": 2, "upper": 2, "prior_hr": 2}), hide_index=True)
+    st.header("For comparison: the day-0 classifier")
+    st.caption("The first version's estimate, made at the day therapy stopped and never updated. It is no longer "
+               "shown on the patient page or the tumour board; it stays here as a comparison.")
+
+
 def render(snap, horizon: int) -> None:
     info = components.snapshot_info(snap.key)
     viewer = session.viewer()
     model, problem = components.current_model(snap, horizon)
     st.title("Model card")
+    _landmark_section(snap)
     if model is None:
         st.warning(problem, icon="⚠️")
         return

@@ -1,4 +1,5 @@
-"""The risk card: the estimate as a number with its interval, an icon array and words; its inputs and drivers."""
+"""The risk card: the estimate AS OF a date (the landmark model), with its interval, an icon array and
+words; the inputs it used with their dates; patients like this one; or, after an event, no number."""
 from __future__ import annotations
 
 import pandas as pd
@@ -6,7 +7,6 @@ import streamlit as st
 
 from data import queries
 from data.store import Snapshot
-from services import models
 from ui import charts, components
 
 
@@ -16,40 +16,57 @@ def _fmt_date(value) -> str:
 
 def render(snap: Snapshot, rec: queries.PatientRecord, horizon: int) -> None:
     s = rec.summary
-    basis = "index" if s["cohort"] == 2 else "now"
-    when = (f"at stopping (day 0, {_fmt_date(s['index_date'])})" if basis == "index"
-            else f"if anti-HER2 therapy stopped at the data cut-off "
-                 f"({_fmt_date(components.snapshot_info(snap.key)['data_cutoff'])})")
-    st.subheader(f"Chance of staying progression-free for {horizon} months off anti-HER2 therapy")
-    model, problem = components.current_model(snap, horizon)
+    pid = str(s["patient_id"])
+    st.subheader(f"Chance of staying progression-free for the next {horizon} months")
+    model, problem = components.landmark_model(snap)
     if model is None:
         st.warning(problem + " The rest of this page does not depend on it.", icon="⚠️")
         return
-    facts = model.facts
-    est = components.patient_estimate(snap.key, str(s["patient_id"]), basis, horizon, facts.sha256)
-    st.caption(f"Estimated {when}. Decision support from {facts.n_patients} patients "
-               f"who stopped; see the model card for how it was made and validated.")
-    if not est.applicable:
-        st.info("**No estimate for this patient**: the model does not apply, because\n\n"
-                + "\n".join(f"- {r}" for r in est.reasons), icon="🚫")
+    cutoff = pd.Timestamp(components.snapshot_info(snap.key)["data_cutoff"]).date()
+    as_of = st.date_input("As of", value=cutoff, max_value=cutoff, key=f"as_of_{pid}",
+                          help="The estimate uses only what was known on this date (default: the data cut-off).")
+    as_of = cutoff if as_of is None else as_of
+    est = components.as_of_estimate(snap.key, pid, horizon, as_of, model.sha256)
+    if est.refusal is not None:
+        event = any(word in est.refusal for word in ("progressed on", "died on"))
+        (st.error if event else st.info)(f"**No estimate as of {as_of:%Y-%m-%d}**: {est.refusal}.",
+                                         icon="⛔" if event else "🚫")
         with st.expander("Inputs"):
             st.dataframe(est.inputs, hide_index=True)
-        st.page_link("pages/model_card.py", label="Model card: who the model is for")
         return
-    pct, lo, hi = round(est.probability * 100), round(est.low * 100), round(est.high * 100)
+    restarted = pd.notna(s["restarted_on"]) and pd.Timestamp(s["restarted_on"]).date() <= as_of
+    if est.if_stopped_now:
+        st.caption("**If anti-HER2 therapy stopped now**: an extrapolation from the patients who chose to stop "
+                   "(cohort 2 is self-selected, not randomized). Read it beside the cohort-1 curve below.")
+    elif restarted:
+        st.warning(f"Anti-HER2 therapy was restarted on {_fmt_date(s['restarted_on'])}. The figure is the trial's "
+                   "PFS (a restart does not count); no 'if they stay off' figure is given after a restart.", icon="🔁")
+    pct, lo, hi = round(est.estimate * 100), round(est.lower * 100), round(est.upper * 100)
     left, right = st.columns([2, 3])
     with left:
         st.markdown(f"### {pct}%  \n95% interval **{lo}% to {hi}%**")
-        st.caption(models.coverage_note())
-        st.markdown(f"About **{pct} in 100** patients like this stay progression-free for {horizon} months "
-                    f"after stopping (somewhere between {lo} and {hi} in 100).")
-        flagged = est.inputs[est.inputs["note"] != ""]
-        for r in flagged.itertuples():
-            st.warning(f"{r.input}: {r.note}", icon="⚠️")
-        st.caption(f"Model {facts.name}, {facts.calibration} calibration, trained "
-                   f"{facts.created_at[:10]} on snapshot `{facts.snapshot_id}`.")
+        st.caption(f"As of {est.as_of:%Y-%m-%d}, {est.landmark_months:.1f} months after day 0. Landmark model "
+                   f"fitted {model.created_at[:10]} on snapshot `{model.snapshot_id}`. How often these intervals "
+                   "hold the truth has not yet been measured for this model: read them as approximate.")
+        st.markdown(f"About **{pct} in 100** patients like this stay progression-free for the next {horizon} "
+                    f"months (somewhere between {lo} and {hi} in 100).")
+        if not restarted and not est.if_stopped_now:
+            off = components.as_of_estimate(snap.key, pid, horizon, as_of, model.sha256, "off_therapy")
+            if off.refusal is None:
+                st.caption(f"Still off therapy **and** progression-free after {horizon} months (a restart counts "
+                           f"as an event): {off.estimate:.0%} ({off.lower:.0%} to {off.upper:.0%}).")
+        for note in est.notes:
+            st.warning(note, icon="⚠️")
+        like = est.patients_like
+        if like and like["km"] is not None:
+            st.markdown(f"**Patients like this one** (ctDNA {est.inputs.iloc[0]['value']} at {like['landmark']} "
+                        f"months, in the training data): {like['n']} patients, {like['events']} progressed or died "
+                        f"within {horizon} months; Kaplan-Meier {like['km']:.0%} "
+                        f"(95% CI {like['lower']:.0%} to {like['upper']:.0%})"
+                        + ("" if like.get("followed_to_horizon") else ", not all followed that long") + ".")
+        elif like:
+            st.caption(f"Too few training patients like this one at {like['landmark']} months for a comparison "
+                       f"({like['n']}).")
         st.page_link("pages/model_card.py", label="Model card: how this estimate was made and validated")
-    right.plotly_chart(charts.icon_array_figure(est.probability, est.low, est.high, horizon), key="icon_array")
-    c1, c2 = st.columns([3, 2])
-    c1.plotly_chart(charts.contributions_figure(est.contributions), key="contributions")
-    c2.dataframe(est.inputs, hide_index=True)
+    right.plotly_chart(charts.icon_array_figure(est.estimate, est.lower, est.upper, horizon), key="icon_array")
+    st.dataframe(est.inputs, hide_index=True)

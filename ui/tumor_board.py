@@ -34,7 +34,7 @@ def candidate_table(key: tuple, horizon: int, manifest_sha: str | None) -> pd.Da
     snap = components.open_snapshot(key)
     table = queries.candidates(snap).merge(eligibility.overall(_eligibility(key)), on="patient_id")
     if manifest_sha is not None:
-        table = table.merge(components.scored(key, "now", horizon, manifest_sha).reset_index(), on="patient_id",
+        table = table.merge(components.landmark_scores(key, horizon, manifest_sha), on="patient_id",
                             how="left")
     else:
         table = table.assign(probability=float("nan"), low=float("nan"), high=float("nan"),
@@ -77,10 +77,10 @@ def render(snap, horizon: int) -> None:
             st.markdown(f"- **{c.id}**: {c.text}")
 
     viewer = session.viewer()
-    model, problem = components.current_model(snap, horizon)
+    model, problem = components.landmark_model(snap)  # the estimate as of the data cut-off
     if model is None:
         st.warning(problem, icon="⚠️")
-    table = viewer.candidates(ranked_candidates(snap.key, horizon, None if model is None else model.facts.sha256))
+    table = viewer.candidates(ranked_candidates(snap.key, horizon, None if model is None else model.sha256))
     if not viewer.sees_ctdna:
         st.info(access.CTDNA_BLINDED, icon="🙈")
 

@@ -142,7 +142,8 @@ def test_home_page_worklist_links_to_patient_pages():
 def test_first_start_builds_the_snapshot_with_progress(tmp_path, monkeypatch):
     monkeypatch.delenv("STOPHER2_SNAPSHOT", raising=False)
     monkeypatch.setenv("STOPHER2_SNAPSHOT_DIR", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=120)
+    monkeypatch.setenv("STOPHER2_MODEL_DIR", str(tmp_path / "models"))
+    at = AppTest.from_file(APP, default_timeout=300)
     at.run()
     assert not at.exception
     assert (tmp_path / "CURRENT").exists()
@@ -152,47 +153,90 @@ def test_first_start_builds_the_snapshot_with_progress(tmp_path, monkeypatch):
     assert at.dataframe[0].value.shape[0] == 82  # and the page went on to show the cohort
 
 
-def test_risk_card_for_a_patient_who_stopped(snapshot, situations):
-    pid = snapshot.query("""SELECT patient_id FROM model_features WHERE cohort = 2 AND ctdna_detected_at_index
-                            IS NOT NULL AND progressed_on_or_before IS NULL ORDER BY patient_id LIMIT 1""").iloc[0, 0]
+def _at_risk_stopped(snapshot, detected: bool) -> str:
+    """A cohort-2 patient in follow-up at the data cut-off whose last ctDNA call is `detected`."""
+    return snapshot.query("""SELECT patient_id FROM patient_summary WHERE cohort = 2 AND status = 'in follow-up'
+                             AND last_ctdna_detected = ? AND restarted_on IS NULL ORDER BY patient_id LIMIT 1""",
+                          [detected]).iloc[0, 0]
+
+
+def test_risk_card_gives_the_estimate_as_of_the_data_cutoff(snapshot):
+    pid = _at_risk_stopped(snapshot, False)
     at = run_page("pages/patient.py", patient=pid)
     assert not at.exception
     body = " ".join(m.value for m in at.markdown)
-    assert "95% interval" in body and "in 100" in body and "patients like this" in body
-    from model import predict
-
-    assert any(predict.interval_coverage_note() in c.value for c in at.caption)  # the measured coverage
-    icons = [s for s in charts(at) if s["layout"]["title"]["text"].startswith("100 patients like this")]
-    assert icons and sum(len(values(t["x"])) for t in icons[0]["data"]) == 100
-    assert any(s["layout"]["title"]["text"].startswith("What raises") for s in charts(at))
+    assert "95% interval" in body and "in 100" in body and "Patients like this one" in body
+    cutoff = f"{snapshot.info()['data_cutoff']:%Y-%m-%d}"
+    assert any(f"As of {cutoff}" in c.value for c in at.caption)
+    assert at.date_input(key=f"as_of_{pid}").value.isoformat() == cutoff
+    pct = int(re.search(r"### (\d+)%", body).group(1))
+    icons = next(s for s in charts(at) if s["layout"]["title"]["text"].startswith("100 patients like this"))
+    assert sum(len(values(t["x"])) for t in icons["data"]) == 100
+    grey = sum(len(values(t["x"])) for t in icons["data"] if t["name"].startswith(("progress", "progress,")))
+    assert grey == 100 - pct, "grey icons are 100 minus the estimate, not minus the upper bound"
+    inputs = next(d.value for d in at.dataframe if "as of" in d.value.columns)
+    assert {"input", "value", "as of"} <= set(inputs.columns) and (inputs["as of"] != "").all()
     assert any("Model card" in str(link.proto.label) for link in at.get("page_link"))
 
 
-def test_risk_card_refuses_a_progressed_patient_with_the_reason(situations, snapshot):
-    pid = snapshot.query("SELECT patient_id FROM patient_summary WHERE cohort = 1 AND progressed LIMIT 1")
-    at = run_page("pages/patient.py", patient=pid.iloc[0, 0])
+def test_a_patient_whose_ctdna_turned_positive_sees_the_estimate_fall(snapshot):
+    pid = _at_risk_stopped(snapshot, True)
+    at = run_page("pages/patient.py", patient=pid)
     assert not at.exception
-    refusal = " ".join(i.value for i in at.info)
-    assert "No estimate for this patient" in refusal and "progressed on" in refusal
-    assert len(the_four(at)) == 4  # the rest of the page is unaffected
+    trajectory = next(s for s in charts(at) if s["layout"]["title"]["text"] == "Estimated chance over time")
+    y = values(trajectory["data"][1]["y"])
+    assert y[0] > 80 and y[-1] < y[0] - 20, list(y)
+    now = int(re.search(r"### (\d+)%", " ".join(m.value for m in at.markdown)).group(1))
+    negative = run_page("pages/patient.py", patient=_at_risk_stopped(snapshot, False))
+    assert now < int(re.search(r"### (\d+)%", " ".join(m.value for m in negative.markdown)).group(1))
+
+
+def test_a_progressed_patient_gets_no_number_but_the_event_and_its_date(situations, snapshot):
+    for cohort in (1, 2):
+        pid = snapshot.query("SELECT patient_id, progressed_on FROM patient_summary WHERE cohort = ? AND progressed "
+                             "ORDER BY patient_id LIMIT 1", [cohort])
+        at = run_page("pages/patient.py", patient=pid.iloc[0, 0])
+        assert not at.exception
+        said = " ".join(e.value for e in at.error)
+        assert "No estimate as of" in said and f"progressed on {pid.iloc[0, 1]:%Y-%m-%d}" in said
+        assert not re.search(r"### \d+%", " ".join(m.value for m in at.markdown))
+        assert not any(s["layout"]["title"]["text"].startswith("100 patients") for s in charts(at))
+        assert len(the_four(at)) == 4  # the rest of the page is unaffected
+
+
+def test_the_estimate_as_of_an_earlier_date_uses_what_was_known_then(snapshot):
+    pid = _at_risk_stopped(snapshot, True)
+    at = run_page("pages/patient.py", patient=pid)
+    first = snapshot.query("SELECT min(drawn_on) FROM ctdna_series WHERE patient_id = ? AND detected", [pid]).iloc[0, 0]
+    before = (first - __import__("datetime").timedelta(days=1)).date()
+    at.date_input(key=f"as_of_{pid}").set_value(before).run()
+    assert not at.exception
+    earlier = int(re.search(r"### (\d+)%", " ".join(m.value for m in at.markdown)).group(1))
+    assert any(f"As of {before:%Y-%m-%d}" in c.value for c in at.caption)
+    assert earlier >= 80  # before the conversion: reassuring, as it was then
 
 
 def test_horizon_setting_changes_the_question(situations, model_dir):
     at = run_page("pages/patient.py", patient=situations["stopped_stable"])
-    assert "for 12 months" in " ".join(h.value for h in at.subheader)
+    assert "for the next 12 months" in " ".join(h.value for h in at.subheader)
     assert at.sidebar.selectbox(key="horizon_months").options == ["6", "12", "24"]
+    at.sidebar.selectbox(key="horizon_months").set_value(24).run()
+    assert "for the next 24 months" in " ".join(h.value for h in at.subheader)
 
 
 def test_a_tampered_model_is_refused_and_the_page_still_works(situations, snapshot, model_dir, tmp_path, monkeypatch):
     import shutil
 
     from model.artifacts import artifact_paths
+    from services import models
 
     folder = tmp_path / "models"
     shutil.copytree(model_dir, folder)
-    path, _ = artifact_paths(str(snapshot.info()["snapshot_id"]), 12, folder)
-    path.write_bytes(path.read_bytes()[:-10] + b"tampered!!")
     monkeypatch.setenv("STOPHER2_MODEL_DIR", str(folder))
+    sid = str(snapshot.info()["snapshot_id"])
+    models.ensure_landmark(snapshot, sid)
+    path, _ = artifact_paths(sid, models.LANDMARK, folder)
+    path.write_bytes(path.read_bytes()[:-10] + b"tampered!!")
     at = run_page("pages/patient.py", patient=situations["stopped_stable"])
     assert not at.exception
     warning = " ".join(w.value for w in at.warning)
@@ -217,8 +261,14 @@ def test_model_card_page(snapshot):
         assert section in text
     subheaders = " ".join(h.value for h in at.subheader)
     assert "Validation" in subheaders and "Limitations" in subheaders and "Version history" in subheaders
-    metrics = at.dataframe[0].value
+    metrics = next(d.value for d in at.dataframe if "apparent" in d.value.columns)
     assert {"apparent", "optimism", "corrected", "ci_low", "ci_high"} <= set(metrics.columns)
+    # the landmark model, which every number on the patient page comes from, comes first
+    assert [h.value for h in at.header][:2] == ["The estimate as of a date (landmark model)",
+                                                "For comparison: the day-0 classifier"]
+    assert "treatment policy" in text and "Godambe" in text
+    hazard = next(d.value for d in at.dataframe if "hazard_ratio" in d.value.columns)
+    assert {"prior_hr", "lower", "upper"} <= set(hazard.columns) and len(hazard) == 5
 
 
 def test_every_page_url_matches_its_file_so_deep_links_survive_a_fresh_server():
@@ -266,12 +316,16 @@ def test_cohorts_page_with_filters_and_pseudonymous_ids():
     assert table_one.loc["ER positive", "all"].startswith("0 ")  # HR-negative only
 
 
-def test_risk_card_refuses_a_patient_without_ctdna_at_stopping(snapshot):
-    rows = snapshot.query("SELECT patient_id FROM model_features WHERE cohort = 2 AND ctdna_detected_at_index IS NULL")
+def test_risk_card_refuses_when_no_ctdna_result_was_known_on_the_date(snapshot):
+    rows = snapshot.query("""SELECT f.patient_id, f.index_date FROM model_features f JOIN patient_summary s
+                             USING (patient_id) WHERE f.cohort = 2 AND f.ctdna_detected_at_index IS NULL
+                             AND NOT s.progressed ORDER BY 1""")
     assert not rows.empty, "the synthetic cohort has QC failures at day 0"
-    at = run_page("pages/patient.py", patient=rows.iloc[0, 0])
+    pid, day0 = rows.iloc[0, 0], rows.iloc[0, 1]
+    at = run_page("pages/patient.py", patient=pid)
+    at.date_input(key=f"as_of_{pid}").set_value(day0.date() if hasattr(day0, "date") else day0).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert "required input missing: ctDNA" in " ".join(i.value for i in at.info)
+    assert "no ctDNA result on or before" in " ".join(i.value for i in at.info)
 
 
 @pytest.fixture
@@ -329,3 +383,37 @@ def test_data_page_offers_every_registered_source(monkeypatch):
     assert not at.exception
     assert at.radio(key="data_source").options == [i.label for i in importers.REGISTRY.values()]
     assert "A new source" in at.radio(key="data_source").options
+
+
+def test_the_risk_card_and_the_estimate_command_give_the_same_numbers(snapshot, snapshot_file, live_model_env):
+    import io
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    pid = _at_risk_stopped(snapshot, True)
+    env = {**os.environ, "STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(live_model_env)}
+    out = subprocess.run([sys.executable, "-m", "model", "estimate", "--patient", pid, "--horizon", "12"],
+                         capture_output=True, text=True, cwd=REPO, env=env, check=True)
+    cli = pd.read_csv(io.StringIO(out.stdout))
+    assert list(cli.columns) == ["patient_id", "as_of", "landmark_months", "horizon_months", "estimate", "lower",
+                                 "upper", "refusal"]
+    row = cli.iloc[0]
+    assert row["as_of"] == f"{snapshot.info()['data_cutoff']:%Y-%m-%d}" and pd.isna(row["refusal"])
+    at = run_page("pages/patient.py", patient=pid)
+    body = " ".join(m.value for m in at.markdown)
+    shown = re.search(r"### (\d+)%  \n95% interval \*\*(\d+)% to (\d+)%\*\*", body).groups()
+    assert tuple(int(v) for v in shown) == tuple(round(100 * row[c]) for c in ("estimate", "lower", "upper"))
+    # the command's other ways of asking, and its refusals
+    every = subprocess.run([sys.executable, "-m", "model", "estimate", "--all", "--landmark-months", "6",
+                            "--horizon", "6", "--horizon", "24"], capture_output=True, text=True, cwd=REPO, env=env)
+    table = pd.read_csv(io.StringIO(every.stdout))
+    assert every.returncode == 0 and len(table) == 2 * 82 and set(table["horizon_months"]) == {6, 24}
+    assert (table["estimate"].notna() == table["refusal"].isna()).all()
+    for bad, said in ((["--patient", "STH-9999"], "no patient with id"), (["--all", "--as-of", "2999-01-01"], "after"),
+                      (["--all", "--as-of", "2026-02-30"], "not a date")):
+        r = subprocess.run([sys.executable, "-m", "model", "estimate", *bad], capture_output=True, text=True, cwd=REPO,
+                           env=env)
+        assert r.returncode == 2 and said in r.stderr and "Traceback" not in r.stderr

@@ -117,7 +117,7 @@ def test_first_start_builds_the_database_trains_the_model_and_draws_a_chart(brow
         assert drawn_charts(page, 1, timeout_ms=180_000) >= 1
         print(f"first start to the first drawn chart: {time.perf_counter() - started:.1f} s")
         assert (tmp_path / "snapshots" / "CURRENT").exists()
-        assert list((tmp_path / "models").glob("*-h12.json"))  # the model was trained on first start
+        assert list((tmp_path / "models").glob("*-hlandmark.json"))  # the landmark model was fitted on first start
         page.close()
 
 

@@ -1,0 +1,124 @@
+"""The landmark data and model (model/landmark.py): nothing after s leaks in, the two estimands, refusals."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from model import landmark
+
+
+def _cohort(n=60, seed=1):
+    """A small cohort: ctDNA turns positive some months before progression for the patients who progress."""
+    rng = np.random.default_rng(seed)
+    day0 = pd.Timestamp("2023-06-01")
+    patients, draws, outcomes = [], [], []
+    for i in range(n):
+        pid = f"P{i:03d}"
+        progresses = i % 3 == 0
+        t_prog = day0 + pd.Timedelta(days=int(rng.integers(200, 900))) if progresses else None
+        last = pd.Timestamp("2026-06-01")
+        patients.append({"patient_id": pid, "cohort": 2, "index_date": day0, "best_response": "CR" if i % 2 else "PR",
+                         "visceral": bool(i % 5 == 0)})
+        restarted = day0 + pd.Timedelta(days=400) if i % 7 == 1 else None
+        outcomes.append({"patient_id": pid, "progressed_on": t_prog, "died_on": None, "restarted_on": restarted,
+                         "last_followup_on": t_prog if progresses else last})
+        d = day0
+        while d <= (t_prog or last):
+            positive = progresses and d >= t_prog - pd.Timedelta(days=270)
+            draws.append({"patient_id": pid, "drawn_on": d, "detected": positive, "value": 5.0 if positive else None,
+                          "lod": 0.3, "qc": "pass"})
+            d += pd.Timedelta(days=91)
+    return pd.DataFrame(patients), pd.DataFrame(draws), pd.DataFrame(outcomes)
+
+
+def test_rows_hold_only_patients_at_risk_with_inputs_from_on_or_before_the_landmark():
+    p, d, o = _cohort()
+    rows = landmark.landmark_rows(p, d, o)
+    assert set(rows["landmark"]) == set(landmark.LANDMARKS)
+    at_risk = rows[rows["at_risk"]]
+    assert (pd.to_datetime(at_risk["ctdna_drawn_on"]) <= at_risk["landmark_date"]).all()
+    progressed = o.set_index("patient_id")["progressed_on"]
+    after = at_risk["landmark_date"] >= pd.to_datetime(at_risk["patient_id"].map(progressed))
+    assert not after.any(), "nobody is at risk on or after their progression"
+
+
+def test_changing_every_measurement_after_s_does_not_move_the_prediction_at_s():
+    p, d, o = _cohort()
+    model = landmark.train(p, d, o, "test")
+    s = 12
+    rows = landmark.landmark_rows(p, d, o, landmarks=[s])
+    before = model.predict(rows, [12])
+    cut = p["index_date"].iloc[0] + pd.Timedelta(days=round(s * landmark.DAYS_PER_MONTH))
+    later = pd.to_datetime(d["drawn_on"]) > cut
+    d2 = d.copy()
+    d2.loc[later, "detected"] = ~d2.loc[later, "detected"].astype(bool)
+    d2.loc[later, "value"] = 999.0
+    extra = pd.DataFrame([{"patient_id": "P001", "drawn_on": cut + pd.Timedelta(days=1), "detected": True,
+                           "value": 1e4, "lod": 0.3, "qc": "pass"}])
+    rows2 = landmark.landmark_rows(p, pd.concat([d2, extra]), o, landmarks=[s])
+    after = model.predict(rows2, [12])
+    pd.testing.assert_frame_equal(before[["estimate", "lower", "upper"]], after[["estimate", "lower", "upper"]])
+
+
+def test_a_positive_ctdna_call_lowers_the_estimate_and_the_interval_holds_it():
+    p, d, o = _cohort()
+    model = landmark.train(p, d, o, "test")
+    hr = model.hazard_ratios().set_index("input")
+    assert hr.loc["ctDNA detected on the last draw", "hazard_ratio"] > 2
+    rows = landmark.landmark_rows(p, d, o, landmarks=[12])
+    rows = rows[rows["at_risk"]]
+    out = model.predict(rows, [12]).assign(detected=rows["ctdna_detected"].to_numpy())
+    means = out.groupby("detected")["estimate"].mean()
+    assert means[1.0] < means[0.0] - 0.2
+    assert ((out["lower"] <= out["estimate"]) & (out["estimate"] <= out["upper"])).all()
+    longer = model.predict(rows, [24])["estimate"].to_numpy()
+    assert (longer <= out["estimate"].to_numpy() + 1e-12).all(), "a longer horizon never raises the chance"
+
+
+def test_the_two_estimands_differ_only_by_how_a_restart_counts():
+    p, d, o = _cohort()
+    rows = landmark.landmark_rows(p, d, o, landmarks=[0])
+    restarted = rows["patient_id"].isin(o.loc[o["restarted_on"].notna(), "patient_id"]) & ~rows["event_pfs"]
+    assert restarted.any()
+    r = rows[restarted]
+    assert r["event_off_therapy"].all() and not r["event_pfs"].any()
+    assert (r["time_off_therapy"] < r["time_pfs"]).all()
+    model = landmark.train(p, d, o, "test")
+    later = landmark.landmark_rows(p, d, o, landmarks=[18])
+    gone = later[later["restarted_before"] & later["at_risk"]]
+    assert not gone.empty
+    assert model.refusal(gone.iloc[0].to_dict(), "pfs") is None  # the trial's PFS still answers
+    assert "restarted" in model.refusal(gone.iloc[0].to_dict(), "off_therapy")
+
+
+def test_refusals_name_the_event_or_the_missing_input():
+    p, d, o = _cohort()
+    model = landmark.train(p, d, o, "test")
+    end = landmark.landmark_rows(p, d, o, as_of="2026-06-01")
+    progressed = end[end["patient_id"] == "P000"].iloc[0].to_dict()
+    assert model.refusal(progressed).startswith("progressed on ")
+    no_draws = landmark.landmark_rows(p, d[d["patient_id"] != "P001"], o, as_of="2026-06-01")
+    row = no_draws[no_draws["patient_id"] == "P001"].iloc[0].to_dict()
+    assert "no ctDNA result" in model.refusal(row)
+    o2 = o.copy()
+    o2.loc[o2["patient_id"] == "P002", "last_followup_on"] = pd.Timestamp("2024-01-01")
+    gone = landmark.landmark_rows(p, d, o2, as_of="2026-06-01")
+    assert "last followed on 2024-01-01" in model.refusal(gone[gone["patient_id"] == "P002"].iloc[0].to_dict())
+
+
+def test_optional_inputs_missing_are_handled_one_way_and_said():
+    p, d, o = _cohort()
+    model = landmark.train(p, d, o, "test")
+    p2 = p.assign(best_response=None)
+    rows = landmark.landmark_rows(p2, d, o, as_of="2026-06-01")
+    row = rows[rows["at_risk"]].iloc[0].to_dict()
+    assert model.refusal(row) is None
+    assert any("not recorded: set to the training patients' average" in n for n in model.notes(row))
+    high = dict(row, ctdna_level=model.fits["pfs"].level_max + 1, ctdna_detected=1.0)
+    assert any("higher risk than any patient the model learned from" in n for n in model.notes(high))
+
+
+def test_too_few_events_is_a_sentence():
+    p, d, o = _cohort(n=6)
+    o = o.assign(progressed_on=None, last_followup_on=pd.Timestamp("2026-06-01"))
+    with pytest.raises(ValueError, match="too few patients"):
+        landmark.train(p, d, o, "test")
