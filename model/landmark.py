@@ -45,7 +45,7 @@ ESTIMANDS = {"pfs": "progression-free and alive (a restart of therapy does not c
              "off_therapy": "still off anti-HER2 therapy and progression-free (a restart counts as an event)"}
 #: The inputs, pre-specified: the strongest signal after stopping and two published prognostic factors.
 INPUTS = ("ctdna_detected", "ctdna_level", "complete_response", "visceral", "landmark_years")
-INPUT_LABELS = {"ctdna_detected": "ctDNA detected on the last draw", "ctdna_level": "ctDNA level (log10 x limit)",
+INPUT_LABELS = {"ctdna_detected": "ctDNA positive on the latest draw", "ctdna_level": "ctDNA level (log10 x limit)",
                 "complete_response": "complete response to first line", "visceral": "visceral disease",
                 "landmark_years": "years since stopping"}
 #: Normal priors on each coefficient (log hazard ratio): (mean, sd), with the reason.

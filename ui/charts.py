@@ -418,9 +418,13 @@ def estimate_trajectory_figure(trajectory: pd.DataFrame, index_date, *, axis: st
                            xref="paper", yref="paper", showarrow=False)
         return _layout(fig, "Estimated chance over time", axis, 260)
     t = trajectory.assign(x=[_to_axis(d, index_date, axis) for d in trajectory["date"]])
-    fig.add_trace(go.Scatter(x=np.r_[t["x"], t["x"][::-1]], y=np.r_[t["upper"], t["lower"][::-1]] * 100,
-                             fill="toself", fillcolor="rgba(69,117,180,0.15)", line=dict(width=0, shape="hv"),
-                             name="95% interval", hoverinfo="skip"))
+    # the band as two step lines filled between them (a closed "toself" path of steps is drawn one step
+    # off on its way back)
+    fig.add_trace(go.Scatter(x=t["x"], y=t["lower"] * 100, mode="lines", line=dict(width=0, shape="hv"),
+                             showlegend=False, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=t["x"], y=t["upper"] * 100, mode="lines", line=dict(width=0, shape="hv"),
+                             fill="tonexty", fillcolor="rgba(69,117,180,0.15)", name="95% interval",
+                             hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=t["x"], y=t["estimate"] * 100, mode="lines+markers", line=dict(color="#4575b4",
                              shape="hv"), name=f"chance of no progression in the next {horizon} months",
                              customdata=pd.to_datetime(t["date"]).dt.strftime("%Y-%m-%d"),

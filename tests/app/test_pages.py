@@ -184,7 +184,7 @@ def test_a_patient_whose_ctdna_turned_positive_sees_the_estimate_fall(snapshot):
     at = run_page("pages/patient.py", patient=pid)
     assert not at.exception
     trajectory = next(s for s in charts(at) if s["layout"]["title"]["text"] == "Estimated chance over time")
-    y = values(trajectory["data"][1]["y"])
+    y = values(next(t for t in trajectory["data"] if t.get("mode") == "lines+markers")["y"])
     assert y[0] > 80 and y[-1] < y[0] - 20, list(y)
     now = int(re.search(r"### (\d+)%", " ".join(m.value for m in at.markdown)).group(1))
     negative = run_page("pages/patient.py", patient=_at_risk_stopped(snapshot, False))

@@ -63,7 +63,7 @@ def test_a_positive_ctdna_call_lowers_the_estimate_and_the_interval_holds_it():
     p, d, o = _cohort()
     model = landmark.train(p, d, o, "test")
     hr = model.hazard_ratios().set_index("input")
-    assert hr.loc["ctDNA detected on the last draw", "hazard_ratio"] > 2
+    assert hr.loc["ctDNA positive on the latest draw", "hazard_ratio"] > 2
     rows = landmark.landmark_rows(p, d, o, landmarks=[12])
     rows = rows[rows["at_risk"]]
     out = model.predict(rows, [12]).assign(detected=rows["ctdna_detected"].to_numpy())
