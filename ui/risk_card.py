@@ -28,9 +28,10 @@ def render(snap: Snapshot, rec: queries.PatientRecord, horizon: int) -> None:
     as_of = cutoff if as_of is None else as_of
     est = components.as_of_estimate(snap.key, pid, horizon, as_of, model.sha256)
     if est.refusal is not None:
+        # an event is news for the clinician (a warning), not an error of the application
         event = any(word in est.refusal for word in ("progressed on", "died on"))
-        (st.error if event else st.info)(f"**No estimate as of {as_of:%Y-%m-%d}**: {est.refusal}.",
-                                         icon="⛔" if event else "🚫")
+        (st.warning if event else st.info)(f"**No estimate as of {as_of:%Y-%m-%d}**: {est.refusal}.",
+                                           icon="⛔" if event else "🚫")
         with st.expander("Inputs"):
             st.dataframe(est.inputs, hide_index=True)
         return
