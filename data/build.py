@@ -51,6 +51,11 @@ def clinical_constants() -> pd.DataFrame:
                         columns=["name", "value", "source"])
 
 
+def schema_sql() -> str:
+    """The canonical tables' DDL; the response codes of its CHECK constraints come from data/clinical.py."""
+    return read_sql("schema.sql").replace("{response_codes}", sql_response_codes())
+
+
 def classify(patients: pd.DataFrame) -> pd.DataFrame:
     """HER2 and HR status per patient by the rules in data/clinical.py, for the SQL views to join."""
     return pd.DataFrame({
@@ -187,8 +192,7 @@ def build_snapshot(tables: dict[str, pd.DataFrame], *, source: str, out: Path | 
     try:
         con = duckdb.connect(str(tmp), config=dict(DUCKDB_CONFIG))
         try:
-            # the response codes of the CHECK constraints come from data/clinical.py (generated, not copied)
-            con.execute(read_sql("schema.sql").replace("{response_codes}", sql_response_codes()))
+            con.execute(schema_sql())
             for i, name in enumerate(CANONICAL):
                 say(0.10 + 0.04 * i, f"writing {name}")
                 _insert(con, name, tables[name][CANONICAL[name]])

@@ -188,8 +188,11 @@ def design(rows: pd.DataFrame, center: dict) -> np.ndarray:
     return X.to_numpy()
 
 
-def fit(rows: pd.DataFrame, estimand: str = "pfs") -> LandmarkFit:
-    """MAP fit of the supermodel on stacked landmark rows (at risk, ctDNA known), with Godambe covariance."""
+def fit(rows: pd.DataFrame, estimand: str = "pfs", prior_scale: float = 1.0) -> LandmarkFit:
+    """MAP fit of the supermodel on stacked landmark rows (at risk, ctDNA known), with Godambe covariance.
+
+    `prior_scale` multiplies every prior's standard deviation (the sensitivity analysis widens them).
+    """
     if estimand not in ESTIMANDS:
         raise ValueError(f"unknown estimand {estimand!r}: one of {', '.join(ESTIMANDS)}")
     rows = rows[rows["at_risk"] & rows["ctdna_detected"].notna()]
@@ -205,7 +208,7 @@ def fit(rows: pd.DataFrame, estimand: str = "pfs") -> LandmarkFit:
     E, D = exposure(time, event)
     k, K = X.shape[1], E.shape[1]
     prior_mean = np.r_[[PRIORS[c][0] for c in INPUTS], np.full(K, BASELINE_PRIOR[0])]
-    prior_prec = 1 / np.r_[[PRIORS[c][1] for c in INPUTS], np.full(K, BASELINE_PRIOR[1])] ** 2
+    prior_prec = 1 / (prior_scale * np.r_[[PRIORS[c][1] for c in INPUTS], np.full(K, BASELINE_PRIOR[1])]) ** 2
 
     def parts(theta):
         beta, log_lam = theta[:k], theta[k:]
@@ -251,6 +254,8 @@ class LandmarkModel:
     created_at: str = ""
     horizons: tuple = HORIZONS
     versions: dict = field(default_factory=dict)
+    sample_size: dict = field(default_factory=dict)  # Riley's minimum sample size for this snapshot
+    prior_sensitivity: pd.DataFrame | None = None  # the ctDNA hazard ratio and a typical estimate, priors widened
 
     def predict(self, rows: pd.DataFrame, horizons=None, estimand: str = "pfs") -> pd.DataFrame:
         """Per row and horizon: estimate, lower, upper, or NaN and the refusal."""
@@ -322,10 +327,52 @@ def train(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.DataFrame, s
     stopped = patients[patients["cohort"] == 2]
     rows = landmark_rows(stopped, draws, outcomes)
     fits = {e: fit(rows, e) for e in ESTIMANDS}
+    sensitivity = prior_sensitivity(rows, fits["pfs"])
     kept = rows[rows["at_risk"] & rows["ctdna_detected"].notna()][
         ["patient_id", "landmark", "ctdna_detected", "time_pfs", "event_pfs", "time_off_therapy",
          "event_off_therapy", "restarted_before"]].reset_index(drop=True)
-    return LandmarkModel(snapshot_id, fits, kept, created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    return LandmarkModel(snapshot_id, fits, kept, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                         sample_size=riley_sample_size(rows), prior_sensitivity=sensitivity)
+
+
+def riley_sample_size(rows: pd.DataFrame, shrinkage: float = 0.9, max_r2_share: float = 0.15) -> dict:
+    """Riley et al. (BMJ 2020, criterion i): the patients needed for `len(INPUTS)` parameters to need no
+    more than 10% shrinkage, with the anticipated Cox-Snell R2 taken as 15% of its maximum (their advice
+    when no previous model exists). The maximum comes from an exponential null model of the training
+    patients from day 0 (events E in person-time T: ln L0 = E ln(E/T) - E).
+    """
+    day0 = rows[(rows["landmark"] == 0) & rows["at_risk"]]
+    n, events = len(day0), float(day0["event_pfs"].sum())
+    person_time = float(day0["time_pfs"].sum())
+    if n == 0 or events == 0 or person_time <= 0:
+        return {"parameters": len(INPUTS), "patients": n, "events": int(events), "minimum": None}
+    ln_l0 = events * np.log(events / person_time) - events
+    max_r2 = 1 - np.exp(2 * ln_l0 / n)
+    r2 = max_r2_share * max_r2
+    minimum = len(INPUTS) / ((shrinkage - 1) * np.log(1 - r2 / shrinkage))
+    return {"parameters": len(INPUTS), "patients": n, "events": int(events), "max_r2_cs": float(max_r2),
+            "anticipated_r2_cs": float(r2), "minimum": int(np.ceil(minimum)),
+            "supported_parameters": float(n * (shrinkage - 1) * np.log(1 - r2 / shrinkage))}
+
+
+def prior_sensitivity(rows: pd.DataFrame, primary: LandmarkFit) -> pd.DataFrame:
+    """How much the priors move the answer: the fit again with every prior's sd x 3 and x 10."""
+    reference = pd.DataFrame([{c: 0.0 for c in INPUTS} | {"complete_response": 1.0}])
+    out = []
+    for label, scale, f in (("as published (primary)", 1.0, primary), ("priors 3 x wider", 3.0, None),
+                            ("priors 10 x wider", 10.0, None)):
+        f = f or fit(rows, "pfs", prior_scale=scale)
+        k = len(INPUTS)
+        se = np.sqrt(f.cov[0, 0])
+        s, lo, hi = f.survival(design(reference, f.center), 12)
+        positive = reference.assign(ctdna_detected=1.0)
+        sp, _, _ = f.survival(design(positive, f.center), 12)
+        out.append({"priors": label, "ctDNA hazard ratio": float(np.exp(f.coef[0])),
+                    "lower": float(np.exp(f.coef[0] - 1.96 * se)), "upper": float(np.exp(f.coef[0] + 1.96 * se)),
+                    "12-month chance, ctDNA negative CR at day 0": float(s[0]),
+                    "12-month chance, ctDNA positive CR at day 0": float(sp[0])})
+        del k
+    return pd.DataFrame(out)
 
 
 def patients_like(model: LandmarkModel, landmark: float, detected: bool, horizon: int,

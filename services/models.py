@@ -331,6 +331,12 @@ class FittedLandmark:
     def hazard_ratios(self, estimand: str = "pfs") -> pd.DataFrame:
         return self._model.hazard_ratios(estimand)
 
+    def sample_size(self) -> dict:
+        return dict(self._model.sample_size)
+
+    def prior_sensitivity(self) -> pd.DataFrame:
+        return self._model.prior_sensitivity.copy()
+
     def fit_facts(self) -> pd.DataFrame:
         return pd.DataFrame([{"estimand": e, "what": self._lm.ESTIMANDS[e], "landmark rows": f.n_rows,
                               "patients": f.n_patients, "events (stacked)": f.n_events}
@@ -363,7 +369,7 @@ def load_landmark(snapshot_id: str) -> FittedLandmark:
     return FittedLandmark(model, manifest["sha256"])
 
 
-LANDMARK_VERSION = "1"
+LANDMARK_VERSION = "2"  # 2: Riley's sample size and the prior sensitivity stored with the model
 
 
 def ensure_landmark(snap: Snapshot, snapshot_id: str, on_trained: Callable[[str], None] | None = None) -> dict:

@@ -212,11 +212,11 @@ def test_the_canonical_spec_and_the_database_schema_agree_column_by_column():
     """data/canonical.py drives validation; schema.sql is the last line of defence: they must not drift."""
     import duckdb
 
+    from data.build import schema_sql
     from data.canonical import TABLES
-    from data.store import read_sql
 
     con = duckdb.connect()
-    con.execute(read_sql("schema.sql"))
+    con.execute(schema_sql())
     sql_types = {"text": "VARCHAR", "int": "INTEGER", "float": "DOUBLE", "date": "DATE", "bool": "BOOLEAN"}
     for name, table in TABLES.items():
         rows = con.execute("SELECT column_name, data_type, is_nullable FROM information_schema.columns "

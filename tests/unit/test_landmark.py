@@ -122,3 +122,17 @@ def test_too_few_events_is_a_sentence():
     o = o.assign(progressed_on=None, last_followup_on=pd.Timestamp("2026-06-01"))
     with pytest.raises(ValueError, match="too few patients"):
         landmark.train(p, d, o, "test")
+
+
+def test_the_model_carries_rileys_sample_size_and_its_prior_sensitivity():
+    p, d, o = _cohort()
+    model = landmark.train(p, d, o, "test")
+    size = model.sample_size
+    assert size["parameters"] == len(landmark.INPUTS) and size["patients"] == 60
+    assert size["minimum"] > size["patients"]  # a trial this size cannot support five free parameters
+    # Riley's criterion (i) holds at the minimum: the expected shrinkage is 0.9
+    r2 = size["anticipated_r2_cs"]
+    assert 1 + size["parameters"] / (size["minimum"] * np.log(1 - r2 / 0.9)) == pytest.approx(0.9, abs=1e-3)
+    sens = model.prior_sensitivity
+    assert list(sens["priors"]) == ["as published (primary)", "priors 3 x wider", "priors 10 x wider"]
+    assert (sens["lower"] < sens["ctDNA hazard ratio"]).all() and (sens["ctDNA hazard ratio"] < sens["upper"]).all()
