@@ -237,6 +237,14 @@ class Viewer:
         """Model-card subgroups: the ctDNA subgroup is a ctDNA result count, hidden when blinded."""
         return table if self.sees_ctdna else table[~table["subgroup"].str.contains("ctDNA")].reset_index(drop=True)
 
+    def findings(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """A validation report (file, row, column, value, message): without findings on ctDNA files when blinded."""
+        if self.sees_ctdna or "file" not in frame.columns:
+            return frame
+        about_ctdna = frame["file"].astype(str).str.lower().str.contains("ctdna|lb|gf", regex=True) | \
+            frame["column"].astype(str).str.lower().str.contains("ctdna")
+        return frame[~about_ctdna].reset_index(drop=True)
+
     def bundle_files(self, files: dict[str, bytes]) -> dict[str, bytes]:
         """The CSV bundle export (file name -> bytes): without the ctDNA draws when blinded."""
         return files if self.sees_ctdna else {name: data for name, data in files.items()

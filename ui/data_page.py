@@ -26,7 +26,7 @@ def _save_uploads(files, folder: Path) -> Path:
 
 
 def _report_view(report, key: str) -> None:
-    frame = report.frame()
+    frame = session.viewer().findings(report.frame())
     errors, warnings = len(report.errors), len(report.warnings)
     if errors:
         st.error(f"**{errors} error(s)**, {warnings} warning(s): nothing can be imported until the errors are "

@@ -93,3 +93,13 @@ def test_researchers_get_pseudonyms_from_the_secret_key_only():
         viewer.pseudonymous_ids(["STH-0001"])
     a, b = access.pseudonym("STH-0001", b"a" * 32), access.pseudonym("STH-0001", b"b" * 32)
     assert a != b and a.startswith("R-") and len(a) == 14
+
+
+def test_a_blinded_person_gets_no_validation_finding_about_ctdna():
+    import pandas as pd
+
+    frame = pd.DataFrame({"severity": ["error", "warning"], "file": ["ctdna_draws.csv", "patients.csv"],
+                          "row": [3, 4], "column": ["value", "age_at_enrolment"], "value": ["5.7", "130"],
+                          "message": ["x", "y"]})
+    assert _viewer(["clinician"]).findings(frame)["file"].tolist() == ["patients.csv"]
+    assert len(_viewer(["admin"]).findings(frame)) == 2
