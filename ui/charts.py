@@ -491,7 +491,8 @@ def decision_curve_figure(curve: pd.DataFrame) -> go.Figure:
                              ("act_for_all", "continue therapy for all", dict(color="#777", dash="dash")),
                              ("act_for_none", "stop for all", dict(color="#333", dash="dot"))):
         fig.add_trace(go.Scatter(x=curve["threshold"], y=curve[col], mode="lines", name=name, line=style))
-    fig = _layout(fig, "Decision curve (continue therapy if risk ≥ threshold)", "days", 380)
+    fig = _layout(fig, "Decision curve (apparent, training patients; continue therapy if risk ≥ threshold)", "days",
+                  380)
     fig.update_xaxes(title_text="risk threshold (progression by the horizon)")
     top = max(float(curve["model"].max()), float(curve["act_for_all"].max()), 0.01)
     fig.update_yaxes(title_text="net benefit", range=[-0.05, top * 1.2])

@@ -138,6 +138,15 @@ shrunk towards the average patient in the same way, so the refits alone cannot s
 Trained {ev.created_at} with scikit-learn {ev.versions['scikit-learn']}; file sha256 `{model.facts.sha256[:16]}…`.
 """)
     st.subheader("Validation (bootstrap optimism-corrected)")
+    st.markdown(f"**Discrimination, the one figure to quote: cross-validated AUROC {ev.chosen_cv_auroc:.2f}** "
+                "(repeated stratified 5-fold cross-validation of the deployed procedure: each patient is "
+                "predicted by a model that never saw them). The figures below marked *apparent* are on the "
+                "training patients themselves and flatter the model.")
+    slope = corrected.loc["calibration_slope"]
+    if not (0.5 <= slope["corrected"] <= 1.5) or slope["ci_high"] - slope["ci_low"] > 2:
+        st.warning(f"The optimism-corrected calibration slope is {slope['corrected']:.2f} (95% CI "
+                   f"{slope['ci_low']:.2f} to {slope['ci_high']:.2f}): it cannot be estimated reliably from "
+                   f"{events} events. Do not lean on it, nor on this classifier's individual estimates.", icon="⚠️")
     m = ev.metrics.assign(metric=ev.metrics["metric"].map(METRIC_LABELS))
     st.dataframe(m.round(3), hide_index=True)
     st.caption("Apparent = on the training patients; optimism = mean (bootstrap apparent − bootstrap model on the "

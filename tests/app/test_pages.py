@@ -251,7 +251,9 @@ def test_model_card_page(snapshot):
     assert not at.exception, [e.value for e in at.exception]
     names = titles(charts(at))
     assert names[0].startswith("Calibration: predicted vs observed")
-    assert any(n.startswith("ROC") for n in names) and any(n.startswith("Decision curve") for n in names)
+    assert any(n.startswith("ROC (apparent") for n in names)
+    assert any(n.startswith("Decision curve (apparent") for n in names)  # drawn on the training patients: said so
+    assert "the one figure to quote: cross-validated AUROC" in " ".join(m.value for m in at.markdown)
     assert any(n == "Calibration by subgroup" for n in names)
     calibration = charts(at)[0]
     assert any(a.get("text") == "this patient" for a in calibration["layout"].get("annotations", []))
