@@ -256,6 +256,8 @@ class LandmarkModel:
     versions: dict = field(default_factory=dict)
     sample_size: dict = field(default_factory=dict)  # Riley's minimum sample size for this snapshot
     prior_sensitivity: pd.DataFrame | None = None  # the ctDNA hazard ratio and a typical estimate, priors widened
+    flow: pd.DataFrame | None = None  # participant flow per landmark (TRIPOD+AI): patients, at risk, used
+    missingness: pd.DataFrame | None = None  # per input among the at-risk rows: missing, and how it is handled
 
     def predict(self, rows: pd.DataFrame, horizons=None, estimand: str = "pfs") -> pd.DataFrame:
         """Per row and horizon: estimate, lower, upper, or NaN and the refusal."""
@@ -332,7 +334,32 @@ def train(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.DataFrame, s
         ["patient_id", "landmark", "ctdna_detected", "time_pfs", "event_pfs", "time_off_therapy",
          "event_off_therapy", "restarted_before"]].reset_index(drop=True)
     return LandmarkModel(snapshot_id, fits, kept, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                         sample_size=riley_sample_size(rows), prior_sensitivity=sensitivity)
+                         sample_size=riley_sample_size(rows), prior_sensitivity=sensitivity,
+                         flow=participant_flow(rows), missingness=input_missingness(rows))
+
+
+def participant_flow(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per landmark: the patients who stopped, those still at risk (alive, progression-free, followed), those
+    with a ctDNA result by then (the rows the model learns from), and their events within 24 months."""
+    g = rows.groupby("landmark")
+    used = rows["at_risk"] & rows["ctdna_detected"].notna()
+    return pd.DataFrame({
+        "months since stopping": sorted(rows["landmark"].unique()),
+        "patients who stopped": g["patient_id"].nunique().to_numpy(),
+        "at risk": g["at_risk"].sum().astype(int).to_numpy(),
+        "with a ctDNA result (used)": used.groupby(rows["landmark"]).sum().astype(int).to_numpy(),
+        "progressions or deaths within 24 months": (used & rows["event_pfs"]).groupby(rows["landmark"]).sum()
+        .astype(int).to_numpy(),
+        "first and last day 0": [f"{d.min():%Y-%m-%d} to {d.max():%Y-%m-%d}" for _, d in g["index_date"]]})
+
+
+def input_missingness(rows: pd.DataFrame) -> pd.DataFrame:
+    at_risk = rows[rows["at_risk"]]
+    handled = {"ctdna_detected": "required: no estimate without it", "ctdna_level": "required (0 when not detected)",
+               "complete_response": "set to the training average, said on the card",
+               "visceral": "set to the training average, said on the card", "landmark_years": "never missing"}
+    return pd.DataFrame([{"input": INPUT_LABELS[c], "missing (at-risk rows)": int(at_risk[c].isna().sum()),
+                          "of": len(at_risk), "handled": handled[c]} for c in INPUTS])
 
 
 def riley_sample_size(rows: pd.DataFrame, shrinkage: float = 0.9, max_r2_share: float = 0.15) -> dict:

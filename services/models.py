@@ -331,6 +331,12 @@ class FittedLandmark:
     def hazard_ratios(self, estimand: str = "pfs") -> pd.DataFrame:
         return self._model.hazard_ratios(estimand)
 
+    def flow(self) -> pd.DataFrame:
+        return self._model.flow.copy()
+
+    def missingness(self) -> pd.DataFrame:
+        return self._model.missingness.copy()
+
     def sample_size(self) -> dict:
         return dict(self._model.sample_size)
 
@@ -369,7 +375,7 @@ def load_landmark(snapshot_id: str) -> FittedLandmark:
     return FittedLandmark(model, manifest["sha256"])
 
 
-LANDMARK_VERSION = "2"  # 2: Riley's sample size and the prior sensitivity stored with the model
+LANDMARK_VERSION = "3"  # 2: Riley's sample size and prior sensitivity stored with the model; 3: flow, missingness
 
 
 def ensure_landmark(snap: Snapshot, snapshot_id: str, on_trained: Callable[[str], None] | None = None) -> dict:

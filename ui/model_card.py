@@ -83,6 +83,10 @@ coverage is still to be run. Read every interval as approximate.
                     f"enough for about {size['supported_parameters']:.1f} parameter(s) by data alone. That is why the "
                     "inputs are few and pre-specified and why published priors carry much of the weight: read the "
                     "estimates as the priors updated by this trial, not as this trial alone.")
+    st.markdown("**Participants** (TRIPOD+AI): the patients who stopped, at each landmark.")
+    st.dataframe(model.flow(), hide_index=True)
+    st.markdown("**Missing inputs** among the patients at risk, and how each is handled.")
+    st.dataframe(model.missingness(), hide_index=True)
     st.markdown("**Prior sensitivity**: the same fit with every prior 3 and 10 times wider.")
     st.dataframe(model.prior_sensitivity().round(3), hide_index=True)
     st.header("For comparison: the day-0 classifier")

@@ -271,6 +271,7 @@ def test_model_card_page(snapshot):
     assert "treatment policy" in text and "Godambe" in text
     hazard = next(d.value for d in at.dataframe if "hazard_ratio" in d.value.columns)
     assert {"prior_hr", "lower", "upper"} <= set(hazard.columns) and len(hazard) == 5
+    assert any("with a ctDNA result (used)" in d.value.columns for d in at.dataframe)  # participant flow
 
 
 def test_every_page_url_matches_its_file_so_deep_links_survive_a_fresh_server():

@@ -136,3 +136,15 @@ def test_the_model_carries_rileys_sample_size_and_its_prior_sensitivity():
     sens = model.prior_sensitivity
     assert list(sens["priors"]) == ["as published (primary)", "priors 3 x wider", "priors 10 x wider"]
     assert (sens["lower"] < sens["ctDNA hazard ratio"]).all() and (sens["ctDNA hazard ratio"] < sens["upper"]).all()
+
+
+def test_the_model_carries_its_participant_flow_and_missing_inputs():
+    p, d, o = _cohort()
+    model = landmark.train(p, d, o, "test")
+    flow = model.flow.set_index("months since stopping")
+    assert list(flow.index) == list(landmark.LANDMARKS) and (flow["patients who stopped"] == 60).all()
+    assert (flow["at risk"].diff().dropna() <= 0).all(), "patients leave the risk set, none come back"
+    assert (flow["with a ctDNA result (used)"] <= flow["at risk"]).all()
+    assert flow["with a ctDNA result (used)"].sum() == model.fits["pfs"].n_rows
+    miss = model.missingness.set_index("input")
+    assert (miss["of"] == int(flow["at risk"].sum())).all() and "required" in miss.iloc[0]["handled"]
