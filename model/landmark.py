@@ -355,7 +355,7 @@ def participant_flow(rows: pd.DataFrame) -> pd.DataFrame:
 
 def input_missingness(rows: pd.DataFrame) -> pd.DataFrame:
     at_risk = rows[rows["at_risk"]]
-    handled = {"ctdna_detected": "required: no estimate without it", "ctdna_level": "required (0 when not detected)",
+    handled = {"ctdna_detected": "required: no estimate without it", "ctdna_level": "required (0 when the call is negative)",
                "complete_response": "set to the training average, said on the card",
                "visceral": "set to the training average, said on the card", "landmark_years": "never missing"}
     return pd.DataFrame([{"input": INPUT_LABELS[c], "missing (at-risk rows)": int(at_risk[c].isna().sum()),
