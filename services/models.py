@@ -101,7 +101,7 @@ class FittedModel:
             interval = tuple(table.loc[patient_id, ["probability", "low", "high"]])
         return self.explain(patient_features(snap, patient_id, basis), basis, scored=interval)
 
-    def training_estimate(self, patient_id: str) -> float | None:
+    def training_patient_estimate(self, patient_id: str) -> float | None:
         """The estimate of a training patient (to mark on the calibration plot), else None."""
         t = self._trained.training
         row = t[t["patient_id"] == patient_id]

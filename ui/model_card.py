@@ -21,21 +21,21 @@ def _evidence(snapshot_id: str, horizon: int, sha: str) -> models.Evidence:
     return components.loaded_model(snapshot_id, horizon, sha).evidence()
 
 
-def _current_patient_estimate(snap, viewer: access.Viewer, model: models.FittedModel, horizon: int) -> float | None:
+def _current_patient_estimate(snap, viewer: access.Viewer, fitted: models.FittedModel, horizon: int) -> float | None:
     """The estimate of the patient named in ?patient= (training or not), to mark on the calibration plot."""
     patient = st.query_params.get("patient")
     if not patient or not components.PATIENT_ID_PATTERN.match(patient):
         return None
     if not viewer.identified or not viewer.sees_ctdna:  # no lookup by id for researchers; no estimate if blinded
         return None
-    known = model.training_estimate(patient)
+    known = fitted.training_patient_estimate(patient)
     if known is not None:
         return known
     patients = components.patient_list(snap.key).set_index("patient_id")
     if patient not in patients.index:
         return None
     basis = "index" if patients.loc[patient, "cohort"] == 2 else "now"
-    est = components.patient_estimate(snap.key, patient, basis, horizon, model.facts.sha256)
+    est = components.patient_estimate(snap.key, patient, basis, horizon, fitted.facts.sha256)
     return est.probability if est.applicable else None
 
 

@@ -38,6 +38,7 @@ def test_pages_and_ui_never_import_the_trainer_or_a_model_module(path):
     for module, names in _imports(path):
         assert not module.startswith("model"), f"{path.name} imports {module}: go through services/models.py"
         assert not (module == "model" or "train" in names and module == "model"), path.name
+    assert "model.train" not in path.read_text(), f"{path.name} names model.train: go through services/models.py"
 
 
 @pytest.mark.parametrize("path", SOURCE, ids=lambda p: str(p.relative_to(REPO)))
