@@ -389,16 +389,14 @@ def prior_sensitivity(rows: pd.DataFrame, primary: LandmarkFit) -> pd.DataFrame:
     for label, scale, f in (("as published (primary)", 1.0, primary), ("priors 3 x wider", 3.0, None),
                             ("priors 10 x wider", 10.0, None)):
         f = f or fit(rows, "pfs", prior_scale=scale)
-        k = len(INPUTS)
         se = np.sqrt(f.cov[0, 0])
-        s, lo, hi = f.survival(design(reference, f.center), 12)
+        s, _, _ = f.survival(design(reference, f.center), 12)
         positive = reference.assign(ctdna_detected=1.0)
         sp, _, _ = f.survival(design(positive, f.center), 12)
         out.append({"priors": label, "ctDNA hazard ratio": float(np.exp(f.coef[0])),
                     "lower": float(np.exp(f.coef[0] - 1.96 * se)), "upper": float(np.exp(f.coef[0] + 1.96 * se)),
                     "12-month chance, ctDNA negative CR at day 0": float(s[0]),
                     "12-month chance, ctDNA positive CR at day 0": float(sp[0])})
-        del k
     return pd.DataFrame(out)
 
 

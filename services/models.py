@@ -250,7 +250,6 @@ class FittedLandmark:
         patients, draws, outcomes = queries.landmark_inputs(snap, patient_id)
         if landmark_months is not None:
             rows = self._lm.landmark_rows(patients, draws, outcomes, landmarks=[landmark_months])
-            rows["landmark_date"] = rows["landmark_date"]
         else:
             as_of = pd.Timestamp(as_of if as_of is not None else snap.info()["data_cutoff"])
             rows = self._lm.landmark_rows(patients, draws, outcomes, as_of=as_of)
