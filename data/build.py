@@ -24,7 +24,7 @@ from data.store import DUCKDB_CONFIG, publish, read_sql, snapshot_dir
 BUILDER_VERSION = "1"
 
 #: Canonical tables in load order, with the columns each must have (data/canonical.py).
-OPTIONAL = {"synthetic_truth", "synthetic_parameters"}
+OPTIONAL = {"synthetic_truth", "synthetic_parameters", "synthetic_landmark_truth"}
 
 #: The contract (architecture.md): view -> columns it must have. Checked on every build.
 CONTRACT = {
@@ -204,6 +204,10 @@ def build_snapshot(tables: dict[str, pd.DataFrame], *, source: str, out: Path | 
                 con.execute("CREATE TABLE synthetic_parameters (name VARCHAR, value VARCHAR, source VARCHAR)")
                 _insert(con, "synthetic_truth", tables["synthetic_truth"])
                 _insert(con, "synthetic_parameters", tables["synthetic_parameters"])
+            if "synthetic_landmark_truth" in tables:
+                con.execute("""CREATE TABLE synthetic_landmark_truth (patient_id VARCHAR, landmark_months INTEGER,
+                    horizon_months INTEGER, p_progression_free DOUBLE, ess DOUBLE)""")
+                _insert(con, "synthetic_landmark_truth", tables["synthetic_landmark_truth"])
             say(0.45, "deriving RECIST 1.1 responses from lesion measurements")
             _insert(con, "recist_assessments", recist.assess(_scan_rows(tables)))
             say(0.60, "scoring questionnaires")
@@ -248,12 +252,13 @@ def _latest_date(tables) -> pd.Timestamp:
     return max(d for d in latest if pd.notna(d))
 
 
-def build_synthetic(n_patients: int = 82, seed: int = 20230419, out: Path | None = None, progress=None) -> dict:
+def build_synthetic(n_patients: int = 82, seed: int = 20230419, out: Path | None = None, progress=None,
+                    variant: str | None = None) -> dict:
     from data import synth
 
     say = progress or (lambda fraction, message: None)
     say(0.0, f"generating a synthetic cohort of {n_patients:,} patients")
-    tables = synth.generate(n_patients, seed, progress=lambda m: say(0.05, m))
+    tables = synth.generate(n_patients, seed, progress=lambda m: say(0.05, m), variant=variant)
     return build_snapshot(tables, source="synthetic", out=out, data_cutoff=synth.P["data_cutoff"],
                           seed=seed, progress=progress)
 

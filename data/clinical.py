@@ -59,6 +59,8 @@ def hr_status(er_status, pr_status) -> str | None:
 
 # ----------------------------------------------------------------------------- the estimate
 HORIZONS = (6, 12, 24)  # months; the setting a user may pick
+#: Landmarks of the estimate as of a date: months after stopping, every ctDNA draw interval (3 months) to 24.
+LANDMARK_MONTHS = tuple(range(0, 25, 3))
 DEFAULT_HORIZON = 12
 #: A ctDNA result drawn longer than this before the estimate's date is flagged as stale.
 CTDNA_STALE_DAYS = 90

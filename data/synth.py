@@ -82,6 +82,11 @@ PARAMETERS: tuple[Param, ...] = (
     Param("withdrawal_rate_per_month", 0.03 / 12, "assumption"),
     Param("restart_without_progression_per_month", 0.05 / 12, "assumption: patient choice"),
     Param("restart_after_progression", 0.90, "assumption; cohort 2 may restart at any time"),
+    Param("restart_hazard_ratio", 1.0, "assumption: a restart without progression leaves the progression hazard "
+          "unchanged (variant restarts_lower_hazard: see VARIANTS)"),
+    Param("progression_found_at_scheduled_scans_only", False,
+          "assumption: symptoms bring a scan forward, so progression is dated when it happens (variant "
+          "scan_interval_censoring: see VARIANTS)"),
     # --- ctDNA series
     Param("ctdna_draw_interval_days", 91, "clinical-facts: at stopping then every 3 months (HEROES)"),
     Param("ctdna_lead_time_months_median", 20.0,
@@ -89,6 +94,14 @@ PARAMETERS: tuple[Param, ...] = (
           "and by early progressions) comes out ~9-11 months as in Shaw 2024 (10.5), Coombes 2019 "
           "(8.9), Garcia-Murillas 2019 (10.7)"),
     Param("ctdna_lead_time_months_range", (0.5, 38.0), "Shaw 2024: range 0-38"),
+    Param("ctdna_lead_time_log_sd", 0.55, "assumption: spread of the latent lead (log scale), giving Shaw 2024's range"),
+    Param("ctdna_residual_onset_days", 90, "assumption: detected at index means a signal that began up to 90 days before"),
+    Param("ctdna_fold_at_index_max", 5.0, "assumption: residual disease at index sits 1-5 x the detection limit"),
+    Param("ctdna_fold_at_progression", (20.0, 3000.0), "assumption: 20-3000 x the limit at progression "
+          "(log-uniform; Signatera MTM/mL at relapse spans ~1-1000s)"),
+    Param("ctdna_level_noise_log_sd", 0.25, "assumption: assay variability of a level (log scale)"),
+    Param("ctdna_near_limit_call_rate", 0.7, "assumption: a true signal under 2 x the limit is called positive 70%"),
+    Param("ctdna_false_positive_fold", (1.0, 3.0), "assumption: an isolated false positive sits 1-3 x the limit"),
     Param("ctdna_sensitivity", 0.99, "latent; OBSERVED ~88% after QC failures, calls near the detection "
           "limit and brain-only relapses (clinical-facts: ~88-89%)"),
     Param("ctdna_sensitivity_brain_only", 0.20, "clinical-facts: brain-only relapses often missed"),
@@ -115,6 +128,29 @@ PARAMETERS: tuple[Param, ...] = (
 )
 P = {p.name: p.value for p in PARAMETERS}
 
+#: Generator variants for the landmark model's benchmark (`python -m model evaluate --synthetic-check`):
+#: the parameters each one changes, and why the model should still hold under it.
+VARIANTS: dict[str, tuple[dict, str]] = {
+    "ctdna_hr_10": ({"beta": {**P["beta"], "ctdna_detected_at_index": float(np.log(10.0))}},
+                    "ctDNA detected at stopping with a hazard ratio of 10 (the top of the 4-10 reported in "
+                    "metastatic disease; clinical-facts.md) instead of ~4"),
+    "restarts_lower_hazard": ({"restart_hazard_ratio": float(np.exp(P["beta"]["continuing_therapy"]))},
+                              "a restart without progression lowers the progression hazard as continuing "
+                              "does (hazard ratio exp(-0.8) = 0.45, the cohort-1 effect above)"),
+    "scan_interval_censoring": ({"progression_found_at_scheduled_scans_only": True},
+                                "progression found only at the scheduled scans (every 3 months in year 1, "
+                                "then 6-monthly; clinical-facts.md), so its date is interval-censored"),
+}
+
+
+def parameters(variant: str | None = None) -> dict:
+    """The generator's parameters, with a variant's changes (None: the default cohort)."""
+    if variant is None:
+        return dict(P)
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown generator variant {variant!r}: one of {', '.join(VARIANTS)}")
+    return {**P, **VARIANTS[variant][0]}
+
 # QLQ-C30 scale means at index for patients on maintenance therapy (assumption, close to EORTC
 # reference values for metastatic breast cancer), and the effects clinical-facts.md describes.
 QLQ_BASELINE = {"QL2": 72, "PF2": 86, "RF2": 82, "EF": 76, "CF": 84, "SF": 81, "FA": 27, "NV": 5,
@@ -127,9 +163,10 @@ MEASURABLE_ORGANS = ("liver", "lung", "lymph node", "chest wall")
 ORGANS = tuple(P["organ_involvement"])
 
 
-def parameter_table() -> pd.DataFrame:
-    """Every generator parameter with its value and source (shown in the README and the app)."""
-    return pd.DataFrame([{"name": p.name, "value": repr(p.value), "source": p.source}
+def parameter_table(values: dict | None = None) -> pd.DataFrame:
+    """Every generator parameter with its value (a variant's, when given) and source (README and app)."""
+    values = values or P
+    return pd.DataFrame([{"name": p.name, "value": repr(values[p.name]), "source": p.source}
                          for p in PARAMETERS])
 
 
@@ -156,50 +193,50 @@ def weibull_scale(reference_pfs_12m: float, shape: float, death_rate: float) -> 
     return (-np.log(reference_pfs_12m) - death_rate * 12) / 12 ** shape
 
 
-def true_pfs(lp: np.ndarray, months: float) -> np.ndarray:
-    shape, death = P["weibull_shape"], P["death_rate_per_month_no_progression"]
-    lam = weibull_scale(P["reference_pfs_12m"], shape, death)
+def true_pfs(lp: np.ndarray, months: float, p: dict = P) -> np.ndarray:
+    shape, death = p["weibull_shape"], p["death_rate_per_month_no_progression"]
+    lam = weibull_scale(p["reference_pfs_12m"], shape, death)
     return np.exp(-lam * months ** shape * np.exp(lp) - death * months)
 
 
 # ------------------------------------------------------------------------------------ patients
-def _patients(rng, n: int) -> dict:
-    n2 = int(round(n * P["share_cohort2"]))
+def _patients(rng, n: int, p: dict) -> dict:
+    n2 = int(round(n * p["share_cohort2"]))
     cohort = rng.permutation(np.r_[np.full(n2, 2), np.full(n - n2, 1)])
-    start, end = _days(np.datetime64(P["enrolment_start"])), _days(np.datetime64(P["enrolment_end"]))
+    start, end = _days(np.datetime64(p["enrolment_start"])), _days(np.datetime64(p["enrolment_end"]))
     enrolled = rng.integers(start, end + 1, n)
-    index = enrolled + np.where(cohort == 2, rng.integers(0, P["stop_delay_days_max"] + 1, n), 0)
-    er = rng.random(n) < P["share_er_positive"]
-    pr = np.where(er, rng.random(n) < P["pr_positive_if_er_positive"],
-                  rng.random(n) < P["pr_positive_if_er_negative"])
-    ihc3 = rng.random(n) < P["share_her2_ihc3"]
-    ish = np.where(ihc3, np.where(rng.random(n) < P["ish_done_if_ihc3"], 1.0, np.nan), 1.0)
-    k, theta = P["extra_years_first_line_gamma"]
+    index = enrolled + np.where(cohort == 2, rng.integers(0, p["stop_delay_days_max"] + 1, n), 0)
+    er = rng.random(n) < p["share_er_positive"]
+    pr = np.where(er, rng.random(n) < p["pr_positive_if_er_positive"],
+                  rng.random(n) < p["pr_positive_if_er_negative"])
+    ihc3 = rng.random(n) < p["share_her2_ihc3"]
+    ish = np.where(ihc3, np.where(rng.random(n) < p["ish_done_if_ihc3"], 1.0, np.nan), 1.0)
+    k, theta = p["extra_years_first_line_gamma"]
     years_fl = 3 + np.minimum(rng.gamma(k, theta, n), 11)
     # eligibility counts >= 3 years of first-line therapy before ENROLMENT
     first_line_start = enrolled - np.round(years_fl * DAYS_PER_YEAR).astype(np.int64)
     metastatic_on = first_line_start - rng.integers(7, 60, n)
-    organs = np.column_stack([rng.random(n) < p for p in P["organ_involvement"].values()])
+    organs = np.column_stack([rng.random(n) < share for share in p["organ_involvement"].values()])
     none = ~organs.any(axis=1)
     organs[none, ORGANS.index("bone")] = True
     involved = {o: organs[:, i] for i, o in enumerate(ORGANS)}
-    best = _choice(rng, n, P["best_response"])
-    ctdna0 = rng.random(n) < np.where(best == "CR", P["ctdna_detected_at_index_if_cr"],
-                                      P["ctdna_detected_at_index_if_not_cr"])
+    best = _choice(rng, n, p["best_response"])
+    ctdna0 = rng.random(n) < np.where(best == "CR", p["ctdna_detected_at_index_if_cr"],
+                                      p["ctdna_detected_at_index_if_not_cr"])
     return dict(
-        n=n, cohort=cohort, site=rng.integers(1, P["n_sites"] + 1, n), enrolled=enrolled, index=index,
-        age=np.clip(np.round(rng.normal(P["age_mean"], P["age_sd"], n)), 28, 88).astype(int),
-        sex=np.where(rng.random(n) < P["share_male"], "M", "F"), er=er, pr=pr,
-        her2_ihc=np.where(ihc3, "3+", "2+"), ish=ish, de_novo=rng.random(n) < P["share_de_novo"],
+        n=n, cohort=cohort, site=rng.integers(1, p["n_sites"] + 1, n), enrolled=enrolled, index=index,
+        age=np.clip(np.round(rng.normal(p["age_mean"], p["age_sd"], n)), 28, 88).astype(int),
+        sex=np.where(rng.random(n) < p["share_male"], "M", "F"), er=er, pr=pr,
+        her2_ihc=np.where(ihc3, "3+", "2+"), ish=ish, de_novo=rng.random(n) < p["share_de_novo"],
         years_fl=years_fl, first_line_start=first_line_start, metastatic_on=metastatic_on,
-        regimen=_choice(rng, n, P["first_line_regimen"]), best=best, involved=involved,
+        regimen=_choice(rng, n, p["first_line_regimen"]), best=best, involved=involved,
         visceral=involved["liver"] | involved["lung"], brain=involved["brain"],
-        n_sites=organs.sum(axis=1), pik3ca=_choice(rng, n, P["pik3ca"]),
-        ecog=_choice(rng, n, P["ecog"]).astype(int), ctdna0=ctdna0)
+        n_sites=organs.sum(axis=1), pik3ca=_choice(rng, n, p["pik3ca"]),
+        ecog=_choice(rng, n, p["ecog"]).astype(int), ctdna0=ctdna0)
 
 
-def _hazard_lp(pt: dict) -> np.ndarray:
-    b = P["beta"]
+def _hazard_lp(pt: dict, p: dict) -> np.ndarray:
+    b = p["beta"]
     return (b["ctdna_detected_at_index"] * pt["ctdna0"] + b["best_response_not_cr"] * (pt["best"] != "CR")
             + b["visceral"] * pt["visceral"] + b["hr_negative"] * (~pt["er"] & ~pt["pr"])
             + b["brain_mets_history"] * pt["brain"] + b["three_plus_sites"] * (pt["n_sites"] >= 3)
@@ -207,35 +244,73 @@ def _hazard_lp(pt: dict) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------- events
-def _events(rng, pt: dict) -> dict:
+def _events(rng, pt: dict, p: dict) -> dict:
     """Latent times (days from index) and what the data cut-off lets us see of them."""
     n = pt["n"]
-    lp = _hazard_lp(pt)
-    shape, death0 = P["weibull_shape"], P["death_rate_per_month_no_progression"]
-    lam = weibull_scale(P["reference_pfs_12m"], shape, death0)
-    t_prog = (rng.exponential(1, n) / (lam * np.exp(lp))) ** (1 / shape) * DAYS_PER_MONTH
-    t_prog = np.maximum(np.round(t_prog), 14)  # no progression on the day therapy stops
+    lp = _hazard_lp(pt, p)
+    shape, death0 = p["weibull_shape"], p["death_rate_per_month_no_progression"]
+    lam = weibull_scale(p["reference_pfs_12m"], shape, death0)
+    # every random draw first, in one fixed order, so that a variant changes the rules, not the draws
+    unit_hazard = rng.exponential(1, n)
     t_death_pre = np.round(rng.exponential(1 / death0, n) * DAYS_PER_MONTH)
-    t_withdraw = np.round(rng.exponential(1 / P["withdrawal_rate_per_month"], n) * DAYS_PER_MONTH)
-    cutoff = _days(np.datetime64(P["data_cutoff"])) - pt["index"]
+    t_withdraw = np.round(rng.exponential(1 / p["withdrawal_rate_per_month"], n) * DAYS_PER_MONTH)
+    after_progression = np.round(rng.exponential(1 / p["death_rate_per_month_after_progression"], n) * DAYS_PER_MONTH)
+    restart_choice = np.round(rng.exponential(1 / p["restart_without_progression_per_month"], n) * DAYS_PER_MONTH)
+    restart_roll = rng.random(n)
+    restart_delay = rng.integers(14, 43, n)
+    stop = pt["cohort"] == 2
+    # a restart without progression multiplies the hazard from then on (1: no effect, the default)
+    restart = np.where(stop, restart_choice, np.inf)
+    t_latent = invert_cumulative_hazard(unit_hazard, lam * np.exp(lp), shape, restart,
+                                        p["restart_hazard_ratio"])
+    t_prog = np.maximum(np.round(detected_on(t_latent, p)), 14)  # no progression on the day therapy stops
+    cutoff = _days(np.datetime64(p["data_cutoff"])) - pt["index"]
     progressed = (t_prog <= np.minimum(np.minimum(t_death_pre, t_withdraw), cutoff))
-    t_death_post = t_prog + np.round(rng.exponential(1 / P["death_rate_per_month_after_progression"], n)
-                                     * DAYS_PER_MONTH)
-    t_death = np.where(progressed, t_death_post, t_death_pre)
+    t_death = np.where(progressed, t_prog + after_progression, t_death_pre)
     died = t_death <= np.minimum(t_withdraw, cutoff)
     withdrew = ~died & (t_withdraw < cutoff)
     end = np.where(died, t_death, np.where(withdrew, t_withdraw, cutoff)).astype(np.int64)
-    stop = pt["cohort"] == 2
-    restart_choice = np.round(rng.exponential(1 / P["restart_without_progression_per_month"], n)
-                              * DAYS_PER_MONTH)
     restart_no_prog = stop & (restart_choice < np.where(progressed, t_prog, end))
-    restart_after = stop & progressed & ~restart_no_prog & (rng.random(n) < P["restart_after_progression"])
+    restart_after = stop & progressed & ~restart_no_prog & (restart_roll < p["restart_after_progression"])
     t_restart = np.where(restart_no_prog, restart_choice,
-                         np.where(restart_after, t_prog + rng.integers(14, 43, n), np.nan))
+                         np.where(restart_after, t_prog + restart_delay, np.nan))
     restarted = ~np.isnan(t_restart) & (t_restart <= end)
-    return dict(lp=lp, t_prog=t_prog.astype(np.int64), progressed=progressed, died=died, t_death=t_death,
-                withdrew=withdrew, end=end, restarted=restarted, t_restart=t_restart,
-                restart_after_progression=restarted & restart_after)
+    return dict(lp=lp, t_prog=t_prog.astype(np.int64), t_latent=t_latent, progressed=progressed, died=died,
+                t_death=t_death, withdrew=withdrew, end=end, restarted=restarted, t_restart=t_restart,
+                restart_after_progression=restarted & restart_after,
+                end_if_no_progression=np.minimum(np.minimum(t_death_pre, t_withdraw), cutoff))
+
+
+def invert_cumulative_hazard(target, scale, shape, restart_day, restart_hr):
+    """The day at which the Weibull cumulative hazard scale * months**shape, multiplied by `restart_hr`
+    from `restart_day` on, reaches `target` (an Exp(1) draw gives a progression time)."""
+    target, scale = np.asarray(target, float), np.asarray(scale, float)
+    at_restart = scale * (np.asarray(restart_day, float) / DAYS_PER_MONTH) ** shape
+    # no restart (an infinite restart day) leaves the plain Weibull: min(target, inf) + 0
+    effective = np.minimum(target, at_restart) + np.maximum(target - at_restart, 0) / restart_hr
+    return (effective / scale) ** (1 / shape) * DAYS_PER_MONTH
+
+
+def cumulative_hazard(day, scale, shape, restart_day, restart_hr):
+    """The inverse of invert_cumulative_hazard: the cumulative hazard reached by `day`."""
+    base = scale * (np.asarray(day, float) / DAYS_PER_MONTH) ** shape
+    at_restart = scale * (np.asarray(restart_day, float) / DAYS_PER_MONTH) ** shape
+    return np.minimum(base, at_restart) + restart_hr * np.maximum(base - at_restart, 0)
+
+
+def scheduled_scan_days(p: dict) -> np.ndarray:
+    y1 = np.array(p["scan_days_year1"])
+    return np.r_[y1, np.arange(y1[-1] + p["scan_interval_days_after_year1"], 365 * 15,
+                               p["scan_interval_days_after_year1"])]
+
+
+def detected_on(t_latent, p: dict):
+    """The day a progression is found: when it happens (symptoms bring a scan forward, the default), or
+    with `progression_found_at_scheduled_scans_only`, at the first scheduled scan on or after it."""
+    if not p["progression_found_at_scheduled_scans_only"]:
+        return t_latent
+    schedule = scheduled_scan_days(p)
+    return schedule[np.minimum(np.searchsorted(schedule, t_latent, side="left"), len(schedule) - 1)]
 
 
 # ---------------------------------------------------------------------------------- visit grid
@@ -250,43 +325,47 @@ def _visit_days(n_patients: int, last_day: np.ndarray, interval: int, rng, jitte
 
 
 # --------------------------------------------------------------------------------------- ctDNA
-def _ctdna(rng, pt, ev) -> pd.DataFrame:
+def _ctdna(rng, pt, ev, p) -> pd.DataFrame:
     n = pt["n"]
     last = np.where(ev["progressed"], ev["t_prog"], ev["end"])  # the correlative stops at progression
-    pidx, _, day = _visit_days(n, last, P["ctdna_draw_interval_days"], rng)
+    pidx, _, day = _visit_days(n, last, p["ctdna_draw_interval_days"], rng)
     # Which progressions shed ctDNA, and from when (a lead time before the progression scan).
     brain_only = ev["brain_only"]
-    sheds = rng.random(n) < np.where(brain_only, P["ctdna_sensitivity_brain_only"], P["ctdna_sensitivity"])
-    lo, hi = P["ctdna_lead_time_months_range"]
-    lead = np.clip(rng.lognormal(np.log(P["ctdna_lead_time_months_median"]), 0.55, n), lo, hi) * DAYS_PER_MONTH
-    onset = ev["t_prog"] - lead
+    sheds = rng.random(n) < np.where(brain_only, p["ctdna_sensitivity_brain_only"], p["ctdna_sensitivity"])
+    lo, hi = p["ctdna_lead_time_months_range"]
+    lead = np.clip(rng.lognormal(np.log(p["ctdna_lead_time_months_median"]), p["ctdna_lead_time_log_sd"], n),
+                   lo, hi) * DAYS_PER_MONTH
+    # the signal runs ahead of the progression itself (found later when only scheduled scans find it)
+    t_biology = ev["t_latent"] if p["progression_found_at_scheduled_scans_only"] else ev["t_prog"]
+    onset = t_biology - lead
     # Detected at index means residual disease now: the signal is there from day 0. Not detected at
     # index means the signal cannot start before the first draw after it.
-    onset = np.where(pt["ctdna0"], -rng.uniform(0, 90, n), np.maximum(onset, 1))
+    onset = np.where(pt["ctdna0"], -rng.uniform(0, p["ctdna_residual_onset_days"], n), np.maximum(onset, 1))
     sheds = sheds | pt["ctdna0"]
-    fold_at_progression = np.exp(rng.uniform(np.log(20), np.log(3000), n))
-    fold0 = np.exp(rng.uniform(0, np.log(5), n))
-    span = np.maximum(ev["t_prog"] - onset, 30)
+    f_lo, f_hi = p["ctdna_fold_at_progression"]
+    fold_at_progression = np.exp(rng.uniform(np.log(f_lo), np.log(f_hi), n))
+    fold0 = np.exp(rng.uniform(0, np.log(p["ctdna_fold_at_index_max"]), n))
+    span = np.maximum(t_biology - onset, 30)
     rate = np.log(fold_at_progression / np.where(pt["ctdna0"], fold0, 1)) / span
     fold = np.where(pt["ctdna0"], fold0, 1.0)[pidx] * np.exp(rate[pidx] * (day - np.maximum(onset[pidx], 0)))
-    fold *= rng.lognormal(0, 0.25, pidx.size)
+    fold *= rng.lognormal(0, p["ctdna_level_noise_log_sd"], pidx.size)
     positive_phase = sheds[pidx] & (day >= onset[pidx])
     # Near the detection limit a tumour-informed assay calls some true signals negative.
-    detected = positive_phase & (fold >= 1) & ((fold >= 2) | (rng.random(pidx.size) < 0.7))
+    detected = positive_phase & (fold >= 1) & ((fold >= 2) | (rng.random(pidx.size) < p["ctdna_near_limit_call_rate"]))
     # ~4% of patients who never progress (in follow-up) have one isolated low positive draw.
     any_true = np.bincount(pidx, weights=detected, minlength=n) > 0
-    fp_patient = ~ev["progressed"] & ~any_true & (rng.random(n) < P["ctdna_isolated_false_positive"])
+    fp_patient = ~ev["progressed"] & ~any_true & (rng.random(n) < p["ctdna_isolated_false_positive"])
     draw_rank = rng.random(pidx.size)
     first_pick = pd.Series(draw_rank).groupby(pidx).transform("max").to_numpy() == draw_rank
     fp = fp_patient[pidx] & first_pick & (day > 0)
     detected |= fp
-    fold = np.where(fp, rng.uniform(1.0, 3.0, pidx.size), fold)
+    fold = np.where(fp, rng.uniform(*p["ctdna_false_positive_fold"], pidx.size), fold)
     assay = np.where(pt["site"] >= 12, "MAESTRO", "Signatera")[pidx]
-    lod = np.where(assay == "MAESTRO", P["assays"]["MAESTRO"][1], P["assays"]["Signatera"][1])
-    unit = np.where(assay == "MAESTRO", P["assays"]["MAESTRO"][0], P["assays"]["Signatera"][0])
+    lod = np.where(assay == "MAESTRO", p["assays"]["MAESTRO"][1], p["assays"]["Signatera"][1])
+    unit = np.where(assay == "MAESTRO", p["assays"]["MAESTRO"][0], p["assays"]["Signatera"][0])
     qc_roll = rng.random(pidx.size)
-    qc = np.where(qc_roll < P["ctdna_qc_qns"], "QNS",
-                  np.where(qc_roll < P["ctdna_qc_qns"] + P["ctdna_qc_failed"], "failed", "pass"))
+    qc = np.where(qc_roll < p["ctdna_qc_qns"], "QNS",
+                  np.where(qc_roll < p["ctdna_qc_qns"] + p["ctdna_qc_failed"], "failed", "pass"))
     ok = qc == "pass"
     value = np.where(ok & detected, np.round(lod * fold, 6), np.nan)
     return pd.DataFrame({"pidx": pidx, "day": day, "assay": assay, "value": value, "unit": unit,
@@ -294,12 +373,9 @@ def _ctdna(rng, pt, ev) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------- scans
-def _scan_days(rng, pt, ev) -> pd.DataFrame:
+def _scan_days(rng, pt, ev, p) -> pd.DataFrame:
     n = pt["n"]
-    y1 = np.array(P["scan_days_year1"])
-    later = np.arange(y1[-1] + P["scan_interval_days_after_year1"], 365 * 15,
-                      P["scan_interval_days_after_year1"])
-    schedule = np.r_[y1, later]
+    schedule = scheduled_scan_days(p)
     last = np.where(ev["progressed"], ev["t_prog"] - 1, ev["end"])  # scheduled scans before PD
     counts = np.searchsorted(schedule, last, side="right")
     pidx = np.repeat(np.arange(n), counts)
@@ -321,7 +397,7 @@ def _scan_days(rng, pt, ev) -> pd.DataFrame:
     return scans
 
 
-def _lesions(rng, pt, ev, scans: pd.DataFrame) -> pd.DataFrame:
+def _lesions(rng, pt, ev, scans: pd.DataFrame, p) -> pd.DataFrame:
     """Baseline lesions, then every lesion at every scan, then the lesions that make progression."""
     n = pt["n"]
     not_cr = pt["best"] != "CR"
@@ -330,8 +406,8 @@ def _lesions(rng, pt, ev, scans: pd.DataFrame) -> pd.DataFrame:
     for organ in MEASURABLE_ORGANS:
         has = pt["involved"][organ] & not_cr
         count = np.where(has, 1 + (rng.random(n) < 0.3), 0)
-        p = np.repeat(np.arange(n), count)
-        blocks.append(pd.DataFrame({"pidx": p, "organ": organ}))
+        rows = np.repeat(np.arange(n), count)
+        blocks.append(pd.DataFrame({"pidx": rows, "organ": organ}))
     tg = pd.concat(blocks, ignore_index=True).sort_values("pidx", kind="stable", ignore_index=True)
     tg["k"] = tg.groupby("pidx").cumcount()
     tg = tg[tg["k"] < 5].copy()
@@ -357,7 +433,7 @@ def _lesions(rng, pt, ev, scans: pd.DataFrame) -> pd.DataFrame:
     has_nt = np.bincount(nt["pidx"], minlength=n) > 0
     roll = rng.random(n)
     mode = np.where(ev["brain_only"], "brain",
-                    np.where(has_t & (roll >= P["progression_by_new_lesion"]), "target",
+                    np.where(has_t & (roll >= p["progression_by_new_lesion"]), "target",
                              np.where(has_nt & ~has_t & (roll > 0.8), "non_target", "new")))
     ev["mode"] = mode
 
@@ -380,7 +456,7 @@ def _lesions(rng, pt, ev, scans: pd.DataFrame) -> pd.DataFrame:
     d = np.where(grows, d0 + np.maximum(g_to * d0, 7) * frac ** 2, d)
     d = np.where(grid["seq"].to_numpy() == 0, grid["d0"].to_numpy(), d)
     d = np.maximum(np.round(d), 0)
-    missing = (grid["seq"].to_numpy() > 0) & is_t & (rng.random(len(grid)) < P["scan_target_not_measured"])
+    missing = (grid["seq"].to_numpy() > 0) & is_t & (rng.random(len(grid)) < p["scan_target_not_measured"])
     missing &= ~(prog_pt & (grid["day"].to_numpy() >= tprog))
     grid["diameter_mm"] = np.where(is_t, np.where(missing, np.nan, d),
                                    np.where(grid["is_node"], d, np.nan))
@@ -441,13 +517,13 @@ def _make_recist_consistent(les: pd.DataFrame, ev) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------- PROs
-def _pros(rng, pt, ev) -> pd.DataFrame:
+def _pros(rng, pt, ev, p) -> pd.DataFrame:
     n = pt["n"]
     last = np.where(ev["progressed"], np.minimum(ev["end"], ev["t_prog"]
-                                                 + P["pro_months_after_progression"] * DAYS_PER_MONTH),
+                                                 + p["pro_months_after_progression"] * DAYS_PER_MONTH),
                     ev["end"])
-    pidx, visit, day = _visit_days(n, last, P["ctdna_draw_interval_days"], rng)
-    taken = rng.random(pidx.size) >= np.where(visit == 0, 0.03, P["pro_missed"])
+    pidx, visit, day = _visit_days(n, last, p["ctdna_draw_interval_days"], rng)
+    taken = rng.random(pidx.size) >= np.where(visit == 0, 0.03, p["pro_missed"])
     pidx, visit, day = pidx[taken], visit[taken], day[taken]
     m = day / DAYS_PER_MONTH
     stop = (pt["cohort"] == 2)[pidx]
@@ -484,8 +560,8 @@ def _pros(rng, pt, ev) -> pd.DataFrame:
                                 "item": np.tile(np.arange(1, 10), pidx.size), "response": fcr.ravel()}))
     frames.append(pd.DataFrame({"row": np.arange(pidx.size), "instrument": pro.PROMIS_ANXIETY,
                                 "item": pro.PROMIS_TSCORE_ITEM, "response": anx}))
-    drs_visits = np.isin(visit, np.round(np.array(P["drs_months"]) * DAYS_PER_MONTH
-                                         / P["ctdna_draw_interval_days"]).astype(int)) & stop
+    drs_visits = np.isin(visit, np.round(np.array(p["drs_months"]) * DAYS_PER_MONTH
+                                         / p["ctdna_draw_interval_days"]).astype(int)) & stop
     rows = np.flatnonzero(drs_visits)
     regret = np.clip(12 + 22 * after_prog[rows] - 6 * wellbeing[rows] + rng.normal(0, 10, rows.size), 0, 100)
     agree = 1 + regret / 25  # 1 = strongly agree .. 5 = strongly disagree, on the regret side
@@ -496,23 +572,30 @@ def _pros(rng, pt, ev) -> pd.DataFrame:
     long = pd.concat(frames, ignore_index=True)
     long["item"] = long["item"].astype(str)
     long = long[rng.random(len(long)) >= np.where(long["instrument"] == pro.PROMIS_ANXIETY, 0,
-                                                  P["pro_item_missing"])]
+                                                  p["pro_item_missing"])]
     long["pidx"] = pidx[long["row"].to_numpy()]
     long["day"] = day[long["row"].to_numpy()]
     return long.drop(columns="row").reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------ canonical tables
-def generate(n_patients: int = 82, seed: int = 20230419, progress=None) -> dict[str, pd.DataFrame]:
-    """The canonical tables of a synthetic cohort, plus ``synthetic_truth`` and ``synthetic_parameters``."""
+def generate(n_patients: int = 82, seed: int = 20230419, progress=None, variant: str | None = None,
+             landmark_truth: bool = False) -> dict[str, pd.DataFrame]:
+    """The canonical tables of a synthetic cohort, plus ``synthetic_truth`` and ``synthetic_parameters``.
+
+    `variant` names one of VARIANTS. `landmark_truth` adds ``synthetic_landmark_truth``: each stopped
+    patient's true chance at every landmark given what was observable then (data/synth_truth.py; ~40 ms
+    per stopped patient, so only the benchmark asks for it).
+    """
+    p = parameters(variant)
     if n_patients < 2:
         raise ValueError("a synthetic cohort needs at least 2 patients")
     say = progress or (lambda *_: None)
     rng = np.random.default_rng(seed)
     say("patients and baseline characteristics")
-    pt = _patients(rng, n_patients)
-    ev = _events(rng, pt)
-    brain_only = pt["brain"] & (rng.random(pt["n"]) < P["progression_brain_only_if_brain_history"])
+    pt = _patients(rng, n_patients, p)
+    ev = _events(rng, pt, p)
+    brain_only = pt["brain"] & (rng.random(pt["n"]) < p["progression_brain_only_if_brain_history"])
     ev["brain_only"] = brain_only
     # an equivocal new lesion first, confirmed 5-8 weeks later (only when follow-up allows it)
     ev["equivocal_first"] = (ev["progressed"] & ~brain_only & (rng.random(pt["n"]) < 0.12)
@@ -545,16 +628,16 @@ def generate(n_patients: int = 82, seed: int = 20230419, progress=None) -> dict[
         "ecog": pt["ecog"],
     })
     treatments = _treatments(rng, pt, ev, ids)
-    first_line_progressions = _first_line_progressions(rng, pt, ids)
+    first_line_progressions = _first_line_progressions(rng, pt, ids, p)
 
     say("ctDNA draws")
-    ct = _ctdna(rng, pt, ev)
+    ct = _ctdna(rng, pt, ev, p)
     ctdna = pd.DataFrame({"patient_id": ids_of(ct["pidx"]), "drawn_on": dates(ct["pidx"], ct["day"]),
                           **{c: ct[c] for c in ("assay", "value", "unit", "lod", "detected", "qc")}})
 
     say("scans and lesion measurements")
-    sc = _scan_days(rng, pt, ev)
-    les = _lesions(rng, pt, ev, sc)
+    sc = _scan_days(rng, pt, ev, p)
+    les = _lesions(rng, pt, ev, sc, p)
     les = _make_recist_consistent(les, ev)
     scan_ids = (pd.Series(ids[sc["pidx"]]) + "-S" + sc["seq"].astype(str).str.zfill(2)).to_numpy()
     brain_scan = sc["scan_kind"].eq("progression").to_numpy() & ev["brain_only"][sc["pidx"]]
@@ -569,7 +652,7 @@ def generate(n_patients: int = 82, seed: int = 20230419, progress=None) -> dict[
     lesions = lesions[lesions["lesion_id"].notna()].reset_index(drop=True)
 
     say("questionnaires")
-    pr = _pros(rng, pt, ev)
+    pr = _pros(rng, pt, ev, p)
     pro_responses = pd.DataFrame({"patient_id": ids_of(pr["pidx"]), "completed_on": dates(pr["pidx"], pr["day"]),
                                   "instrument": pr["instrument"].astype("category"), "item": pr["item"],
                                   "response": pr["response"].astype(float)})
@@ -578,15 +661,21 @@ def generate(n_patients: int = 82, seed: int = 20230419, progress=None) -> dict[
         np.maximum.at(last_seen, frame["pidx"].to_numpy(), frame["day"].to_numpy())
     events = _event_rows(pt, ev, ids, np.minimum(last_seen, ev["end"]))
     truth = pd.DataFrame({"patient_id": ids, "linear_predictor": ev["lp"],
-                          "p_progression_free_6m": true_pfs(ev["lp"], 6.0),
-                          "p_progression_free_12m": true_pfs(ev["lp"], 12.0),
-                          "p_progression_free_24m": true_pfs(ev["lp"], 24.0),
+                          "p_progression_free_6m": true_pfs(ev["lp"], 6.0, p),
+                          "p_progression_free_12m": true_pfs(ev["lp"], 12.0, p),
+                          "p_progression_free_24m": true_pfs(ev["lp"], 24.0, p),
                           "ctdna_detected_at_index": pt["ctdna0"],
                           "latent_progression_on": _date(index + ev["t_prog"])})
-    return {"patients": patients, "treatments": treatments, "ctdna_draws": ctdna, "scans": scans,
-            "lesion_measurements": lesions, "pro_responses": pro_responses, "events": events,
-            "first_line_progressions": first_line_progressions,
-            "synthetic_truth": truth, "synthetic_parameters": parameter_table()}
+    out = {"patients": patients, "treatments": treatments, "ctdna_draws": ctdna, "scans": scans,
+           "lesion_measurements": lesions, "pro_responses": pro_responses, "events": events,
+           "first_line_progressions": first_line_progressions,
+           "synthetic_truth": truth, "synthetic_parameters": parameter_table(p)}
+    if landmark_truth:
+        from data import synth_truth
+
+        say("the true chance at each landmark")
+        out["synthetic_landmark_truth"] = synth_truth.landmark_truth(pt, ev, ct, p, ids, seed)
+    return out
 
 
 _REGIMEN_AGENTS = {  # first-line regimen -> (anti-HER2 agents, chemotherapy partner)
@@ -642,14 +731,14 @@ def _treatments(rng, pt, ev, ids) -> pd.DataFrame:
     return out.sort_values(["patient_id", "started_on", "agent"], ignore_index=True)
 
 
-def _first_line_progressions(rng, pt, ids) -> pd.DataFrame:
+def _first_line_progressions(rng, pt, ids, p) -> pd.DataFrame:
     """Progressions during first-line therapy that the eligibility exceptions allow (all enrolled)."""
     n = pt["n"]
     latest = pt["enrolled"] - 760  # CNS therapy >= 24 months before enrolment, and no progression since
     earliest = pt["first_line_start"] + 180
     room = latest - earliest
-    brain = pt["brain"] & (rng.random(n) < P["first_line_brain_progression_if_brain_history"]) & (room > 30)
-    oligo = ~brain & (rng.random(n) < P["first_line_oligoprogression"]) & (room > 30)
+    brain = pt["brain"] & (rng.random(n) < p["first_line_brain_progression_if_brain_history"]) & (room > 30)
+    oligo = ~brain & (rng.random(n) < p["first_line_oligoprogression"]) & (room > 30)
     day = earliest + (rng.random(n) * np.maximum(room, 1)).astype(np.int64)
     rows = pd.DataFrame({
         "patient_id": ids, "progressed_on": _date(day),
