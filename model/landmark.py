@@ -34,9 +34,9 @@ import pandas as pd
 from scipy import optimize
 from scipy.stats import norm
 
-from data.clinical import CTDNA_STALE_DAYS, DAYS_PER_MONTH, HORIZONS
+from data.clinical import CTDNA_STALE_DAYS, DAYS_PER_MONTH, HORIZONS, LANDMARK_MONTHS
 
-LANDMARKS = tuple(range(0, 25, 3))  # months since day 0
+LANDMARKS = LANDMARK_MONTHS  # months since day 0
 #: An estimate as of a date needs the patient seen (progression-free) within this many days before it.
 FOLLOW_UP_GRACE_DAYS = 183
 PIECES = (0.0, 6.0, 12.0, 24.0)  # baseline hazard pieces, months since the landmark
@@ -57,7 +57,8 @@ PRIORS = {
     "visceral": (np.log(1.3), 0.5, "visceral disease: a worse outlook (clinical-facts.md)"),
     "landmark_years": (0.0, 0.5, "no prior knowledge of how the hazard changes with time off therapy"),
 }
-#: Baseline hazard per month for the reference patient (ctDNA not detected, CR, non-visceral, s = 0):
+#: Baseline hazard per month (every input 0: ctDNA not detected, no CR, non-visceral, s = 0), centred on the
+#: remission of a complete responder, wide (sd 1 on the log scale) so that the data move it:
 #: 12-month remission ~87% off therapy (no published figure; the assumption in clinical-facts.md).
 BASELINE_PRIOR = (np.log(-np.log(0.87) / 12), 1.0)
 
@@ -322,6 +323,16 @@ class LandmarkModel:
                              "lower": np.exp(f.coef[:k] - 1.96 * se), "upper": np.exp(f.coef[:k] + 1.96 * se),
                              "prior_hr": [np.exp(PRIORS[c][0]) for c in INPUTS],
                              "prior": [PRIORS[c][2] for c in INPUTS]})
+
+
+def baseline_hazards(fit_: LandmarkFit) -> pd.DataFrame:
+    """The baseline hazard of each piece (per month, for the reference patient: ctDNA not detected, level 0,
+    no CR, not visceral, at day 0) with its 95% interval: with the hazard ratios, the whole equation."""
+    k = len(INPUTS)
+    log_lam, se = fit_.coef[k:], np.sqrt(np.diag(fit_.cov))[k:]
+    return pd.DataFrame({"months after the landmark": [f"{a:g}-{b:g}" for a, b in zip(PIECES[:-1], PIECES[1:], strict=True)],
+                         "hazard per month": np.exp(log_lam), "lower": np.exp(log_lam - 1.96 * se),
+                         "upper": np.exp(log_lam + 1.96 * se)})
 
 
 def train(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.DataFrame, snapshot_id: str) -> LandmarkModel:

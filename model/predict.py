@@ -16,24 +16,21 @@ from model import artifacts
 from model.artifacts import ModelUnavailable  # noqa: F401  (re-exported: callers catch predict.ModelUnavailable)
 from model.features import CTDNA_STALE_DAYS, FEATURE_BY_NAME, FEATURES, as_matrix
 from model.train import MODEL_VERSION, TrainedModel, library_versions
-#: How often the stated 95 % interval contained the true probability at trial size, measured by
-#: `python -m model evaluate --synthetic-check` (new patients, 200 repetitions, 2026-11-25). Shown
-#: beside every interval; below INTERVAL_COVERAGE_AIM it is a caution that the intervals are too narrow.
-INTERVAL_COVERAGE_MEASURED: float | None = 0.94  # None: not yet measured for this interval method
-INTERVAL_COVERAGE_AIM = 0.92  # 0.95 +/- 0.03
-
-
 def interval_coverage_note() -> str:
-    """The sentence every 95 % interval carries: what the synthetic check measured."""
-    if INTERVAL_COVERAGE_MEASURED is None:
-        return ("Caution: how often these intervals hold the true chance has not yet been measured for this "
-                "interval method (`python -m model evaluate --synthetic-check`).")
-    measured = f"{INTERVAL_COVERAGE_MEASURED:.0%}"
-    if INTERVAL_COVERAGE_MEASURED < INTERVAL_COVERAGE_AIM:
-        return (f"Caution: on synthetic trial-size data these intervals held the true chance only {measured} "
-                "of the time, not 95%: the real uncertainty is larger.")
-    return (f"On synthetic trial-size data these intervals held the true chance {measured} of the time "
-            "(`python -m model evaluate --synthetic-check`).")
+    """The sentence every 95 % interval carries: what the synthetic check measured and stored
+    (`python -m model evaluate --synthetic-check --estimator day-0` writes model/benchmarks/day0.json)."""
+    from model import synthetic_check
+
+    result = synthetic_check.current(MODEL_VERSION)
+    if result is None:
+        return ("Caution: how often these intervals hold the true chance has not been measured for this version "
+                "of the model (`python -m model evaluate --synthetic-check --estimator day-0`).")
+    measured = result["trial_size"]["coverage_new_patients"]
+    where = f"on synthetic trial-size data ({result['trial_size']['repeats']} repetitions, {result['measured_on'][:10]})"
+    if measured < 0.92:
+        return (f"Caution: {where} these intervals held the true chance only {measured:.0%} of the time, not 95%: "
+                "the real uncertainty is larger.")
+    return f"{where[0].upper()}{where[1:]} these intervals held the true chance {measured:.0%} of the time."
 
 
 def read_manifest(snapshot_id: str, horizon: int, folder: Path | None = None) -> dict:

@@ -13,8 +13,10 @@ A benchmark, not a test (it takes tens of minutes). It prints:
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import joblib
@@ -25,6 +27,9 @@ from data.build import build_synthetic
 from data.store import Snapshot
 from model import evaluate
 from model.features import DEFAULT_HORIZON, training_data
+
+#: The measured result, kept as data beside the code it measured (the card reads it; nothing is typed in).
+BENCHMARK_FILE = Path(__file__).with_name("benchmarks") / "day0.json"
 
 
 def _cohort(n: int, seed: int, folder: Path) -> Snapshot:
@@ -108,7 +113,7 @@ def coverage_check(repeats: int, boot: int, horizon: int, jobs: int, folder: Pat
 
 
 def run(large: int = 20000, repeats: int = 200, boot: int = 200, jobs: int = 2, horizon: int = DEFAULT_HORIZON,
-        progress=None) -> dict:
+        progress=None, store: bool = True) -> dict:
     say = progress or (lambda f, m: None)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,5 +123,21 @@ def run(large: int = 20000, repeats: int = 200, boot: int = 200, jobs: int = 2, 
         out["trial_size"] = coverage_check(repeats, boot, horizon, jobs, folder, say)
     out["seconds"] = round(time.perf_counter() - started, 1)
     out["aims"] = {"brier_ratio": "<= 1.05", "calibration_slope": "0.9-1.1", "coverage": "0.95 +/- 0.03"}
+    from model.train import MODEL_VERSION
+
+    out["procedure_version"] = MODEL_VERSION
+    out["measured_on"] = datetime.now(UTC).isoformat(timespec="seconds")
+    if store:
+        BENCHMARK_FILE.parent.mkdir(parents=True, exist_ok=True)
+        BENCHMARK_FILE.write_text(json.dumps(out, indent=1, default=float) + "\n")
     return out
+
+
+def current(procedure_version: str, path: Path | None = None) -> dict | None:
+    """The stored result if it measured this version of the procedure, else None ("not measured")."""
+    try:
+        result = json.loads((path or BENCHMARK_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return result if str(result.get("procedure_version")) == str(procedure_version) else None
 

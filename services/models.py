@@ -22,7 +22,7 @@ from model.train import N_BOOT, TrainedModel, save, train
 
 __all__ = ["Evidence", "Estimator", "FittedEstimator", "DayZeroClassifier", "FittedModel", "ModelFacts", "ModelUnavailable",
            "ESTIMATORS", "DEFAULT_ESTIMATOR", "find", "load", "ensure", "train_and_save", "versions",
-           "coverage_note"]
+           "coverage_note", "landmark_validation", "landmark_coverage_note"]
 
 Progress = Callable[[float, str], None]
 Evidence = card.Evidence  # what the model card shows (public values, no internals)
@@ -198,6 +198,20 @@ def coverage_note() -> str:
     return predict.interval_coverage_note()
 
 
+def landmark_validation() -> dict | None:
+    """The stored synthetic check of the landmark procedure in use (None: not measured for this version)."""
+    from model import landmark_check
+
+    return landmark_check.current(LANDMARK_VERSION)
+
+
+def landmark_coverage_note(ctdna_detected: bool | None = None) -> str:
+    """The sentence every landmark interval carries, for the patient's ctDNA call when given."""
+    from model import landmark_check
+
+    return landmark_check.coverage_sentence(landmark_validation(), ctdna_detected)
+
+
 # ------------------------------------------------------------------------ the estimate as of a date
 LANDMARK = "landmark"  # the artifact's name beside the day-0 classifier's horizons
 
@@ -329,6 +343,9 @@ class FittedLandmark:
 
     def hazard_ratios(self, estimand: str = "pfs") -> pd.DataFrame:
         return self._model.hazard_ratios(estimand)
+
+    def baseline_hazards(self, estimand: str = "pfs") -> pd.DataFrame:
+        return self._lm.baseline_hazards(self._model.fits[estimand])
 
     def flow(self) -> pd.DataFrame:
         return self._model.flow.copy()

@@ -67,13 +67,22 @@ on the log cumulative hazard scale. For a patient still on therapy (cohort 1) th
 **Baseline it must beat.** Beside every estimate the risk card shows the Kaplan-Meier of the training
 patients with the same ctDNA call at the same landmark ("patients like this one").
 
-**Validation.** Not yet measured for this model: the synthetic check of its calibration and interval
-coverage is still to be run. Read every interval as approximate.
+**Validation** (below): against the synthetic generator's true chance at each landmark, given what was
+observable then.
 """)
     st.dataframe(model.fit_facts(), hide_index=True)
     hr = model.hazard_ratios("pfs")
     st.markdown("**Hazard ratios (posterior, 95% interval) and the priors they started from**")
     st.dataframe(hr.round({"hazard_ratio": 2, "lower": 2, "upper": 2, "prior_hr": 2}), hide_index=True)
+    st.markdown(r"""**The equation** (TRIPOD+AI item 12): for inputs $x$ at landmark $s$ (ctDNA positive 0/1, its level
+in log10 multiples of the limit, complete response 0/1, visceral 0/1, years since stopping),
+
+$$P(\text{progression-free and alive at } s + H) = \exp\Big(-e^{\beta^\top x} \sum_k \lambda_k\, m_k(H)\Big)$$
+
+where $\beta$ are the log hazard ratios above, $\lambda_k$ the baseline hazards per month below and $m_k(H)$ the
+months of the horizon that fall in piece $k$. The 95% interval is $\hat\eta \pm 1.96\,\mathrm{se}$ on the log
+cumulative hazard $\eta$, transformed back.""")
+    st.dataframe(model.baseline_hazards("pfs").round(4), hide_index=True)
     size = model.sample_size()
     if size.get("minimum"):
         st.markdown(f"**Sample size (Riley et al., BMJ 2020).** For {size['parameters']} parameters to need no more "
@@ -89,9 +98,64 @@ coverage is still to be run. Read every interval as approximate.
     st.dataframe(model.missingness(), hide_index=True)
     st.markdown("**Prior sensitivity**: the same fit with every prior 3 and 10 times wider.")
     st.dataframe(model.prior_sensitivity().round(3), hide_index=True)
+    _landmark_validation(models.landmark_validation())
+    st.markdown("""**Update plan.** The model is refitted from scratch on every new snapshot (the same pre-specified
+inputs and priors; nothing is tuned on the data), and its participant flow, sample size and prior sensitivity
+above are recomputed with it. Any change to the procedure (inputs, priors, pieces) gets a new version and is
+shown as "not measured" until `python -m model evaluate --synthetic-check` has been run for it. The inputs are
+revisited only when the cohort reaches Riley's minimum above, or when the validation shows a bar not met that an
+input could fix; at the trial's primary analysis the estimates are compared with the observed landmark
+Kaplan-Meier curves before the number is used for decisions.""")
     st.header("For comparison: the day-0 classifier")
     st.caption("The first version's estimate, made at the day therapy stopped and never updated. It is no longer "
                "shown on the patient page or the tumour board; it stays here as a comparison.")
+
+
+def _bar_value(key: str, value) -> str:
+    if value is None:
+        return "—"
+    if key.endswith("coverage"):
+        return f"{value:.0%}"
+    if key.endswith("width"):
+        return f"{value:.0f} points"
+    return f"{value:+.3f}" if key in ("ctdna_positive_bias", "net_benefit") else f"{value:.3f}"
+
+
+def _landmark_validation(result: dict | None) -> None:
+    """The stored synthetic check (model/landmark_check.py): every bar, per generator, as measured."""
+    st.subheader("Validation against a known truth (synthetic trial-size data)")
+    if result is None:
+        st.warning("Not measured for this version of the landmark model: run `python -m model evaluate "
+                   "--synthetic-check`. Read every interval as approximate.", icon="⚠️")
+        return
+    gens = result["generators"]
+    st.markdown(f"Measured {result['measured_on'][:10]}: {result['repeats']} cohorts of {result['patients_per_cohort']} "
+                "patients for each generator; the model fitted on one cohort and tested on the next one's patients "
+                "who stopped, at every landmark 0-24 months and horizons 6, 12 and 24 months, against the generator's "
+                "true chance given what was observable at that landmark. Kaplan-Meier by the current ctDNA call, "
+                "from the same training cohort, is the baseline.")
+    table = pd.DataFrame({name: {text: _bar_value(key, g["measured"][key]) + ("" if g["passed"][key] else "  ✗ not met")
+                                 for key, text in result["bars"].items()} for name, g in gens.items()})
+    table.index.name = "bar"
+    st.dataframe(table.reset_index(), hide_index=True)
+    st.caption(" · ".join(f"**{name}**: {g['about']} ({g['rows']:,} estimates, {g['patients']:,} patients"
+                          + (f"; {g['rows_left_out_imprecise_truth']} left out: truth too imprecise" if
+                             g["rows_left_out_imprecise_truth"] else "") + ")" for name, g in gens.items()))
+    default = gens["default"]
+    groups = pd.DataFrame(default["groups"])
+    st.markdown("**By ctDNA call and complete response** (default generator)")
+    st.dataframe(groups.rename(columns={"group": "patients", "rows": "estimates", "mean_estimate": "mean estimate",
+                                        "mean_truth": "mean truth", "mean_width_points": "mean width (points)",
+                                        "mean_absolute_error": "mean absolute error"}).round(3), hide_index=True)
+    unmet = [result["bars"][k] for k, ok in default["passed"].items() if not ok]
+    if unmet:
+        worst = max(abs(g["bias"]) for g in default["groups"])
+        st.warning(f"On the default generator the 95% intervals held the true chance {default['coverage']:.0%} of the "
+                   f"time, not 95%. Not met: {'; '.join(unmet)}. The mean estimate of each group above is within "
+                   f"{worst:.2f} of its mean truth, but the mean absolute error per patient is "
+                   f"{default['measured']['mean_absolute_error']:.2f}: the truth differs between patients the model "
+                   "cannot tell apart (it uses the last ctDNA call and level, not the whole series). Read each number "
+                   "as the average for patients with these inputs, and its interval as too narrow.", icon="⚠️")
 
 
 def render(snap, horizon: int) -> None:

@@ -7,11 +7,17 @@ import streamlit as st
 
 from data import queries
 from data.store import Snapshot
+from services import models
 from ui import charts, components
 
 
 def _fmt_date(value) -> str:
     return "—" if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d}"
+
+
+def _detected(est) -> bool | None:
+    """The ctDNA call the estimate used (its first input), for the coverage measured in that group."""
+    return {"detected": True, "not detected": False}.get(str(est.inputs.iloc[0]["value"]))
 
 
 def render(snap: Snapshot, rec: queries.PatientRecord, horizon: int) -> None:
@@ -47,8 +53,8 @@ def render(snap: Snapshot, rec: queries.PatientRecord, horizon: int) -> None:
     with left:
         st.markdown(f"### {pct}%  \n95% interval **{lo}% to {hi}%**")
         st.caption(f"As of {est.as_of:%Y-%m-%d}, {est.landmark_months:.1f} months after day 0. Landmark model "
-                   f"fitted {model.created_at[:10]} on snapshot `{model.snapshot_id}`. How often these intervals "
-                   "hold the truth has not yet been measured for this model: read them as approximate.")
+                   f"fitted {model.created_at[:10]} on snapshot `{model.snapshot_id}`. "
+                   + models.landmark_coverage_note(_detected(est)))
         st.markdown(f"About **{pct} in 100** patients like this stay progression-free for the next {horizon} "
                     f"months (somewhere between {lo} and {hi} in 100).")
         if not restarted and not est.if_stopped_now:

@@ -272,6 +272,8 @@ def test_model_card_page(snapshot):
     hazard = next(d.value for d in at.dataframe if "hazard_ratio" in d.value.columns)
     assert {"prior_hr", "lower", "upper"} <= set(hazard.columns) and len(hazard) == 5
     assert any("with a ctDNA result (used)" in d.value.columns for d in at.dataframe)  # participant flow
+    assert any("hazard per month" in d.value.columns for d in at.dataframe)  # with the HRs: the whole equation
+    assert "The equation" in text and "Update plan" in text
 
 
 def test_every_page_url_matches_its_file_so_deep_links_survive_a_fresh_server():
@@ -420,3 +422,32 @@ def test_the_risk_card_and_the_estimate_command_give_the_same_numbers(snapshot, 
         r = subprocess.run([sys.executable, "-m", "model", "estimate", *bad], capture_output=True, text=True, cwd=REPO,
                            env=env)
         assert r.returncode == 2 and said in r.stderr and "Traceback" not in r.stderr
+
+
+def test_model_card_and_risk_card_quote_the_stored_synthetic_check_not_a_constant(snapshot, tmp_path, monkeypatch):
+    from model import landmark_check
+    from services.models import LANDMARK_VERSION
+    from tests.unit.test_landmark_check import _rows
+
+    path = tmp_path / "landmark.json"
+    monkeypatch.setattr(landmark_check, "BENCHMARK_FILE", path)
+    pid = _at_risk_stopped(snapshot, False)
+    card = run_page("pages/model_card.py")
+    assert any("Not measured for this version" in w.value for w in card.warning)
+    risk = run_page("pages/patient.py", patient=pid)
+    assert any("has not been measured for this version" in c.value for c in risk.caption)
+
+    summary = landmark_check.summarise(_rows())
+    path.write_text(json.dumps({
+        "procedure_version": LANDMARK_VERSION, "measured_on": "2026-01-02T00:00:00+00:00", "repeats": 7,
+        "patients_per_cohort": 82, "bars": landmark_check.BARS,
+        "generators": {"default": {**summary, "about": "the default generator", "fitted": 7}}}, default=float))
+    card = run_page("pages/model_card.py")
+    assert not card.exception
+    bars = next(d.value for d in card.dataframe if "bar" in d.value.columns).set_index("bar")
+    assert bars.loc[landmark_check.BARS["mean_absolute_error"], "default"] == "0.020"
+    assert bars.loc[landmark_check.BARS["group_coverage"], "default"].endswith("not met")
+    assert any("held the true chance 75% of the time" in w.value for w in card.warning)
+    risk = run_page("pages/patient.py", patient=pid)
+    said = " ".join(c.value for c in risk.caption)
+    assert "7 repetitions" in said and "held the true chance only 75%" in said and "ctDNA-negative" in said

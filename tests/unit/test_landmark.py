@@ -148,3 +148,20 @@ def test_the_model_carries_its_participant_flow_and_missing_inputs():
     assert flow["with a ctDNA result (used)"].sum() == model.fits["pfs"].n_rows
     miss = model.missingness.set_index("input")
     assert (miss["of"] == int(flow["at risk"].sum())).all() and "required" in miss.iloc[0]["handled"]
+
+
+def test_the_published_equation_reproduces_every_estimate():
+    """The card's hazard ratios and baseline hazards are the whole model: recomputing by hand gives its numbers."""
+    p, d, o = _cohort()
+    model = landmark.train(p, d, o, "test")
+    rows = landmark.landmark_rows(p, d, o)
+    rows = rows[rows["at_risk"] & rows["ctdna_detected"].notna()].head(40)
+    hr = model.hazard_ratios("pfs")["hazard_ratio"].to_numpy()
+    base = landmark.baseline_hazards(model.fits["pfs"])
+    assert list(base["months after the landmark"]) == ["0-6", "6-12", "12-24"]
+    assert (base["lower"] < base["hazard per month"]).all() and (base["hazard per month"] < base["upper"]).all()
+    x = landmark.design(rows, model.fits["pfs"].center)
+    for h in (6, 12, 24):
+        months = np.clip(h - np.array([0, 6, 12]), 0, [6, 6, 12])
+        by_hand = np.exp(-np.exp(x @ np.log(hr)) * (base["hazard per month"].to_numpy() * months).sum())
+        assert np.allclose(model.predict(rows, [h])["estimate"], by_hand)

@@ -1,0 +1,243 @@
+"""`python -m model evaluate --synthetic-check`: the landmark model measured against the generator's truth.
+
+A benchmark, not a test (minutes to tens of minutes). For the default generator and each variant in
+data/synth.VARIANTS, `repeats` trial-size cohorts (82 patients, ~52 who stop) are made. The model is fitted
+on cohort r and tested on cohort r + 1 (independent patients), at every landmark 0-24 months and the
+horizons 6, 12 and 24 months, against the true chance given what was observable at that landmark
+(data/synth_truth.py). Kaplan-Meier by the current ctDNA call at the same landmark, from the same training
+cohort, is the baseline it must beat.
+
+Bars (the landmark issue): ctDNA-positive rows mean estimate within 0.05 of the truth and coverage
+0.92-0.98; every ctDNA x complete-response group coverage >= 0.92; mean absolute error <= 0.05 and
+calibration slope 0.8-1.2 overall; mean interval width <= 30 points for ctDNA-negative rows; net benefit
+>= the KM baseline at every threshold 0.10-0.40. The result is written to BENCHMARK_FILE, keyed by the
+model's procedure version, and the model card shows it (no coverage is typed into code).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from data.clinical import HORIZONS
+
+#: Where the measured result lives: data, kept with the code of the procedure it measured.
+BENCHMARK_FILE = Path(__file__).with_name("benchmarks") / "landmark.json"
+#: Rows whose truth rests on fewer effective Monte Carlo draws are left out (and counted).
+MIN_TRUTH_ESS = 100
+THRESHOLDS = tuple(np.round(np.arange(0.10, 0.401, 0.05), 2))
+BARS = {
+    "ctdna_positive_bias": "|mean estimate - mean truth| <= 0.05 (ctDNA positive)",
+    "ctdna_positive_coverage": "coverage 0.92-0.98 (ctDNA positive)",
+    "group_coverage": "coverage >= 0.92 in every ctDNA x complete-response group",
+    "mean_absolute_error": "mean absolute error <= 0.05",
+    "calibration_slope": "calibration slope 0.8-1.2",
+    "ctdna_negative_width": "mean interval width <= 30 points (ctDNA negative)",
+    "net_benefit": "net benefit >= KM by ctDNA at every threshold 0.10-0.40",
+}
+
+
+def _cohort(n: int, seed: int, variant: str | None, folder: str) -> dict:
+    """Build one cohort's snapshot and return what the benchmark needs from it (small frames)."""
+    from data import queries, synth
+    from data.build import build_snapshot
+    from data.store import Snapshot
+
+    tables = synth.generate(n, seed, variant=variant, landmark_truth=True)
+    path = Path(folder) / f"cohort-{variant}-{seed}.duckdb"
+    build_snapshot(tables, source="synthetic", out=path, data_cutoff=synth.P["data_cutoff"], seed=seed)
+    snap = Snapshot(path)
+    try:
+        inputs = queries.landmark_inputs(snap)
+    finally:
+        snap.close()
+        path.unlink(missing_ok=True)
+    return {"seed": seed, "inputs": inputs, "truth": tables["synthetic_landmark_truth"]}
+
+
+def _km_by_ctdna(training: pd.DataFrame) -> dict:
+    """(landmark, ctDNA call) -> KM step function of PFS after the landmark, from the training rows."""
+    from model import evaluate
+
+    out = {}
+    for (s, detected), g in training.groupby(["landmark", "ctdna_detected"]):
+        out[(s, detected)] = evaluate.kaplan_meier(g["time_pfs"].to_numpy(), g["event_pfs"].to_numpy())
+    return out
+
+
+def _one(train: dict, test: dict) -> pd.DataFrame | None:
+    """Fit on one cohort, estimate for the next cohort's stopped patients, join the truth and the baseline."""
+    from model import evaluate, landmark
+
+    try:
+        model = landmark.train(*train["inputs"], snapshot_id=f"check-{train['seed']}")
+    except ValueError:
+        return None  # too few events in this cohort to fit at all (counted by the caller)
+    patients, draws, outcomes = test["inputs"]
+    rows = landmark.landmark_rows(patients[patients["cohort"] == 2], draws, outcomes)
+    rows = rows[rows["at_risk"] & rows["ctdna_detected"].notna()].reset_index(drop=True)
+    est = model.predict(rows, list(HORIZONS))
+    est["landmark"] = np.tile(rows["landmark"].to_numpy(), len(HORIZONS))
+    est["ctdna_detected"] = np.tile(rows["ctdna_detected"].to_numpy(), len(HORIZONS))
+    est["complete_response"] = np.tile(rows["complete_response"].to_numpy(), len(HORIZONS))
+    truth = test["truth"].rename(columns={"landmark_months": "landmark", "horizon_months": "horizon",
+                                          "p_progression_free": "truth"})
+    out = est.merge(truth, on=["patient_id", "landmark", "horizon"], how="inner")
+    curves = _km_by_ctdna(model.training)
+    km = []
+    for s, detected, h in out[["landmark", "ctdna_detected", "horizon"]].itertuples(index=False):
+        times, surv = curves.get((s, detected), (np.array([]), np.array([])))
+        km.append(float(evaluate.km_at(times, surv, h)[0]) if len(times) else np.nan)
+    out["km"] = km
+    out["train_seed"], out["test_seed"] = train["seed"], test["seed"]
+    return out
+
+
+def _group_label(detected: float, cr: float) -> str:
+    call = "ctDNA positive" if detected else "ctDNA negative"
+    return f"{call}, {'CR' if cr == 1 else ('no CR' if cr == 0 else 'CR unknown')}"
+
+
+def _net_benefit(truth, chance, threshold) -> float:
+    """Expected net benefit of acting when the estimated risk (1 - chance) >= threshold, the truth as outcome."""
+    act = (1 - chance) >= threshold
+    return float(np.mean(act * (1 - truth)) - np.mean(act * truth) * threshold / (1 - threshold))
+
+
+def summarise(rows: pd.DataFrame) -> dict:
+    """The bars and their breakdowns for one generator (default or a variant)."""
+    from model import evaluate
+
+    kept = rows[rows["ess"] >= MIN_TRUTH_ESS].dropna(subset=["estimate"])
+    covered = (kept["lower"] <= kept["truth"]) & (kept["truth"] <= kept["upper"])
+    width = 100 * (kept["upper"] - kept["lower"])
+    X = np.column_stack([np.ones(len(kept)), evaluate.logit(kept["estimate"])])
+    intercept, slope = evaluate._weighted_logistic(X, kept["truth"].to_numpy(), np.ones(len(kept)))
+    groups = []
+    for (detected, cr), g in kept.groupby([kept["ctdna_detected"], kept["complete_response"].fillna(-1)]):
+        c = covered[g.index]
+        groups.append({"group": _group_label(detected, cr), "rows": len(g), "mean_estimate": g["estimate"].mean(),
+                       "mean_truth": g["truth"].mean(), "bias": g["estimate"].mean() - g["truth"].mean(),
+                       "coverage": c.mean(), "mean_width_points": width[g.index].mean(),
+                       "mean_absolute_error": (g["estimate"] - g["truth"]).abs().mean()})
+    groups = pd.DataFrame(groups)
+    by_horizon = []
+    for h, g in kept.groupby("horizon"):
+        nb = {t: _net_benefit(g["truth"], g["estimate"], t) - _net_benefit(g["truth"], g["km"].fillna(g["estimate"]), t)
+              for t in THRESHOLDS}
+        by_horizon.append({"horizon_months": int(h), "rows": len(g), "coverage": covered[g.index].mean(),
+                           "mean_absolute_error": (g["estimate"] - g["truth"]).abs().mean(),
+                           "km_mean_absolute_error": (g["km"] - g["truth"]).abs().mean(),
+                           "lowest_net_benefit_gain_over_km": min(nb.values()),
+                           "at_threshold": min(nb, key=nb.get)})
+    by_horizon = pd.DataFrame(by_horizon)
+    by_landmark = (kept.assign(covered=covered, abs_error=(kept["estimate"] - kept["truth"]).abs())
+                   .groupby("landmark").agg(rows=("truth", "size"), coverage=("covered", "mean"),
+                                            mean_absolute_error=("abs_error", "mean")).reset_index())
+    positive = kept[kept["ctdna_detected"] == 1]
+    negative = kept[kept["ctdna_detected"] == 0]
+    measured = {
+        "ctdna_positive_bias": float(positive["estimate"].mean() - positive["truth"].mean()) if len(positive) else None,
+        "ctdna_positive_coverage": float(covered[positive.index].mean()) if len(positive) else None,
+        "group_coverage": float(groups["coverage"].min()),
+        "mean_absolute_error": float((kept["estimate"] - kept["truth"]).abs().mean()),
+        "calibration_slope": float(slope),
+        "ctdna_negative_width": float(width[negative.index].mean()),
+        "net_benefit": float(by_horizon["lowest_net_benefit_gain_over_km"].min()),
+    }
+    passed = {
+        "ctdna_positive_bias": measured["ctdna_positive_bias"] is not None and abs(measured["ctdna_positive_bias"]) <= 0.05,
+        "ctdna_positive_coverage": measured["ctdna_positive_coverage"] is not None
+        and 0.92 <= measured["ctdna_positive_coverage"] <= 0.98,
+        "group_coverage": measured["group_coverage"] >= 0.92,
+        "mean_absolute_error": measured["mean_absolute_error"] <= 0.05,
+        "calibration_slope": 0.8 <= measured["calibration_slope"] <= 1.2,
+        "ctdna_negative_width": measured["ctdna_negative_width"] <= 30,
+        "net_benefit": measured["net_benefit"] >= 0,
+    }
+    return {"rows": len(kept), "rows_left_out_imprecise_truth": int((rows["ess"] < MIN_TRUTH_ESS).sum()),
+            "patients": int(kept[["test_seed", "patient_id"]].drop_duplicates().shape[0]),
+            "coverage": float(covered.mean()), "calibration_intercept": float(intercept),
+            "measured": measured, "passed": passed,
+            "groups": groups.round(4).to_dict("records"), "by_horizon": by_horizon.round(4).to_dict("records"),
+            "by_landmark": by_landmark.round(4).to_dict("records")}
+
+
+def run(repeats: int = 200, jobs: int = 2, variants=None, patients: int = 82, progress=None,
+        out: Path | None | bool = True) -> dict:
+    """Run the check; `out`: where to store the result (True: BENCHMARK_FILE; None or False: nowhere)."""
+    from data import synth
+    from services.models import LANDMARK_VERSION
+
+    say = progress or (lambda f, m: None)
+    variants = [None, *synth.VARIANTS] if variants is None else list(variants)
+    started = time.perf_counter()
+    result = {"procedure_version": LANDMARK_VERSION, "measured_on": datetime.now(UTC).isoformat(timespec="seconds"),
+              "repeats": repeats, "patients_per_cohort": patients, "horizons_months": list(HORIZONS),
+              "min_truth_ess": MIN_TRUTH_ESS, "bars": BARS, "generators": {}}
+    with tempfile.TemporaryDirectory() as tmp, joblib.Parallel(n_jobs=jobs) as parallel:
+        for k, variant in enumerate(variants):
+            name = variant or "default"
+            say(k / len(variants), f"{name}: building {repeats} cohorts of {patients}")
+            cohorts = parallel(joblib.delayed(_cohort)(patients, 50_000 + r, variant, tmp) for r in range(repeats))
+            say((k + 0.8) / len(variants), f"{name}: fitting and testing {repeats} times")
+            parts = [_one(cohorts[r], cohorts[(r + 1) % repeats]) for r in range(repeats)]
+            rows = pd.concat([p for p in parts if p is not None], ignore_index=True)
+            summary = summarise(rows)
+            summary["fitted"] = sum(p is not None for p in parts)
+            summary["about"] = "the default generator" if variant is None else synth.VARIANTS[variant][1]
+            result["generators"][name] = summary
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    out = BENCHMARK_FILE if out is True else out
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    return result
+
+
+def stored(path: Path | None = None) -> dict | None:
+    """The stored benchmark result, or None when it was never run (the card then says "not measured")."""
+    try:
+        return json.loads((path or BENCHMARK_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def current(procedure_version: str, path: Path | None = None) -> dict | None:
+    """The stored result if it measured this procedure version (an older one says nothing about this one)."""
+    result = stored(path)
+    return result if result and str(result.get("procedure_version")) == str(procedure_version) else None
+
+
+def coverage_by_call(summary: dict) -> dict:
+    """Coverage of the default generator's rows by ctDNA call (pooled over the complete-response groups)."""
+    out = {}
+    for call in ("positive", "negative"):
+        groups = [g for g in summary["groups"] if g["group"].startswith(f"ctDNA {call}")]
+        rows = sum(g["rows"] for g in groups)
+        if rows:
+            out[call] = sum(g["coverage"] * g["rows"] for g in groups) / rows
+    return out
+
+
+def coverage_sentence(result: dict | None, ctdna_detected: bool | None = None) -> str:
+    """The sentence every landmark interval carries: how often such intervals held the truth, as measured."""
+    if not result:
+        return ("How often these intervals hold the true chance has not been measured for this version of the "
+                "model (`python -m model evaluate --synthetic-check`): read them as approximate.")
+    summary = result["generators"]["default"]
+    overall = summary["coverage"]
+    by_call = coverage_by_call(summary)
+    call = None if ctdna_detected is None else ("positive" if ctdna_detected else "negative")
+    group = f" ({by_call[call]:.0%} for ctDNA-{call} patients)" if call in by_call else ""
+    where = f"on synthetic trial-size data ({result['repeats']} repetitions, measured {result['measured_on'][:10]})"
+    if overall < 0.92 or (call in by_call and by_call[call] < 0.92):
+        return (f"Caution: {where} these 95% intervals held the true chance only {overall:.0%} of the time{group}. "
+                "The real uncertainty is larger than the interval shows.")
+    return f"{where[0].upper()}{where[1:]} these 95% intervals held the true chance {overall:.0%} of the time{group}."
