@@ -48,7 +48,7 @@ if access.DEMO in person.roles:
 opened = navigation.url_path
 if not access.may_open(person.roles, opened):
     st.error(access.refusal(person.roles, opened), icon="🔒")
-    session.record("page_refused", detail=f"/{opened}")
+    session.record_or_log("page_refused", detail=f"/{opened}")
     st.stop()
 frame.enter()
 navigation.run()

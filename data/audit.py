@@ -1,17 +1,31 @@
-"""The audit trail: who looked at or changed what, when. Append-only, crash-safe, shared by all sessions.
+"""The audit trail: who looked at or changed what, when. Append-only, crash-safe, shared by all sessions,
+and able to prove it was not edited, cut short or replaced.
 
 Kept outside the snapshots (a rollback must not roll back the record of who looked): an SQLite file
 at $STOPHER2_AUDIT_DB, else data/audit/audit.sqlite. Why SQLite: every record is one transaction,
 so a process killed mid-write leaves the record either whole or absent, never torn; many sessions
 and processes write at once through its file lock (WAL, busy timeout); and it is in the standard
-library. Triggers refuse UPDATE and DELETE, and each record carries the SHA-256 of the previous
-record's hash plus its own fields, so an edit made behind SQLite's back breaks the chain at the
-edited record (`verify`).
+library. Triggers refuse UPDATE and DELETE.
+
+Proof against someone with access to the file:
+
+* each record carries an HMAC-SHA256 of the previous record's MAC and its own fields, keyed with a
+  secret the file does not hold ($STOPHER2_AUDIT_KEY, at least 32 characters; without it a random key
+  made at first use beside the file, mode 0600, which only protects while the file is copied without
+  it), so an edit cannot be hidden by recomputing the later hashes;
+* the head (the last record's number and MAC, itself MACed) is written to a file beside the database
+  after every record, so removing the last records, emptying the file or deleting it is seen too.
+
+`verify` names every kind of damage with its place and never raises.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import hmac
+import json
 import os
+import secrets
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +36,9 @@ DEFAULT_PATH = Path(__file__).resolve().parent / "audit" / "audit.sqlite"
 ACTIONS = ("view_patient", "export", "import", "import_refused", "rollback", "retrain", "page_refused",
            "not_found", "sign_in")
 FIELDS = ("at", "who", "role", "action", "patient_id", "snapshot_id", "detail")
+CHAIN = "hmac-sha256/1"  # what the chain's MACs are; a file without it predates the keyed chain
+KEY_ENV = "STOPHER2_AUDIT_KEY"
+MIN_KEY_CHARS = 32
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -29,6 +46,7 @@ CREATE TABLE IF NOT EXISTS audit (
     patient_id TEXT, snapshot_id TEXT, detail TEXT,
     prev_hash TEXT NOT NULL, hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -36,10 +54,46 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """
 GENESIS = "0" * 64
 MAX_TEXT = 500  # a hostile value is recorded, truncated, never interpreted
+MAX_FINDINGS = 12  # verify names this many places, then counts the rest
+
+
+class AuditUnavailable(RuntimeError):
+    """The record could not be written: whatever it was to record must not happen (fail closed)."""
 
 
 def audit_path() -> Path:
     return Path(os.environ.get("STOPHER2_AUDIT_DB", DEFAULT_PATH))
+
+
+def head_path(path: Path | None = None) -> Path:
+    path = Path(path or audit_path())
+    return path.with_name(path.name + ".head")
+
+
+def _key_path(path: Path) -> Path:
+    return path.with_name(path.name + ".key")
+
+
+def chain_key(path: Path | None = None, create: bool = True) -> bytes | None:
+    """The chain's secret: $STOPHER2_AUDIT_KEY, else the key file beside the database (made when missing)."""
+    configured = os.environ.get(KEY_ENV)
+    if configured:
+        if len(configured) < MIN_KEY_CHARS:
+            raise AuditUnavailable(f"{KEY_ENV} must be at least {MIN_KEY_CHARS} characters")
+        return configured.encode("utf-8")
+    key_file = _key_path(Path(path or audit_path()))
+    if not key_file.exists():
+        if not create:
+            return None
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+    return key_file.read_text().strip().encode("utf-8")
 
 
 def _connect(path: Path | None = None) -> sqlite3.Connection:
@@ -52,9 +106,24 @@ def _connect(path: Path | None = None) -> sqlite3.Connection:
     return con
 
 
-def _digest(prev: str, values: tuple) -> str:
+def _mac(key: bytes, prev: str, values: tuple) -> str:
     text = "\x1f".join("" if v is None else str(v) for v in (prev, *values))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _head_mac(key: bytes, seq: int, digest: str) -> str:
+    return hmac.new(key, f"head\x1f{seq}\x1f{digest}".encode(), hashlib.sha256).hexdigest()
+
+
+def _write_head(path: Path, key: bytes, seq: int, digest: str) -> None:
+    """Replace the head file atomically (write, fsync, rename): a reader sees the old head or the new one."""
+    head = head_path(path)
+    tmp = head.with_name(head.name + f".{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump({"seq": seq, "hash": digest, "mac": _head_mac(key, seq, digest)}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, head)
 
 
 def _clean(value) -> str | None:
@@ -65,26 +134,45 @@ def _clean(value) -> str | None:
 
 def record(who: str, role: str, action: str, patient_id: str | None = None, snapshot_id: str | None = None,
            detail: str | None = None, path: Path | None = None) -> int:
-    """Append one record (one transaction); returns its sequence number."""
+    """Append one record (one transaction) and move the head; returns its sequence number.
+
+    Raises AuditUnavailable with a sentence when it cannot be written (read-only file, full disk, a
+    damaged database): the caller must then not show or hand out what it was recording.
+    """
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
+    path = Path(path or audit_path())
     values = (datetime.now(UTC).isoformat(timespec="milliseconds"), _clean(who) or "unknown", _clean(role) or "none",
               action, _clean(patient_id), _clean(snapshot_id), _clean(detail))
-    con = _connect(path)
     try:
-        con.execute("BEGIN IMMEDIATE")  # one writer at a time: the chain has one order
-        row = con.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        prev = row[0] if row else GENESIS
-        cur = con.execute("INSERT INTO audit (at, who, role, action, patient_id, snapshot_id, detail, prev_hash, hash) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, prev, _digest(prev, values)))
-        con.execute("COMMIT")
-        return int(cur.lastrowid)
-    except BaseException:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-        raise
-    finally:
-        con.close()
+        key = chain_key(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # one writer at a time from the read of the last MAC to the head written after the commit
+        with open(path.with_name(path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            con = _connect(path)
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                # a new file is stamped with the chain it uses; a file that predates the keyed chain never is
+                con.execute("INSERT OR IGNORE INTO audit_meta SELECT 'chain', ? WHERE NOT EXISTS "
+                            "(SELECT 1 FROM audit)", (CHAIN,))
+                row = con.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+                prev = row[0] if row else GENESIS
+                digest = _mac(key, prev, values)
+                cur = con.execute("INSERT INTO audit (at, who, role, action, patient_id, snapshot_id, detail, "
+                                  "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, prev, digest))
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+            finally:
+                con.close()
+            seq = int(cur.lastrowid)
+            _write_head(path, key, seq, digest)
+            return seq
+    except (sqlite3.Error, OSError) as exc:
+        raise AuditUnavailable(f"the audit trail at {path.name} cannot be written ({type(exc).__name__}: {exc})") from exc
 
 
 def read(limit: int | None = None, path: Path | None = None, **where) -> pd.DataFrame:
@@ -102,26 +190,103 @@ def read(limit: int | None = None, path: Path | None = None, **where) -> pd.Data
     if limit:
         sql += " LIMIT ?"
         params.append(int(limit))
-    con = _connect(path)
     try:
-        return pd.read_sql_query(sql, con, params=params)
-    finally:
-        con.close()
+        con = _connect(path)
+        try:
+            return pd.read_sql_query(sql, con, params=params)
+        finally:
+            con.close()
+    except (sqlite3.Error, OSError, pd.errors.DatabaseError) as exc:
+        raise AuditUnavailable(f"the audit trail cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
 def verify(path: Path | None = None) -> tuple[bool, str]:
-    """Recompute the chain: (intact, a sentence saying so or naming the first broken record)."""
-    con = _connect(path)
+    """Check the whole trail: (intact, a sentence saying so or naming every kind of damage and its place)."""
+    findings = damage(path)
+    if findings and findings[0].startswith("intact:"):
+        return True, findings[0].removeprefix("intact: ")
+    shown = findings[:MAX_FINDINGS]
+    more = len(findings) - len(shown)
+    return False, "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+def damage(path: Path | None = None) -> list[str]:
+    """Every finding, in order of place; ["intact: N records, chain intact"] when there is none. Never raises."""
+    path = Path(path or audit_path())
+    try:
+        key = chain_key(path, create=False)
+    except AuditUnavailable as exc:
+        return [str(exc)]
+    head, head_problem = _read_head(path, key)
+    if not path.exists():
+        if head is not None or head_problem:
+            return [f"the audit file {path.name} is missing" + (f": the head says it held {head[0]} records"
+                                                                 if head else "")]
+        return ["intact: 0 records, chain intact"]
+    if path.stat().st_size == 0:
+        return [f"the audit file {path.name} is empty" + (f": the head says it held {head[0]} records" if head else "")]
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        return [f"the audit file {path.name} cannot be opened: {exc}"]
+    findings: list[str] = []
     try:
         ok = con.execute("PRAGMA integrity_check").fetchone()[0]
         if ok != "ok":
-            return False, f"the audit file is damaged: {ok}"
-        prev, n = GENESIS, 0
-        for row in con.execute("SELECT seq, " + ", ".join(FIELDS) + ", prev_hash, hash FROM audit ORDER BY seq"):
-            seq, values, prev_hash, digest = row[0], row[1:8], row[8], row[9]
-            if prev_hash != prev or _digest(prev, values) != digest:
-                return False, f"record {seq} does not match the chain: it was changed or a record before it removed"
-            prev, n = digest, n + 1
-        return True, f"{n} records, chain intact"
+            findings.append(f"the audit file is damaged: {ok}")
+        names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "audit" not in names:
+            return findings + [f"the audit file {path.name} holds no audit table"]
+        chain = (con.execute("SELECT value FROM audit_meta WHERE name = 'chain'").fetchone()
+                 if "audit_meta" in names else None)
+        rows = con.execute("SELECT seq, " + ", ".join(FIELDS) + ", prev_hash, hash FROM audit ORDER BY seq").fetchall()
+    except sqlite3.Error as exc:
+        return findings + [f"the audit file {path.name} cannot be read: {exc}"]
     finally:
         con.close()
+    if rows and (chain is None or chain[0] != CHAIN):
+        return findings + [f"the {len(rows)} records were written before the chain was keyed ({CHAIN}): they "
+                           "cannot be proven; keep this file as it is and start a new one"]
+    if rows and key is None:
+        return findings + [f"the chain's key is missing (set {KEY_ENV} or restore {_key_path(path).name}): "
+                           "the records cannot be checked"]
+    prev, last_seq, macs = GENESIS, 0, {}
+    for seq, *values, prev_hash, digest in rows:
+        values = tuple(values)
+        if seq != last_seq + 1:
+            findings.append(f"records {last_seq + 1}-{seq - 1} are missing (removed)" if seq > last_seq + 2
+                            else f"record {last_seq + 1} is missing (removed)")
+        if prev_hash != prev:
+            findings.append(f"record {seq} does not follow the record before it")
+        if not hmac.compare_digest(_mac(key, prev_hash, values), digest):
+            findings.append(f"record {seq} was changed after it was written (its MAC does not match)")
+        prev, last_seq, macs[seq] = digest, seq, digest
+    if head_problem:
+        findings.append(head_problem)
+    elif head is None and rows:
+        findings.append(f"the head file {head_path(path).name} is missing: the end of the trail cannot be proven")
+    elif head is not None:
+        seq, digest = head
+        if seq > last_seq:
+            findings.append(f"the last {seq - last_seq} record(s) ({last_seq + 1}-{seq}) were removed: the head "
+                            f"names record {seq}" if last_seq else f"all {seq} records were removed")
+        elif macs.get(seq) != digest:
+            findings.append(f"record {seq} is not the record the head anchored")
+    return findings or [f"intact: {len(rows)} records, chain intact"]
+
+
+def _read_head(path: Path, key: bytes | None) -> tuple[tuple[int, str] | None, str | None]:
+    """The anchored head (seq, MAC) or a sentence about what is wrong with it; (None, None) when absent."""
+    head = head_path(path)
+    if not head.exists():
+        return None, None
+    try:
+        data = json.loads(head.read_text())
+        seq, digest, mac = int(data["seq"]), str(data["hash"]), str(data["mac"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, f"the head file {head.name} is unreadable"
+    if key is None:
+        return None, f"the head file exists but the chain's key is missing (set {KEY_ENV})"
+    if not hmac.compare_digest(_head_mac(key, seq, digest), mac):
+        return None, f"the head file {head.name} was altered (its MAC does not match)"
+    return (seq, digest), None

@@ -16,8 +16,12 @@ def render() -> None:
     action = c1.selectbox("Action", ["all", *audit.ACTIONS], key="audit_action")
     who = c2.text_input("Who (exact e-mail)", key="audit_who")
     patient = c3.text_input("Patient id (exact)", key="audit_patient")
-    records = audit.read(limit=5000, action=None if action == "all" else action, who=who.strip() or None,
-                         patient_id=patient.strip() or None)
+    try:
+        records = audit.read(limit=5000, action=None if action == "all" else action, who=who.strip() or None,
+                             patient_id=patient.strip() or None)
+    except audit.AuditUnavailable as exc:
+        st.error(f"The records cannot be shown: {exc}.", icon="⛔")
+        return
     st.caption(f"{len(records)} record(s), newest first (at most 5,000 shown; the export has the same filter).")
     records = session.viewer().audit_records(records)
     st.dataframe(records, hide_index=True, width="stretch")

@@ -113,6 +113,23 @@ WORKLIST_COLUMNS = {
 
 
 # --------------------------------------------------------------------------- patient picking
+_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>:~$=&^])")
+
+
+#: Words that GitHub-flavoured markdown turns into links even when escaped ("autolink literals"):
+#: a zero-width space after their first letter keeps them text (they look the same).
+_AUTOLINK = re.compile(r"(?i)\b(h)(ttps?:)|\b(f)(tp:)|\b(w)(ww\.)|(@)(?=\w)")
+
+
+def as_text(value: object) -> str:
+    """A value from the data shown as itself inside markdown: every markup character backslash-escaped
+    (links, images, :color[...] directives, emoji shortcodes, LaTeX, HTML entities), autolinks broken,
+    on one line."""
+    text = _AUTOLINK.sub(lambda m: "\u200b".join(g for g in m.groups() if g is not None) + (
+        "\u200b" if m.group(7) else ""), re.sub(r"[\x00-\x1f\x7f]+", " ", str(value)))
+    return _MARKUP.sub(r"\\\1", text)
+
+
 def safe_text(value: object, limit: int = 40) -> str:
     """A user-supplied string made inert for display: no markup, no control characters, short."""
     text = re.sub(r"[^A-Za-z0-9 ._-]", "?", str(value))[:limit]
@@ -153,7 +170,7 @@ def patient_picker(key: tuple, viewer: access.Viewer) -> str | None:
         st.error(f"No patient with id “{safe_text(wanted)}” in this snapshot. Pick one below.")
         if st.session_state.get("_last_not_found") != wanted:  # once per value, not on every rerun
             st.session_state["_last_not_found"] = wanted
-            session.record("not_found", detail=f"patient={wanted}")
+            session.record_or_log("not_found", detail=f"patient={wanted}")
         wanted = None
     options = ids
     if len(ids) > PICKER_LISTS_ALL_UP_TO:
@@ -190,8 +207,8 @@ def _picked() -> None:
 def record_view(patient_id: str) -> None:
     """One audit record each time the page opens a patient (not on every rerun of the same one)."""
     if st.session_state.get("_last_viewed") != patient_id:
+        session.record_or_stop("view_patient", patient_id=patient_id)  # no record, no patient data
         st.session_state["_last_viewed"] = patient_id
-        session.record("view_patient", patient_id=patient_id)
 
 
 # ------------------------------------------------------------------------------------ header
@@ -223,20 +240,22 @@ def patient_header(rec: queries.PatientRecord, shows_ctdna: bool = True) -> None
     for col, (label, value, note) in zip(st.columns(len(facts)), facts, strict=False):
         with col.container(border=True):
             st.caption(label)
-            st.markdown(f"**{value}**")
+            st.markdown(f"**{as_text(value)}**")
             if note:
                 st.caption(note)
+    t = {k: as_text(s[k]) for k in ("patient_id", "site", "er_status", "pr_status", "her2_ihc", "best_response",
+                                    "first_line_regimen")}
     st.caption(
-        f"**{s['patient_id']}** · site {s['site']} · {s['age_at_enrolment']} y · ER {s['er_status']}, PR {s['pr_status']} · HER2 IHC {s['her2_ihc']}"
+        f"**{t['patient_id']}** · site {t['site']} · {s['age_at_enrolment']} y · ER {t['er_status']}, PR {t['pr_status']} · HER2 IHC {t['her2_ihc']}"
         + (" ISH+" if s["her2_ish_amplified"] is True else "")
-        + f" · {'de novo' if s['de_novo'] else 'recurrent'} · best response to first line {s['best_response']}"
+        + f" · {'de novo' if s['de_novo'] else 'recurrent'} · best response to first line {t['best_response']}"
         + f" · {'visceral' if s['visceral'] else 'non-visceral'} · {int(s['n_metastatic_sites'])} metastatic site(s)"
         + (" · brain metastases history" if s["brain_mets_history"] else "")
-        + f" · {s['years_on_first_line']:.1f} y of first-line {s['first_line_regimen']} before day 0")
+        + f" · {s['years_on_first_line']:.1f} y of first-line {t['first_line_regimen']} before day 0")
     alerts = list(s["alerts"]) if s["alerts"] is not None else []
     if alerts:
         for alert in alerts:
-            st.warning(alert, icon="⚠️")
+            st.warning(as_text(alert), icon="⚠️")
     else:
         st.success("No alerts: " + ("no new ctDNA signal, " if shows_ctdna else "")
                    + "no scan near PD, no sustained PRO worsening" + ("" if shows_ctdna else " (ctDNA is blinded)") + ".",
@@ -320,7 +339,7 @@ def current_model(snap: Snapshot, horizon: int) -> tuple[models.FittedModel | No
                 try:
                     manifest = models.ensure(
                         snap, snapshot_id, horizon, progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
-                        on_trained=lambda detail: session.record("retrain", snapshot_id=snapshot_id, detail=detail))
+                        on_trained=lambda detail: session.record_or_log("retrain", snapshot_id=snapshot_id, detail=detail))
                 except models.ModelUnavailable:
                     status.update(label="No model for this snapshot", state="error")
                     raise
@@ -356,7 +375,7 @@ def landmark_model(snap: Snapshot) -> tuple[models.FittedLandmark | None, str | 
         manifest = models.find(snapshot_id, models.LANDMARK)
         if manifest is None:
             with st.spinner("Fitting the landmark model on this snapshot (once)…"):
-                manifest = models.ensure_landmark(snap, snapshot_id, on_trained=lambda detail: session.record(
+                manifest = models.ensure_landmark(snap, snapshot_id, on_trained=lambda detail: session.record_or_log(
                     "retrain", snapshot_id=snapshot_id, detail=detail))
         return loaded_landmark(snapshot_id, manifest["sha256"]), None
     except models.ModelUnavailable as exc:

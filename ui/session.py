@@ -6,11 +6,18 @@ the OpenID Connect identity provider (st.login), `[stopher2.roles]` for who hold
 """
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from data import audit
 from data.store import snapshot_dir
 from services import access
+
+_LOG = logging.getLogger("stopher2.audit")
+#: What the person sees when the audit trail cannot take a record: nothing of what was asked for is shown.
+AUDIT_DOWN = ("This cannot be shown because the audit trail cannot record it. Nothing was shown or recorded; "
+              "the operator has been told in the server log. Try again later.")
 
 
 def _secrets() -> dict:
@@ -57,8 +64,8 @@ def sign_in_or_stop() -> access.Person:
         st.button("Sign out", on_click=st.logout, key="sign_out_no_role")
         st.stop()
     if not st.session_state.get("_signed_in_recorded") and who.roles != (access.DEMO,):
-        st.session_state["_signed_in_recorded"] = True
-        record("sign_in", detail=who.label)
+        record_or_stop("sign_in", detail=who.label)
+        st.session_state["_signed_in_recorded"] = True  # only once the record is written
     return who
 
 
@@ -102,12 +109,39 @@ def record(action: str, patient_id: str | None = None, detail: str | None = None
     audit.record(who.email, who.audit_role, action, patient_id=patient_id, snapshot_id=snapshot_id, detail=detail)
 
 
+def record_or_stop(action: str, patient_id: str | None = None, detail: str | None = None) -> None:
+    """Record, or fail closed: when the trail cannot take the record, say so, tell the operator, stop the run."""
+    try:
+        record(action, patient_id=patient_id, detail=detail)
+    except audit.AuditUnavailable as exc:
+        _LOG.error("audit trail unavailable, %s refused for %s: %s", action, patient_id or "-", exc)
+        st.error(AUDIT_DOWN, icon="⛔")
+        st.stop()
+
+
+def record_or_log(action: str, patient_id: str | None = None, detail: str | None = None,
+                  snapshot_id: str | None = None) -> None:
+    """Record what shows no patient data (a refusal, a model fitted); when the trail is down, the server log
+    says so and the run goes on (whatever then shows patient data fails closed on its own record)."""
+    try:
+        record(action, patient_id=patient_id, detail=detail, snapshot_id=snapshot_id)
+    except audit.AuditUnavailable as exc:
+        _LOG.error("audit trail unavailable, %s not recorded: %s", action, exc)
+
+
 def export_button(kind: str, label: str, data, file_name: str, mime: str, key: str, patient_id: str | None = None,
                   container=None) -> None:
-    """A download button for roles allowed this export; each download is recorded."""
+    """A download button for roles allowed this export. The bytes are handed over only when the person
+    clicks, after the export is on record: nothing is served before a click, and nothing at all when the
+    record cannot be written (the download then fails with Streamlit's message)."""
     who = current()
     if not access.may_export(who.roles, kind):
         return
-    (container or st).download_button(label, data, file_name=file_name, mime=mime, key=key,
-                                      on_click=record, args=("export",),
-                                      kwargs={"patient_id": patient_id, "detail": f"{kind}: {file_name}"})
+    snapshot_id = st.session_state.get("_snapshot_id")
+
+    def deliver():  # runs in a server thread at the click, outside the script: no st.* here
+        audit.record(who.email, who.audit_role, "export", patient_id=patient_id, snapshot_id=snapshot_id,
+                     detail=f"{kind}: {file_name}")
+        return data() if callable(data) else data  # made now, for this click, when the caller deferred it too
+
+    (container or st).download_button(label, deliver, file_name=file_name, mime=mime, key=key, on_click="ignore")

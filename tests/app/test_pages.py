@@ -451,3 +451,57 @@ def test_model_card_and_risk_card_quote_the_stored_synthetic_check_not_a_constan
     risk = run_page("pages/patient.py", patient=pid)
     said = " ".join(c.value for c in risk.caption)
     assert "7 repetitions" in said and "held the true chance only 75%" in said and "ctDNA-negative" in said
+
+
+HOSTILE_TEXT = {"first_line_regimen": "![x](http://127.0.0.1:9/leak.png) [Session expired: sign in again](http://evil)",
+                "site": ":red[**SAFE TO STOP**]"}
+
+
+def test_values_from_the_data_are_shown_as_text_never_as_markup(tmp_path, monkeypatch):
+    """An imported regimen or site is shown as the characters it is: no image fetched, no link, no colour."""
+    from data import synth
+    from data.build import build_snapshot
+
+    tables = synth.generate(12, seed=3)
+    for column, value in HOSTILE_TEXT.items():
+        tables["patients"][column] = tables["patients"][column].astype(object)
+        tables["patients"].loc[0, column] = value
+    path = tmp_path / "hostile.duckdb"
+    build_snapshot(tables, source="synthetic", out=path, data_cutoff=synth.P["data_cutoff"])
+    monkeypatch.setenv("STOPHER2_SNAPSHOT", str(path))
+    pid = tables["patients"].loc[0, "patient_id"]
+    at = run_page("pages/patient.py", patient=pid)
+    assert not at.exception, [e.value for e in at.exception]
+    shown = [e.value for e in [*at.markdown, *at.caption, *at.warning, *at.info, *at.success, *at.error]]
+    header = next(v for v in shown if "first-line" in v)
+    unescaped = [re.sub(r"\\.", "", v) for v in shown]  # what markdown would still read as markup
+    for raw in ("![", "](", ":red[", "[Session expired"):
+        assert not any(raw in v for v in unescaped), raw
+    assert "\\!\\[x\\]\\(h\u200bttp\\://127\\.0\\.0\\.1\\:9/leak\\.png\\)" in header  # no image, no autolink
+    assert r"\:red\[\*\*SAFE TO STOP\*\*\]" in header
+
+
+def test_an_unwritable_audit_trail_shows_no_patient_on_any_run(situations, audit_db):
+    """Fail closed: no record, no patient data, a sentence for the person (and one in the server log)."""
+    from data import audit
+
+    audit.record("setup@x.org", "admin", "sign_in")
+    audit_db.write_bytes(b"this is not a database" * 100)  # a damaged or unwritable file (root ignores modes)
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.query_params["patient"] = situations["continuing"]
+    at.switch_page("pages/patient.py")
+    for _ in range(3):  # the first run, and every run after it
+        at.run()
+        assert not at.exception
+        assert any("audit trail cannot record it" in e.value for e in at.error)
+        assert not at.get("plotly_chart") and not any("first-line" in c.value for c in at.caption)
+
+
+def test_exports_are_made_only_at_the_click_and_only_once_on_record(audit_db):
+    """Nothing is served at a /media URL before the click; the click records first and then hands over the bytes."""
+    from data import audit
+
+    at = run_page("pages/audit.py")
+    button = next(b for b in at.get("download_button") if b.key == "audit_export")
+    assert button.proto.HasField("deferred_file_id") and not button.proto.url
+    assert audit.read(action="export").empty

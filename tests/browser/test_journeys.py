@@ -252,3 +252,30 @@ def test_a_download_is_recorded_in_the_audit_trail(browser, snapshot_file, model
         exported = audit.read(path=db, action="export")
         assert list(exported["who"]) == ["demo"] and exported["detail"].iloc[0] == "audit_log: stop-her2-audit.csv"
         page.close()
+
+
+def test_markup_in_imported_text_is_shown_as_text_and_fetches_nothing(browser, tmp_path):
+    """An imported regimen holding an image, a link and a colour directive draws none of them in Chromium."""
+    from data import synth
+    from data.build import build_snapshot
+
+    tables = synth.generate(12, seed=3)
+    hostile = "![x](http://127.0.0.1:9/leak.png) [Session expired: sign in again](http://evil.example) :red[**SAFE**]"
+    tables["patients"]["first_line_regimen"] = tables["patients"]["first_line_regimen"].astype(object)
+    tables["patients"].loc[0, "first_line_regimen"] = hostile
+    path = tmp_path / "hostile.duckdb"
+    build_snapshot(tables, source="synthetic", out=path, data_cutoff=synth.P["data_cutoff"])
+    pid = tables["patients"].loc[0, "patient_id"]
+    with streamlit_server({"STOPHER2_SNAPSHOT": str(path), "STOPHER2_MODEL_DIR": str(tmp_path / "m")}) as url:
+        page = browser.new_page(viewport={"width": 1024, "height": 3000})
+        requested = []
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(f"{url}/patient?patient={pid}")
+        caption = page.get_by_text(f"{pid} · site").first
+        caption.wait_for(timeout=90_000)
+        text = caption.inner_text()
+        assert "![x](" in text.replace("\u200b", "") and ":red[**SAFE**]" in text
+        container = caption.locator("xpath=ancestor::*[@data-testid='stMarkdownContainer'][1]")
+        assert container.locator("img").count() == 0 and container.locator("a").count() == 0
+        assert not [u for u in requested if "127.0.0.1:9" in u or "evil.example" in u]
+        page.close()
