@@ -9,7 +9,7 @@ import pytest
 from data import queries
 from data.build import build_snapshot
 from data.store import Snapshot
-from model import features, predict
+from model import artifacts, features, predict
 from model.artifacts import artifact_paths, sha256_file
 
 
@@ -60,6 +60,7 @@ def test_a_model_from_other_library_versions_is_refused(model, model_dir, tmp_pa
     manifest = json.loads(manifest_path.read_text())
     manifest["versions"]["scikit-learn"] = "0.24.2"
     manifest_path.write_text(json.dumps(manifest))
+    artifacts.resign(manifest_path)  # signed by this deployment: the version check is what refuses it
     with pytest.raises(predict.ModelUnavailable, match="scikit-learn 0.24.2"):
         predict.load(model.snapshot_id, 12, folder)
     with pytest.raises(predict.ModelUnavailable, match="no model has been trained"):
@@ -73,6 +74,7 @@ def test_a_model_from_an_older_training_procedure_is_refused(model, model_dir, t
     manifest = json.loads(manifest_path.read_text())
     manifest["model_version"] = "1"  # percentile intervals without the shrinkage term
     manifest_path.write_text(json.dumps(manifest))
+    artifacts.resign(manifest_path)
     with pytest.raises(predict.ModelUnavailable, match="version 1 of the training procedure"):
         predict.load(model.snapshot_id, 12, folder)
 
@@ -223,3 +225,81 @@ def test_training_stores_every_patients_estimate_for_the_pages(snapshot, model):
         fresh = predict.batch(model, queries.features_at(snapshot, basis), basis).set_index("patient_id")
         pd.testing.assert_frame_equal(stored, fresh)
         assert len(stored) == 82
+
+
+# ------------------------------------------------------------------------- artifacts under attack
+class _Payload:
+    """A pickle that writes a marker file when it is loaded: it must never be loaded."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _copy(model_dir, tmp_path):
+    folder = tmp_path / "models"
+    shutil.copytree(model_dir, folder)
+    return folder
+
+
+def test_a_malicious_pickle_with_a_recomputed_sha256_is_refused_before_it_is_opened(model, model_dir, tmp_path):
+    import joblib
+
+    folder = _copy(model_dir, tmp_path)
+    marker = tmp_path / "pwned"
+    path, manifest_path = artifact_paths(model.snapshot_id, 12, folder)
+    joblib.dump(_Payload(marker), path)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sha256"] = sha256_file(path)  # the attacker recomputes the checksum, but cannot sign
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(predict.ModelUnavailable, match="not signed by this deployment"):
+        predict.load(model.snapshot_id, 12, folder)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("cut", "cannot be read"), ("no_sha", "is incomplete (no sha256"), ("not_a_dict", "is incomplete"),
+    ("truncated_resigned_elsewhere", "not signed by this deployment"), ("relabelled", "names another snapshot"),
+    ("missing_file", "is missing")])
+def test_every_kind_of_damaged_artifact_is_one_sentence(model, model_dir, tmp_path, damage, said):
+    folder = _copy(model_dir, tmp_path)
+    path, manifest_path = artifact_paths(model.snapshot_id, 12, folder)
+    manifest = json.loads(manifest_path.read_text())
+    if damage == "cut":
+        manifest_path.write_text(manifest_path.read_text()[:40])
+    elif damage == "no_sha":
+        manifest_path.write_text(json.dumps({k: v for k, v in manifest.items() if k != "sha256"}))
+    elif damage == "not_a_dict":
+        manifest_path.write_text("[1, 2, 3]")
+    elif damage == "truncated_resigned_elsewhere":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        manifest_path.write_text(json.dumps({**manifest, "sha256": sha256_file(path)}))
+    elif damage == "relabelled":
+        other = folder / manifest_path.name.replace(model.snapshot_id, "another-snapshot")
+        manifest_path.rename(other)
+        manifest_path.write_text(other.read_text())
+        data = json.loads(manifest_path.read_text())
+        manifest_path.write_text(json.dumps({**data, "snapshot_id": "another-snapshot"}))
+    elif damage == "missing_file":
+        path.unlink()
+    with pytest.raises(predict.ModelUnavailable, match=said.replace("(", "\\(")):
+        predict.load(model.snapshot_id, 12, folder)
+
+
+def test_saving_again_swaps_the_manifest_last_and_removes_the_old_file(model, tmp_path):
+    from model.train import save
+
+    folder = tmp_path / "models"
+    save(model, folder)
+    first, manifest_path = artifact_paths(model.snapshot_id, 12, folder)
+    import copy
+
+    changed = copy.copy(model)
+    changed.created_at = "2026-01-01T00:00:00+00:00"  # a different file
+    save(changed, folder)
+    second, _ = artifact_paths(model.snapshot_id, 12, folder)
+    assert first != second and not first.exists() and second.exists()
+    assert [p.name for p in folder.glob("*.joblib")] == [second.name]
+    assert predict.load(model.snapshot_id, 12, folder).snapshot_id == model.snapshot_id
