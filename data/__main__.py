@@ -1,8 +1,9 @@
 """Build, import, export and roll back snapshots.
 
     python -m data build --source synthetic [--patients N] [--seed S] [--out PATH]
-    python -m data build --source csv|sdtm|fhir PATH (any source in services/importers.py) [--data-cutoff YYYY-MM-DD] [--report FILE]
-    python -m data check --source csv|sdtm|fhir PATH      (validate only; writes nothing)
+    python -m data build --source csv|sdtm|fhir PATH (any source in services/importers.py) [--data-cutoff YYYY-MM-DD]
+                         [--arm-map ARM=1,ARM=2] [--report FILE] [--out FILE]
+    python -m data check --source csv|sdtm|fhir PATH [--arm-map ARM=1,ARM=2]   (validate only; writes nothing)
     python -m data export --out DIR                       (the live snapshot as a CSV bundle)
     python -m data history | rollback SNAPSHOT_ID | parameters
 """
@@ -32,10 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--patients", type=int, default=82, help="synthetic cohort size (default 82)")
     b.add_argument("--seed", type=int, default=20230419)
     b.add_argument("--out", type=Path, default=None, help="write the snapshot to this file instead of making it the live one")
+    b.add_argument("--arm-map", default=None, help="SDTM/FHIR arms to cohorts, e.g. CONT=1,STOP=2")
     c = sub.add_parser("check", help="validate a source and print the report; writes nothing")
     c.add_argument("--source", choices=list(importers.names()), required=True)
     c.add_argument("path", type=Path)
     c.add_argument("--report", type=Path, default=None, help="write the report (CSV) here")
+    c.add_argument("--arm-map", default=None, help="SDTM/FHIR arms to cohorts, e.g. CONT=1,STOP=2")
     x = sub.add_parser("export", help="write the live snapshot's canonical tables as a CSV bundle")
     x.add_argument("--out", type=Path, required=True)
     sub.add_parser("history", help="list the kept snapshots")
@@ -83,6 +86,22 @@ def _print_report(report, path: Path | None) -> None:
             print(f"... {len(frame) - len(shown)} more findings" + (f" in {path}" if path else ""), file=sys.stderr)
 
 
+def _options(args) -> dict:
+    return {"arm_map": args.arm_map} if getattr(args, "arm_map", None) else {}
+
+
+def _record(action: str, snapshot_id: str, detail: str) -> None:
+    """The command line changes what everyone sees: on record, as the operating-system user."""
+    import getpass
+
+    from data import audit
+
+    try:
+        audit.record(f"cli:{getpass.getuser()}", "operator", action, snapshot_id=snapshot_id, detail=detail)
+    except audit.AuditUnavailable as exc:
+        print(f"done, but NOT on record: {exc}", file=sys.stderr)
+
+
 def _real_data(parser, args) -> int:
     from data import importing
     from data.store import Snapshot, SnapshotMissing, snapshot_path
@@ -93,6 +112,7 @@ def _real_data(parser, args) -> int:
             print(importing.history().to_string(index=False))
         elif args.command == "rollback":
             path = importing.rollback(args.snapshot_id)
+            _record("rollback", args.snapshot_id, f"rolled back to {args.snapshot_id} (command line)")
             print(f"live snapshot is now {path.name}")
         elif args.command == "export":
             from data.bundle import export_bundle
@@ -100,14 +120,17 @@ def _real_data(parser, args) -> int:
             for path in export_bundle(Snapshot(snapshot_path()), args.out):
                 print(path)
         elif args.command == "check":
-            _, report = importing.check(args.source, args.path)
+            _, report = importing.check(args.source, args.path, options=_options(args))
             _print_report(report, args.report)
             print(report.summary())
             return 0 if report.ok else 2
         else:
             if args.path is None:
                 parser.error(f"--source {args.source} needs the PATH to import")
-            info = importing.run_import(args.source, args.path, progress=_progress, data_cutoff=args.data_cutoff)
+            info = importing.run_import(args.source, args.path, progress=_progress, data_cutoff=args.data_cutoff,
+                                        out=args.out, options=_options(args))
+            if args.out is None:
+                _record("import", info["snapshot_id"], f"{args.source}: {args.path.name} (command line)")
             if args.report:
                 Path(args.report).write_bytes(Path(info["report"]).read_bytes())
             print(json.dumps(info, indent=2, default=str))

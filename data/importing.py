@@ -37,6 +37,8 @@ def run_import(kind: str, source, *, progress=None, data_cutoff: str | None = No
     say = progress or (lambda fraction, message: None)
     say(0.01, f"reading the {kind} source")
     tables, report = check(kind, source, today=today, options=options)
+    if report.ok and data_cutoff is not None:
+        _check_data_cutoff(data_cutoff, tables, report, today)
     if not report.ok:
         raise ImportRejected(report)
     say(0.05, f"{len(report.warnings)} warning(s), no errors: building the snapshot")
@@ -50,6 +52,27 @@ def run_import(kind: str, source, *, progress=None, data_cutoff: str | None = No
     info["warnings"] = len(report.warnings)
     info["report"] = str(report_path(path))
     return info
+
+
+def _check_data_cutoff(value: str, tables: dict, report: Report, today=None) -> None:
+    """A stated data cut-off is a real date, not in the future, and not before anyone enrolled (else every
+    "months since" would be negative and every age wrong)."""
+    from datetime import date
+
+    try:
+        cutoff = pd.Timestamp(date.fromisoformat(str(value)))  # exactly YYYY-MM-DD, a real day
+        if len(str(value)) != 10:
+            raise ValueError(value)
+    except (ValueError, TypeError):
+        report.add("error", "", None, "data_cutoff", value, "the data cut-off is not a date written YYYY-MM-DD")
+        return
+    today_ts = pd.Timestamp(today or pd.Timestamp.now(tz="UTC").date())
+    first = pd.to_datetime(tables["patients"]["enrolled_on"], errors="coerce").min()
+    if cutoff > today_ts:
+        report.add("error", "", None, "data_cutoff", value, f"the data cut-off is in the future (after {today_ts:%Y-%m-%d})")
+    elif pd.notna(first) and cutoff < first:
+        report.add("error", "", None, "data_cutoff", value,
+                   f"the data cut-off is before the first enrolment ({first:%Y-%m-%d}): nothing would be observed")
 
 
 def report_path(snapshot_file: Path) -> Path:
@@ -94,10 +117,14 @@ def rollback(snapshot_id: str) -> Path:
     if snapshot_id not in candidates:
         raise ValueError(f"no kept snapshot with id {snapshot_id!r}")
     path = candidates[snapshot_id]
-    snap = Snapshot(path)
     try:
-        snap.info()  # it opens and has its facts, or this raises before the pointer moves
-    finally:
-        snap.close()
+        snap = Snapshot(path)
+        try:
+            snap.info()  # it opens and has its facts, or this raises before the pointer moves
+        finally:
+            snap.close()
+    except Exception as exc:  # noqa: BLE001 - a damaged file is a sentence; the live snapshot stays
+        raise ValueError(f"snapshot {snapshot_id} cannot be read ({type(exc).__name__}): the live snapshot is "
+                         "unchanged") from exc
     publish(path)
     return path

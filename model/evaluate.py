@@ -189,6 +189,8 @@ def kaplan_meier(time, event) -> tuple[np.ndarray, np.ndarray]:
 def km_at(times, surv, t, left=False) -> np.ndarray:
     """S(t) from a KM step function (S(t-) when left=True)."""
     t = np.atleast_1d(np.asarray(t, dtype=float))
+    if len(surv) == 0:  # no event at all: nobody has left the curve
+        return np.ones_like(t)
     idx = np.searchsorted(times, t, side="left" if left else "right") - 1
     return np.where(idx >= 0, surv[np.clip(idx, 0, None)], 1.0)
 
