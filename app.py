@@ -9,7 +9,7 @@ st.set_page_config(page_title="STOP-HER2", page_icon="🩺", layout="wide")
 
 person = session.sign_in_or_stop()
 components.ensure_snapshot()
-snapshot = components.current_snapshot()
+snapshot = components.current_snapshot(resolve=True)  # one snapshot for the whole run, pages included
 info = components.snapshot_info(snapshot.key)
 st.session_state["_snapshot_id"] = str(info["snapshot_id"])
 if access.DEMO in person.roles and not info["is_synthetic"]:

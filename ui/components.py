@@ -45,13 +45,19 @@ def open_snapshot(key: tuple) -> Snapshot:
     return Snapshot(key[0])
 
 
-def current_snapshot() -> Snapshot:
-    """The live snapshot, reopened when a new one has been swapped in."""
-    path = snapshot_path()
-    try:
-        return open_snapshot(file_key(path))
-    except FileNotFoundError as exc:  # pruned between the two calls: the pointer has moved on
-        raise SnapshotMissing(f"snapshot {path} was replaced; reload the page") from exc
+def current_snapshot(resolve: bool = False) -> Snapshot:
+    """The snapshot of this run. app.py resolves the live pointer once at the top of every run
+    (`resolve=True`) and every page gets that same snapshot: the frame's checks (demo mode serves
+    synthetic data only) hold for what the page shows even when the pointer moves mid-run."""
+    key = None if resolve else st.session_state.get("_run_snapshot_key")
+    if key is None:
+        path = snapshot_path()
+        try:
+            key = file_key(path)
+        except FileNotFoundError as exc:  # pruned between the two calls: the pointer has moved on
+            raise SnapshotMissing(f"snapshot {path} was replaced; reload the page") from exc
+        st.session_state["_run_snapshot_key"] = key
+    return open_snapshot(key)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

@@ -505,3 +505,24 @@ def test_exports_are_made_only_at_the_click_and_only_once_on_record(audit_db):
     button = next(b for b in at.get("download_button") if b.key == "audit_export")
     assert button.proto.HasField("deferred_file_id") and not button.proto.url
     assert audit.read(action="export").empty
+
+
+def test_one_snapshot_per_run_even_when_the_live_pointer_moves_mid_run(tmp_path, monkeypatch, snapshot_file):
+    """app.py checks the snapshot (demo mode: synthetic only); the page must show that same snapshot, not
+    whatever the pointer names a moment later (a real one, here)."""
+    from data import synth
+    from data.build import build_snapshot
+    from ui import components
+
+    real = tmp_path / "real.duckdb"
+    build_snapshot(synth.generate(12, seed=4), source="csv", out=real, data_cutoff=synth.P["data_cutoff"])
+    calls = []
+
+    def flipping():
+        calls.append(1)
+        return snapshot_file if len(calls) <= 2 else real  # the frame's two looks, then an import lands
+
+    monkeypatch.setattr(components, "snapshot_path", flipping)
+    at = run_page("pages/home.py")
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.dataframe[0].value) == 82  # the synthetic snapshot the frame checked, not the real one
