@@ -3,7 +3,7 @@ import streamlit as st
 
 
 from services import access
-from ui import components, frame, session
+from ui import components, data_page, frame, session
 
 st.set_page_config(page_title="STOP-HER2", page_icon="🩺", layout="wide")
 
@@ -12,12 +12,9 @@ components.ensure_snapshot()
 snapshot = components.current_snapshot(resolve=True)  # one snapshot for the whole run, pages included
 info = components.snapshot_info(snapshot.key)
 st.session_state["_snapshot_id"] = str(info["snapshot_id"])
-if access.DEMO in person.roles and not info["is_synthetic"]:
-    st.error("This snapshot holds real patient data, and no sign-in is configured (demo mode). Configure an "
-             "identity provider in .streamlit/secrets.toml ([auth]) or roll back to a synthetic snapshot "
-             "with `python -m data rollback`.", icon="🔒")
-    st.stop()
-components.landmark_model(snapshot)  # fitted once per snapshot (about a second); the day-0 classifier is
+real_data_in_demo = access.DEMO in person.roles and not info["is_synthetic"]
+if not real_data_in_demo:
+    components.landmark_model(snapshot)  # fitted once per snapshot (about a second); the day-0 classifier is
 # trained only when the model card asks for it
 
 pages = {
@@ -46,6 +43,13 @@ components.snapshot_sidebar(snapshot)
 if access.DEMO in person.roles:
     st.info("**Demo mode**: no sign-in is configured, so this app shows synthetic data only.", icon="🧪")
 opened = navigation.url_path
+if real_data_in_demo:
+    st.error("This snapshot holds real patient data, and no sign-in is configured (demo mode). Configure an "
+             "identity provider in .streamlit/secrets.toml ([auth]) or roll back to a synthetic snapshot on the "
+             "Data page or with `python -m data rollback`.", icon="🔒")
+    st.subheader("Kept snapshots")  # the way out: roll back to a synthetic one (no patient data shown here)
+    data_page.history_tab()
+    st.stop()
 if not access.may_open(person.roles, opened):
     st.error(access.refusal(person.roles, opened), icon="🔒")
     session.record_or_log("page_refused", detail=f"/{opened}")

@@ -11,10 +11,15 @@ from data import bundle, importing, queries
 from data.csvsafe import safe_csv
 from data.store import snapshot_dir
 from data.validate import ImportRejected, validate
-from services import importers
+from services import access, importers
 from ui import components, session
 
 MAX_UPLOAD_FILES = 200
+#: Said at Check in demo mode instead of offering the import: demo mode serves synthetic data only, so an
+#: imported source (even the app's own example bundle) would lock every patient page.
+DEMO_CANNOT_SERVE = ("The data passed every check, but demo mode (no sign-in configured) serves synthetic data only: "
+                     "made live, this import would be refused on every patient page. Configure an identity provider "
+                     "([auth] in .streamlit/secrets.toml) to import real data.")
 
 
 def _save_uploads(files, folder: Path) -> Path:
@@ -82,6 +87,9 @@ def _import_tab() -> None:
     _report_view(report, kind)
     if not report.ok:
         return
+    if access.DEMO in session.current().roles:
+        st.warning(DEMO_CANNOT_SERVE, icon="🔒")
+        return
     if st.button("Import and make it the live snapshot", type="primary", key=f"import_{kind}"):
         status = st.status("Importing", expanded=True)
         bar = status.progress(0.0, text="starting")
@@ -117,7 +125,7 @@ def _history(listing: tuple) -> pd.DataFrame:
     return importing.history()
 
 
-def _history_tab() -> None:
+def history_tab() -> None:
     # Opening every kept snapshot on each rerun is wasted work: recompute only when the folder or the
     # pointer changes (snapshot files themselves never change).
     folder = snapshot_dir()
@@ -131,6 +139,8 @@ def _history_tab() -> None:
     st.dataframe(history, hide_index=True, width="stretch",
                  column_config={"live": st.column_config.CheckboxColumn("live")})
     older = history.loc[~history["live"], "snapshot_id"].tolist()
+    if access.DEMO in session.current().roles and "source" in history:  # demo mode serves synthetic ones only
+        older = history.loc[~history["live"] & history["source"].eq("synthetic"), "snapshot_id"].tolist()
     if not older:
         st.caption("Only the live snapshot is kept: nothing to roll back to.")
         return
@@ -192,7 +202,7 @@ def render(snap) -> None:
     with imp:
         _import_tab()
     with hist:
-        _history_tab()
+        history_tab()
     with quality:
         _quality_tab(snap)
     with templates:

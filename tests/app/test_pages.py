@@ -526,3 +526,28 @@ def test_one_snapshot_per_run_even_when_the_live_pointer_moves_mid_run(tmp_path,
     at = run_page("pages/home.py")
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.dataframe[0].value) == 82  # the synthetic snapshot the frame checked, not the real one
+
+
+def test_demo_mode_holding_a_real_snapshot_shows_no_patient_and_offers_only_the_way_back(tmp_path, monkeypatch,
+                                                                                          snapshot_file):
+    import shutil
+
+    from data import synth
+    from data.build import build_snapshot
+    from data.store import publish
+
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    shutil.copy(snapshot_file, folder / "synthetic-first.duckdb")
+    build_snapshot(synth.generate(12, seed=4), source="csv", out=folder / "csv-real.duckdb",
+                   data_cutoff=synth.P["data_cutoff"])
+    shutil.copy(folder / "csv-real.duckdb", folder / "csv-older.duckdb")
+    monkeypatch.setenv("STOPHER2_SNAPSHOT_DIR", str(folder))
+    monkeypatch.delenv("STOPHER2_SNAPSHOT", raising=False)
+    publish(folder / "csv-real.duckdb")
+    for page in ("pages/patient.py", "pages/data.py", "pages/audit.py", "pages/home.py"):
+        at = run_page(page, patient="STH-0001")
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("holds real patient data" in e.value for e in at.error)
+        assert not at.get("plotly_chart") and not any("STH-" in str(d.value.to_csv()) for d in at.dataframe)
+        assert at.selectbox(key="rollback_target").options == ["synthetic-first"]  # not the other real one

@@ -141,6 +141,8 @@ def test_tumor_board_row_opens_the_patient_page(browser, snapshot_file, model_di
 
 
 def test_data_manager_uploads_a_bundle_checks_it_and_imports_it(browser, snapshot_file, model_dir, tmp_path):
+    """Signed in as an admin (real data needs sign-in); in demo mode the same upload is checked and then
+    refused at Check with the reason, so that demo mode never locks itself out."""
     import shutil
 
     from data.bundle import export_bundle, zip_bytes
@@ -156,19 +158,56 @@ def test_data_manager_uploads_a_bundle_checks_it_and_imports_it(browser, snapsho
     export_bundle(Snapshot(snapshot_file), bundle)
     upload = tmp_path / "trial-bundle.zip"
     upload.write_bytes(zip_bytes({p.name: p.read_bytes() for p in bundle.glob("*.csv")}))
-    with streamlit_server({"STOPHER2_SNAPSHOT_DIR": str(folder), "STOPHER2_MODEL_DIR": str(models)}) as url:
+    env = {"STOPHER2_SNAPSHOT_DIR": str(folder), "STOPHER2_MODEL_DIR": str(models)}
+    with streamlit_server(env) as url:  # demo mode
         page = browser.new_page(viewport={"width": 1400, "height": 2400})
         page.goto(f"{url}/data")
         page.locator('input[type="file"]').first.set_input_files(str(upload))
         page.get_by_role("button", name="Check").click()
-        page.get_by_text("No problems found.").wait_for(timeout=60_000)
-        assert (folder / "CURRENT").read_text().strip() == "synthetic-start.duckdb"  # checking writes nothing
-        page.get_by_role("button", name="Import and make it the live snapshot").click()
-        page.get_by_text("is live:").first.wait_for(timeout=90_000)
-        live = (folder / "CURRENT").read_text().strip()
-        assert live.startswith("csv-") and (folder / live).exists()
-        assert (folder / live.replace(".duckdb", ".report.csv")).exists()
+        page.get_by_text("demo mode (no sign-in configured) serves synthetic data only").wait_for(timeout=60_000)
+        assert page.get_by_role("button", name="Import and make it the live snapshot").count() == 0
         page.close()
+    users = [{"sub": "dm", "email": "dm@site.org", "name": "Data Manager"}]
+    with identity_provider(users) as idp:
+        port = free_port()
+        secrets = _secrets(tmp_path, port, idp, 'admin = ["dm@site.org"]')
+        with streamlit_server(env, port=port, args=("--secrets.files", str(secrets))) as url:
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.goto(url)
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("button", name="dm").first.click()
+            page.get_by_text("Signed in as dm@site.org").wait_for(timeout=60_000)
+            page.goto(f"{url}/data")
+            page.locator('input[type="file"]').first.set_input_files(str(upload))
+            page.get_by_role("button", name="Check").click()
+            page.get_by_text("No problems found.").wait_for(timeout=60_000)
+            assert (folder / "CURRENT").read_text().strip() == "synthetic-start.duckdb"  # checking writes nothing
+            page.get_by_role("button", name="Import and make it the live snapshot").click()
+            page.get_by_text("is live:").first.wait_for(timeout=90_000)
+            live = (folder / "CURRENT").read_text().strip()
+            assert live.startswith("csv-") and (folder / live).exists()
+            assert (folder / live.replace(".duckdb", ".report.csv")).exists()
+            page.close()
+
+
+def _secrets(tmp_path, port, idp, roles: str):
+    secrets = tmp_path / f"secrets-{port}.toml"
+    secrets.write_text(f"""
+[auth]
+redirect_uri = "http://127.0.0.1:{port}/oauth2callback"
+cookie_secret = "{'k' * 40}"
+client_id = "stop-her2"
+client_secret = "stop-her2-secret"
+server_metadata_url = "{idp}/.well-known/openid-configuration"
+client_kwargs = {{ scope = "openid email profile groups" }}
+
+[stopher2]
+pseudonym_key = "{'p' * 48}"
+
+[stopher2.roles]
+{roles}
+""")
+    return secrets
 
 
 @contextmanager
