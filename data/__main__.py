@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("snapshot_id")
     sub.add_parser("parameters", help="print every synthetic-cohort parameter with its value and source")
     args = parser.parse_args(argv)
+    if args.command in ("build", "rollback"):
+        from data.store import clean_leftovers
+
+        for name in clean_leftovers():
+            print(f"removed {name}, left by a build or import that did not finish", file=sys.stderr)
     if args.command in ("check", "export", "history", "rollback") or \
             (args.command == "build" and args.source != "synthetic"):
         return _real_data(parser, args)

@@ -172,13 +172,14 @@ def _check_snapshot(con) -> dict:
 
 def build_snapshot(tables: dict[str, pd.DataFrame], *, source: str, out: Path | None = None,
                    data_cutoff: str | None = None, seed: int | None = None, progress=None,
-                   materialize: bool = True) -> dict:
+                   materialize: bool = True, before_publish=None) -> dict:
     """Write the tables as a new snapshot, atomically.
 
     With `out`, the snapshot is written to exactly that file (replacing it atomically). Without it,
     it goes into the snapshot folder under its own id and becomes the live snapshot (``publish``).
     Returns facts about the snapshot, with the row count of every contract view. `materialize=False`
-    leaves every view computed on each query (tests compare the two).
+    leaves every view computed on each query (tests compare the two). `before_publish(path)` runs once the
+    file is complete and before it is made live.
     """
     say = progress or (lambda fraction, message: None)
     check_tables(tables)
@@ -233,6 +234,8 @@ def build_snapshot(tables: dict[str, pd.DataFrame], *, source: str, out: Path | 
         finally:
             con.close()
         os.replace(tmp, out)  # atomic: readers see the old file or the new one, never a mixture
+        if before_publish is not None:  # e.g. the import's report: beside the file before anyone sees it
+            before_publish(out)
         if make_live:
             publish(out)
     except BaseException:

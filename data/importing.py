@@ -42,13 +42,16 @@ def run_import(kind: str, source, *, progress=None, data_cutoff: str | None = No
     if not report.ok:
         raise ImportRejected(report)
     say(0.05, f"{len(report.warnings)} warning(s), no errors: building the snapshot")
+    def keep_report(path: Path) -> None:  # written before the swap: a live snapshot always has its report
+        report_path(path).write_bytes(safe_csv(report.frame()))
+
     try:
-        info = build_snapshot(tables, source=kind, out=out, data_cutoff=data_cutoff, progress=progress)
+        info = build_snapshot(tables, source=kind, out=out, data_cutoff=data_cutoff, progress=progress,
+                              before_publish=keep_report)
     except BuildError as exc:  # the database's own checks: the last line of defence
         report.add("error", "", None, "", "", f"the snapshot build refused the data: {exc}")
         raise ImportRejected(report) from exc
     path = Path(info["path"])
-    report_path(path).write_bytes(safe_csv(report.frame()))
     info["warnings"] = len(report.warnings)
     info["report"] = str(report_path(path))
     return info

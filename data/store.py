@@ -13,6 +13,7 @@ process, so a connection opened on the same path after a swap would still read t
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,32 @@ def publish(path: Path, keep: int = 5) -> None:
     for old in snapshots[keep:]:
         if old.resolve() != Path(path).resolve():
             old.unlink(missing_ok=True)
+            old.with_suffix(".report.csv").unlink(missing_ok=True)
+
+
+#: A temporary file older than this belongs to a build or import that was killed (a live one is younger).
+LEFTOVER_AGE_SECONDS = 6 * 3600
+
+
+def clean_leftovers(now: float | None = None) -> list[str]:
+    """Remove what killed builds and imports left in the snapshot folder (temporary snapshot files and
+    their WALs older than LEFTOVER_AGE_SECONDS, reports whose snapshot is gone); returns the names removed."""
+    folder = snapshot_dir()
+    if not folder.exists():
+        return []
+    now = time.time() if now is None else now
+    removed = []
+    for path in folder.iterdir():
+        try:
+            stale = path.name.startswith(".") and ".tmp" in path.name and now - path.stat().st_mtime > LEFTOVER_AGE_SECONDS
+            orphan = path.name.endswith(".report.csv") and not path.with_name(
+                path.name.removesuffix(".report.csv") + ".duckdb").exists()
+            if stale or orphan:
+                path.unlink()
+                removed.append(path.name)
+        except OSError:
+            continue  # another process removed or is using it
+    return removed
 
 
 def file_key(path: Path) -> tuple:

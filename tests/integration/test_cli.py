@@ -98,3 +98,35 @@ def test_rollback_to_a_damaged_file_is_a_sentence_and_a_rollback_is_on_record(li
     assert code == 0, err
     rows = audit.read(action="rollback")
     assert len(rows) == 1 and rows["who"].iloc[0].startswith("cli:") and rows["snapshot_id"].iloc[0] == "synthetic-first"
+
+
+def test_leftovers_of_killed_imports_are_removed_at_the_next_start_and_a_live_snapshot_has_its_report(
+        bundle, live, monkeypatch):
+    import time
+
+    from data import importing
+    from data.store import LEFTOVER_AGE_SECONDS, clean_leftovers
+
+    folder = Path(live["STOPHER2_SNAPSHOT_DIR"])
+    old = folder / ".csv-20260101T000000-abcdef.duckdb.csv-20260101T000000-abcdef.tmp"
+    old.write_bytes(b"x" * 1000)
+    young = folder / ".csv-now.duckdb.csv-now.tmp"  # an import running right now: kept
+    young.write_bytes(b"x")
+    orphan = folder / "csv-gone.report.csv"
+    orphan.write_text("severity\n")
+    stale = time.time() - LEFTOVER_AGE_SECONDS - 60
+    os.utime(old, (stale, stale))
+    assert sorted(clean_leftovers()) == sorted([old.name, orphan.name])
+    assert young.exists()
+    import data.build as build
+
+    seen = {}
+    original = build.publish
+
+    def publish(path, keep=5):  # the report must already be beside the file when the pointer moves
+        seen["report"] = importing.report_path(Path(path)).exists()
+        original(path, keep)
+
+    monkeypatch.setattr(build, "publish", publish)
+    importing.run_import("csv", bundle)
+    assert seen["report"]
