@@ -100,6 +100,10 @@ def _partial_date(values: pd.Series, late: bool) -> tuple[pd.Series, pd.Series]:
     kind = pd.Series("", index=values.index, dtype=object)
     kind[month.notna() & full.isna()] = "month"
     kind[text.notna() & (text != "") & dates.isna()] = "unusable"
+    # the shape of a date (YYYY-MM or YYYY-MM-DD) that is no real day (2024-02-30, 2999-01-01 beyond what
+    # can be stored) is an error: dropping it would silently move day 0 or hide a death
+    shaped = text.str.fullmatch(r"\d{4}-\d{2}(-\d{2})?").fillna(False).astype(bool)
+    kind[shaped & dates.isna()] = "invalid"
     return dates, kind
 
 
@@ -108,11 +112,13 @@ def _dates(frame: pd.DataFrame, column: str, file: str, report: Report, late: bo
         return pd.Series(pd.NaT, index=frame.index)
     dates, kind = _partial_date(frame[column], late)
     rule = "the last day of the month (end of therapy / enrolment)" if late else "the 1st of the month"
-    for k, message in (("month", f"partial date: day missing, read as {rule}"),
-                       ("unusable", "partial date without a month (or unreadable): not used")):
+    for k, severity, message in (
+            ("month", "warning", f"partial date: day missing, read as {rule}"),
+            ("unusable", "warning", "partial date without a month (or unreadable): not used"),
+            ("invalid", "error", "not a real calendar date (or beyond 2262): correct it in the source")):
         mask = kind == k
         if mask.any():
-            _report_rows(report, "warning", file, frame.index[mask], column, frame.loc[mask, column], message)
+            _report_rows(report, severity, file, frame.index[mask], column, frame.loc[mask, column], message)
     return dates
 
 

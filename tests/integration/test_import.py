@@ -261,6 +261,21 @@ def test_sdtm_partial_dates_follow_the_stated_rule(tmp_path):
     assert (enrolled[tables["patients"]["cohort"] == 1].dt.is_month_end).all()
 
 
+@pytest.mark.parametrize("domain, column, bad", [("dm", "RFSTDTC", "2024-02-30"), ("ex", "EXSTDTC", "2024-02-30"),
+                                                 ("dm", "RFSTDTC", "2999-01-01")])
+def test_sdtm_a_date_that_is_no_real_day_is_an_error_not_a_dropped_row(tmp_path, domain, column, bad):
+    folder = tmp_path / "sdtm"
+    shutil.copytree(FIXTURES / "sdtm-pharmaverse", folder)
+    frame = pd.read_csv(folder / f"{domain}.csv.gz", dtype=str)
+    frame.loc[frame.index[0], column] = bad
+    frame.to_csv(folder / f"{domain}.csv.gz", index=False)
+    _, report = importing.check("sdtm", folder, options=PHARMAVERSE_ARMS)
+    errors = report.frame().query("severity == 'error' and column == @column")
+    assert len(errors) == 1 and errors["value"].iloc[0] == bad and errors["row"].iloc[0] == 2
+    assert errors["file"].iloc[0] == f"{domain}.csv.gz" and "not a real calendar date" in errors["message"].iloc[0]
+    assert not report.ok
+
+
 # ------------------------------------------------------------------------------- FHIR
 def test_fhir_mcode_loads_and_flags_the_her2_negative_patient(tmp_path):
     info = importing.run_import("fhir", FIXTURES / "fhir-mcode", out=tmp_path / "f.duckdb")
