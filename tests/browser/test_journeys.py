@@ -233,23 +233,7 @@ def test_sign_in_through_the_identity_provider_shows_the_roles_pages_and_signs_o
     users = [{"sub": "res", "email": "res@uni.org", "name": "A Researcher", "groups": ["research"]}]
     with identity_provider(users) as idp:
         port = free_port()
-        secrets = tmp_path / "secrets.toml"
-        secrets.write_text(f"""
-[auth]
-redirect_uri = "http://127.0.0.1:{port}/oauth2callback"
-cookie_secret = "{'k' * 40}"
-client_id = "stop-her2"
-client_secret = "stop-her2-secret"
-server_metadata_url = "{idp}/.well-known/openid-configuration"
-client_kwargs = {{ scope = "openid email profile groups" }}
-
-[stopher2]
-pseudonym_key = "{'p' * 48}"
-
-[stopher2.roles]
-clinician = ["doc@site.org"]
-researcher = ["group:research", "res@uni.org"]
-""")
+        secrets = _secrets(tmp_path, port, idp, 'clinician = ["doc@site.org"]\nresearcher = ["group:research", "res@uni.org"]')
         env = {"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir)}
         with streamlit_server(env, port=port, args=("--secrets.files", str(secrets))) as url:
             page = browser.new_page(viewport={"width": 1400, "height": 2000})

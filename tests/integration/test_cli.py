@@ -2,7 +2,6 @@
 cut-off must be a date the data can have, errors are one sentence with exit code 2, and what changes what
 everyone sees is on record."""
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from data import audit
-from data.bundle import export_bundle
-from data.store import publish, snapshot_path
+from data.store import snapshot_path
 from tests.conftest import REPO
 
 FIXTURES = REPO / "tests" / "fixtures"
@@ -23,28 +21,14 @@ def cli(*args, env=None, module="data"):
     return done.returncode, done.stdout, done.stderr
 
 
-@pytest.fixture(scope="module")
-def bundle(snapshot, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("bundle")
-    export_bundle(snapshot, folder)
-    return folder
+@pytest.fixture
+def bundle(bundle_dir) -> Path:
+    return bundle_dir
 
 
 @pytest.fixture
-def live(tmp_path, monkeypatch, snapshot_file) -> dict:
-    folder = tmp_path / "snapshots"
-    folder.mkdir()
-    target = folder / "synthetic-first.duckdb"
-    shutil.copy(snapshot_file, target)
-    monkeypatch.setenv("STOPHER2_SNAPSHOT_DIR", str(folder))
-    monkeypatch.delenv("STOPHER2_SNAPSHOT", raising=False)
-    publish(target)
-    return {"STOPHER2_SNAPSHOT_DIR": str(folder)}
-
-
-def _pointer(live) -> str:
-    return (Path(live["STOPHER2_SNAPSHOT_DIR"]) / "CURRENT").read_text() if (
-        Path(live["STOPHER2_SNAPSHOT_DIR"]) / "CURRENT").exists() else str(snapshot_path())
+def live(live_folder) -> dict:
+    return {"STOPHER2_SNAPSHOT_DIR": str(live_folder)}
 
 
 def test_out_writes_only_that_file_for_a_real_source(bundle, live, tmp_path):

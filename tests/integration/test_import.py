@@ -32,28 +32,6 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def bundle_dir(snapshot, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("bundle")
-    export_bundle(snapshot, folder)
-    return folder
-
-
-@pytest.fixture
-def live_folder(tmp_path, monkeypatch, snapshot_file) -> Path:
-    """A snapshot folder with one live snapshot (a copy of the session's), as the app would see it."""
-    folder = tmp_path / "snapshots"
-    monkeypatch.setenv("STOPHER2_SNAPSHOT_DIR", str(folder))
-    monkeypatch.delenv("STOPHER2_SNAPSHOT", raising=False)
-    folder.mkdir()
-    from data.store import publish
-
-    target = folder / "synthetic-first.duckdb"
-    shutil.copy(snapshot_file, target)
-    publish(target)
-    return folder
-
-
 def mutated(bundle_dir: Path, tmp_path: Path, table: str, change) -> Path:
     folder = tmp_path / "mutated"
     shutil.copytree(bundle_dir, folder)
