@@ -126,7 +126,10 @@ WORKLIST_COLUMNS = {
 
 
 # --------------------------------------------------------------------------- patient picking
-_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>:~$=&^])")
+_MARKUP = re.compile(r"([\\`*_{}\[\]()!|<>:~$&^])")  # markup anywhere in a line
+#: Markup only at the start of a line (a list, a heading, a quote, an ordered list): escaped there only, so
+#: that ids and dates (STH-0018, 2023-09-28) read as they are.
+_LEADING = re.compile(r"^(\s*)([-+#=>]|\d+[.)])")
 
 
 #: Words that GitHub-flavoured markdown turns into links even when escaped ("autolink literals"):
@@ -140,7 +143,8 @@ def as_text(value: object) -> str:
     on one line."""
     text = _AUTOLINK.sub(lambda m: "\u200b".join(g for g in m.groups() if g is not None) + (
         "\u200b" if m.group(7) else ""), re.sub(r"[\x00-\x1f\x7f]+", " ", str(value)))
-    return _MARKUP.sub(r"\\\1", text)
+    text = _MARKUP.sub(r"\\\1", text)
+    return _LEADING.sub(lambda m: m.group(1) + (m.group(2)[:-1] + "\\" + m.group(2)[-1]), text)
 
 
 def safe_text(value: object, limit: int = 40) -> str:

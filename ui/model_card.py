@@ -154,7 +154,7 @@ def _landmark_validation(result: dict | None) -> None:
                    f"time, not 95%. Not met: {'; '.join(unmet)}. The mean estimate of each group above is within "
                    f"{worst:.2f} of its mean truth, but the mean absolute error per patient is "
                    f"{default['measured']['mean_absolute_error']:.2f}: the truth differs between patients the model "
-                   "cannot tell apart (it uses the last ctDNA call and level, not the whole series). Read each number "
+                   "cannot tell apart (it uses the latest call and level only, not the whole series of draws). Read each number "
                    "as the average for patients with these inputs, and its interval as too narrow.", icon="⚠️")
 
 
