@@ -8,8 +8,10 @@ read back without it, so a bundle survives a round trip through the product unch
 """
 from __future__ import annotations
 
+import csv
 import io
 import zipfile
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +20,11 @@ from data.canonical import TABLES
 from data.csvsafe import FORMULA_PREFIXES, safe_csv
 from data.validate import Report
 
-MAX_MEMBER_BYTES = 2 << 30  # a zip member larger than this is refused (zip bombs)
+#: A zip member is read up to this size and refused beyond it, whatever its header claims (zip bombs: a
+#: 0.6 MB zip held a 512 MiB member that took 3.2 GB to import); all members together up to MAX_ZIP_BYTES.
+#: Larger cohorts come as a folder (or, at registry size, Parquet).
+MAX_MEMBER_BYTES = 256 << 20
+MAX_ZIP_BYTES = 1 << 30
 
 
 def _unescape(frame: pd.DataFrame) -> pd.DataFrame:
@@ -41,6 +47,14 @@ def read_csv_bytes(data: bytes, file: str, report: Report) -> pd.DataFrame | Non
     if not text.strip():
         report.add("error", file, None, "", "", "the file is empty (it needs at least a header row)")
         return None
+    try:  # pandas renames a repeated column ("a", "a.1"), so the header is checked as written
+        header = next(csv.reader(io.StringIO(text.split("\n", 1)[0])))
+    except (csv.Error, StopIteration):
+        header = []
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        report.add("error", file, 1, repeated[0], repeated[0], "the header row names this column twice")
+        return None
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""],
                             skipinitialspace=False)
@@ -50,10 +64,6 @@ def read_csv_bytes(data: bytes, file: str, report: Report) -> pd.DataFrame | Non
     unnamed = [c for c in frame.columns if str(c).startswith("Unnamed:")]
     if unnamed:
         report.add("error", file, 1, "", "", "the header row has an empty column name")
-        return None
-    if frame.columns.duplicated().any():
-        report.add("error", file, 1, str(frame.columns[frame.columns.duplicated()][0]), "",
-                   "the header row names this column twice")
         return None
     return _unescape(frame)
 
@@ -66,7 +76,12 @@ def read_bundle(source: Path | dict[str, bytes]) -> tuple[dict[str, pd.DataFrame
     else:
         source = Path(source)
         if source.is_dir():
-            members = {p.name: p.read_bytes() for p in sorted(source.glob("*.csv"))}
+            members = {}
+            for p in sorted(source.glob("*.csv")):
+                if p.is_file():
+                    members[p.name] = p.read_bytes()
+                else:  # a folder named patients.csv
+                    report.add("error", p.name, None, "", "", "this is a folder, not a CSV file")
         elif source.suffix.lower() == ".zip":
             members = {}
         else:
@@ -86,6 +101,9 @@ def read_bundle(source: Path | dict[str, bytes]) -> tuple[dict[str, pd.DataFrame
             report.add("warning", stem, None, "", "", "not a .csv file: ignored")
             continue
         table = stem[:-4].lower()
+        if table in files:  # Patients.csv and patients.csv: which one is meant is not ours to guess
+            report.add("error", stem, None, "", "", f"{files[table]} and {stem} are the same table: keep one")
+            continue
         frame = read_csv_bytes(data, stem, report)
         if frame is not None:
             raw[table], files[table] = frame, stem
@@ -101,14 +119,32 @@ def zip_members(data: bytes, file: str, report: Report) -> dict[str, bytes]:
     except zipfile.BadZipFile:
         report.add("error", file, None, "", "", "not a readable .zip file")
         return {}
-    out = {}
+    out, where, total = {}, {}, 0
     for info in archive.infolist():
         if info.is_dir():
             continue
-        if info.file_size > MAX_MEMBER_BYTES:
-            report.add("error", file, None, "", info.filename, "member too large to import")
+        name = Path(info.filename).name
+        if name.lower() in where:  # a/patients.csv and b/patients.csv: which one is meant is not ours to guess
+            report.add("error", file, None, "", info.filename, f"two members are named {name} ({where[name.lower()]}, "
+                       f"{info.filename}): keep one")
             continue
-        out[Path(info.filename).name] = archive.read(info)
+        where[name.lower()] = info.filename
+        try:
+            with archive.open(info) as member:
+                data = member.read(MAX_MEMBER_BYTES + 1)
+        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError, zlib.error) as exc:
+            # a CRC that lies, an encrypted member, an unsupported compression method, a cut file
+            report.add("error", file, None, "", info.filename, f"member cannot be read: {str(exc)[:200]}")
+            continue
+        if len(data) > MAX_MEMBER_BYTES:
+            report.add("error", file, None, "", info.filename,
+                       f"member larger than {MAX_MEMBER_BYTES >> 20} MiB: send a folder instead of a .zip")
+            continue
+        total += len(data)
+        if total > MAX_ZIP_BYTES:
+            report.add("error", file, None, "", info.filename, f"the .zip holds more than {MAX_ZIP_BYTES >> 30} GiB")
+            return out
+        out[name] = data
     return out
 
 

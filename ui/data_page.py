@@ -77,7 +77,7 @@ def _import_tab() -> None:
             try:
                 _, report = importing.check(kind, _source(kind, files, Path(tmp)), options=options)
             except (FileNotFoundError, ValueError) as exc:
-                st.error(f"Cannot read the upload: {exc}", icon="⛔")
+                st.error(f"Cannot read the upload: {components.as_text(exc)}", icon="⛔")
                 return
         st.session_state[state_key] = (signature, report)
     checked = st.session_state.get(state_key)

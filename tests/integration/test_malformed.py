@@ -1,0 +1,114 @@
+"""Malformed CSV bundles the attack found crashing or silently resolved: each is refused with its place
+(file, row, column where they exist), never a traceback, and the live snapshot stays byte-identical."""
+import hashlib
+import io
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from data import importing
+from data.bundle import MAX_MEMBER_BYTES
+from data.store import snapshot_path
+from data.validate import ImportRejected
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _zip(files: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _bundle(bundle_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(bundle_dir.glob("*.csv"))}
+
+
+def _crc_lie(files):
+    data = bytearray(_zip(files, zipfile.ZIP_STORED))
+    at = data.find(b"PK\x03\x04")
+    data[at + 14:at + 18] = struct.pack("<I", 0xDEADBEEF)  # the local header's CRC-32 no longer matches
+    cd = data.find(b"PK\x01\x02")
+    data[cd + 16:cd + 20] = struct.pack("<I", 0xDEADBEEF)
+    return bytes(data)
+
+
+def _unsupported(files):
+    data = bytearray(_zip(files, zipfile.ZIP_STORED))
+    for sig, off in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        at = data.find(sig)
+        data[at + off:at + off + 2] = struct.pack("<H", 99)  # AES / an unknown method
+    return bytes(data)
+
+
+def _encrypted(files):
+    data = bytearray(_zip(files, zipfile.ZIP_STORED))
+    for sig, off in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.find(sig)
+        flags = struct.unpack("<H", data[at + off:at + off + 2])[0] | 0x1
+        data[at + off:at + off + 2] = struct.pack("<H", flags)
+    return bytes(data)
+
+
+def _case(name, bundle):
+    """(source bytes or {name: bytes}, the file the finding names, words of the finding)."""
+    b = dict(bundle)
+    patients = b["patients.csv"].decode()
+    header, rest = patients.split("\n", 1)
+    if name == "duplicated header":
+        first = header.split(",")[0]
+        return {**b, "patients.csv": (header + "," + first + "\n" + rest.replace("\n", ",x\n", 1)).encode()}, \
+            "patients.csv", "names this column twice"
+    if name == "two members with one name":
+        z = _zip({"a/patients.csv": b["patients.csv"], "b/patients.csv": b["patients.csv"],
+                  **{k: v for k, v in b.items() if k != "patients.csv"}})
+        return {"bundle.zip": z}, "bundle.zip", "two members are named patients.csv"
+    if name == "one table twice by case":
+        return {**b, "Patients.csv": b["patients.csv"]}, "patients.csv", "are the same table"
+    if name == "a crc that lies":
+        return {"bundle.zip": _crc_lie(b)}, "bundle.zip", "member cannot be read"
+    if name == "an unsupported compression":
+        return {"bundle.zip": _unsupported(b)}, "bundle.zip", "member cannot be read"
+    if name == "an encrypted member":
+        return {"bundle.zip": _encrypted(b)}, "bundle.zip", "member cannot be read"
+    if name == "a member beyond the size limit":
+        big = b["patients.csv"] + b"\n" * (MAX_MEMBER_BYTES + 1)  # deflates to a few hundred kB
+        return {"bundle.zip": _zip({**b, "patients.csv": big})}, "bundle.zip", "member larger than"
+    raise AssertionError(name)
+
+
+CASES = ["duplicated header", "two members with one name", "one table twice by case", "a crc that lies",
+         "an unsupported compression", "an encrypted member", "a member beyond the size limit"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_each_malformed_bundle_is_a_located_refusal_and_changes_nothing(name, bundle_dir, live_folder):
+    live = snapshot_path()
+    before = _sha(live)
+    source, file, words = _case(name, _bundle(bundle_dir))
+    with pytest.raises(ImportRejected) as caught:
+        importing.run_import("csv", source)
+    errors = caught.value.report.frame().query("severity == 'error'")
+    hit = errors[errors["message"].str.contains(words, regex=False)]
+    assert len(hit) >= 1, errors.to_string()
+    assert (hit["file"].str.lower() == file.lower()).any()
+    assert snapshot_path() == live and _sha(live) == before
+
+
+def test_a_folder_named_like_a_table_is_a_finding_not_a_crash(bundle_dir, tmp_path, live_folder):
+    import shutil
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, folder)
+    (folder / "scans.csv").unlink()
+    (folder / "scans.csv").mkdir()
+    with pytest.raises(ImportRejected) as caught:
+        importing.run_import("csv", folder)
+    errors = caught.value.report.frame().query("severity == 'error'")
+    assert ((errors["file"] == "scans.csv") & errors["message"].str.contains("a folder, not a CSV")).any()
