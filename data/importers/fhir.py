@@ -62,15 +62,37 @@ def _iter_resources(source: Path, report: Report):
         if path.suffix.lower() == ".ndjson":
             for n, line in enumerate(text.splitlines(), start=1):
                 if line.strip():
-                    try:
-                        yield from _unpack(json.loads(line), path.name, n, report)
-                    except json.JSONDecodeError as exc:
-                        report.add("error", path.name, n, "", line[:80], f"not valid JSON: {exc.msg}")
+                    obj = _parse(line, path.name, n, report)
+                    if obj is not None:
+                        yield from _unpack(obj, path.name, n, report)
         else:
-            try:
-                yield from _unpack(json.loads(text), path.name, 1, report)
-            except json.JSONDecodeError as exc:
-                report.add("error", path.name, exc.lineno, "", "", f"not valid JSON: {exc.msg}")
+            obj = _parse(text, path.name, 1, report)
+            if obj is not None:
+                yield from _unpack(obj, path.name, 1, report)
+
+
+def _content(resource: dict) -> str:
+    """What a resource says, without its bookkeeping (meta, narrative), to tell a copy from a rival."""
+    return json.dumps({k: v for k, v in resource.items() if k not in ("meta", "text")}, sort_keys=True, default=str)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _parse(text: str, file: str, line: int, report: Report):
+    """JSON as the standard defines it (no NaN or Infinity, which Python would accept), or a located finding;
+    nesting too deep for the parser is a finding too, not a crash."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        report.add("error", file, line + exc.lineno - 1, "", text[:80] if "\n" not in text.strip() else "",
+                   f"not valid JSON: {exc.msg}")
+    except ValueError as exc:
+        report.add("error", file, line, "", "", f"not valid JSON: {exc}")
+    except RecursionError:
+        report.add("error", file, line, "", "", "JSON nested too deeply to read")
+    return None
 
 
 def _unpack(obj, file: str, row: int, report: Report):
@@ -172,9 +194,17 @@ def read(source, arm_map: dict[str, int] | str | None = None, ctdna_codes: tuple
             if not pid:
                 report.add("error", f, row, "id", "", "Patient without an id")
                 continue
+            if pid in patients:
+                first_file, first_row = patients[pid]["_row"]
+                if _content(r) == patients[pid]["_content"]:  # the same Patient twice (a Bundle and its file)
+                    continue
+                # two different Patients with one id: which one is meant is not ours to guess
+                report.add("error", f, row, "id", pid, f"a second, different Patient with this id (the first: "
+                           f"{first_file}, line {first_row}): keep one")
+                continue
             gender = {"female": "F", "male": "M", "other": "other"}.get(r.get("gender"))
             patients[pid] = {"patient_id": pid, "sex": gender, "_born": _date(r.get("birthDate")), "_row": (f, row),
-                             "cohort": None, "enrolled_on": None}
+                             "cohort": None, "enrolled_on": None, "_content": _content(r)}
             if r.get("deceasedDateTime"):
                 rows["events"].append({"patient_id": pid, "event": "death", "occurred_on": _date(r["deceasedDateTime"]),
                                        "detail": "Patient.deceasedDateTime"})

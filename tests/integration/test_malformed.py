@@ -112,3 +112,24 @@ def test_a_folder_named_like_a_table_is_a_finding_not_a_crash(bundle_dir, tmp_pa
         importing.run_import("csv", folder)
     errors = caught.value.report.frame().query("severity == 'error'")
     assert ((errors["file"] == "scans.csv") & errors["message"].str.contains("a folder, not a CSV")).any()
+
+
+# ------------------------------------------------------------------------------------------- FHIR
+def test_fhir_two_patients_with_one_id_are_refused_not_merged(tmp_path):
+    (tmp_path / "p.ndjson").write_text('{"resourceType": "Patient", "id": "a", "gender": "female"}\n'
+                                       '{"resourceType": "Patient", "id": "a", "gender": "male"}\n')
+    _, report = importing.check("fhir", tmp_path)
+    errors = report.frame().query("severity == 'error' and column == 'id'")
+    assert len(errors) == 1 and errors["row"].iloc[0] == 2 and "a second, different Patient" in errors["message"].iloc[0]
+
+
+@pytest.mark.parametrize("text, said", [
+    ('{"resourceType": "Observation", "valueQuantity": {"value": NaN}}', "NaN is not a JSON number"),
+    ('{"resourceType": "Observation", "valueQuantity": {"value": -Infinity}}', "-Infinity is not a JSON number"),
+    ("[" * 200_000 + "]" * 200_000, "nested too deeply"),
+])
+def test_fhir_json_that_python_would_accept_or_choke_on_is_a_located_finding(tmp_path, text, said):
+    (tmp_path / "r.json").write_text(text)
+    _, report = importing.check("fhir", tmp_path)
+    errors = report.frame().query("severity == 'error'")
+    assert ((errors["file"] == "r.json") & errors["message"].str.contains(said, regex=False)).any(), errors
