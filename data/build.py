@@ -252,7 +252,10 @@ def _latest_date(tables) -> pd.Timestamp:
     latest = [pd.to_datetime(tables["events"]["occurred_on"]).max(),
               pd.to_datetime(tables["scans"]["scanned_on"]).max(),
               pd.to_datetime(tables["ctdna_draws"]["drawn_on"]).max()]
-    return max(d for d in latest if pd.notna(d))
+    known = [d for d in latest if pd.notna(d)]
+    if not known:
+        raise BuildError("the data hold no dates at all: state the data cut-off")
+    return max(known)
 
 
 def build_synthetic(n_patients: int = 82, seed: int = 20230419, out: Path | None = None, progress=None,

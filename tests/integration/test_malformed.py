@@ -133,3 +133,18 @@ def test_fhir_json_that_python_would_accept_or_choke_on_is_a_located_finding(tmp
     _, report = importing.check("fhir", tmp_path)
     errors = report.frame().query("severity == 'error'")
     assert ((errors["file"] == "r.json") & errors["message"].str.contains(said, regex=False)).any(), errors
+
+
+def test_an_empty_trial_is_a_located_refusal_not_a_python_message(tmp_path, live_folder):
+    from data import bundle
+
+    for name, data in bundle.templates().items():
+        if name != "COLUMNS.csv":
+            (tmp_path / name).write_bytes(data)
+    live = snapshot_path()
+    before = _sha(live)
+    with pytest.raises(ImportRejected) as caught:
+        importing.run_import("csv", tmp_path)
+    errors = caught.value.report.frame().query("severity == 'error'")
+    assert ((errors["file"] == "patients.csv") & errors["message"].str.contains("has no rows")).any()
+    assert "max()" not in " ".join(errors["message"]) and _sha(live) == before
