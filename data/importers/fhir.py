@@ -95,17 +95,25 @@ def _parse(text: str, file: str, line: int, report: Report):
     return None
 
 
-def _unpack(obj, file: str, row: int, report: Report):
+def _unpack(obj, file: str, row: int, report: Report, url: str | None = None):
     if not isinstance(obj, dict) or "resourceType" not in obj:
         report.add("error", file, row, "resourceType", "", "not a FHIR resource (no resourceType)")
         return
-    if obj["resourceType"] == "Bundle":
-        for i, entry in enumerate(obj.get("entry") or [], start=1):
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            if isinstance(resource, dict):
-                yield file, i, entry.get("fullUrl"), resource
+    if not isinstance(obj["resourceType"], str):
+        report.add("error", file, row, "resourceType", str(obj["resourceType"])[:40], "resourceType is not a name")
         return
-    yield file, row, None, obj
+    if "id" in obj and not isinstance(obj["id"], str):
+        report.add("error", file, row, "id", str(obj["id"])[:40], "a resource id must be text")
+        return
+    if obj["resourceType"] == "Bundle":
+        entries = obj.get("entry") or []
+        for i, entry in enumerate(entries if isinstance(entries, list) else [], start=1):
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict):  # each entry gets the same checks as a resource on its own
+                full_url = entry.get("fullUrl")
+                yield from _unpack(resource, file, i, report, full_url if isinstance(full_url, str) else None)
+        return
+    yield file, row, url, obj
 
 
 def _codes(concept) -> list[tuple[str, str, str]]:
@@ -189,85 +197,95 @@ def read(source, arm_map: dict[str, int] | str | None = None, ctdna_codes: tuple
     unused: dict[str, int] = {}
 
     for f, row, _, r in resources:
-        if r.get("resourceType") == "Patient":
-            pid = r.get("id")
-            if not pid:
-                report.add("error", f, row, "id", "", "Patient without an id")
-                continue
-            if pid in patients:
-                first_file, first_row = patients[pid]["_row"]
-                if _content(r) == patients[pid]["_content"]:  # the same Patient twice (a Bundle and its file)
+        try:
+            if r.get("resourceType") == "Patient":
+                pid = r.get("id")
+                if not pid:
+                    report.add("error", f, row, "id", "", "Patient without an id")
                     continue
-                # two different Patients with one id: which one is meant is not ours to guess
-                report.add("error", f, row, "id", pid, f"a second, different Patient with this id (the first: "
-                           f"{first_file}, line {first_row}): keep one")
-                continue
-            gender = {"female": "F", "male": "M", "other": "other"}.get(r.get("gender"))
-            patients[pid] = {"patient_id": pid, "sex": gender, "_born": _date(r.get("birthDate")), "_row": (f, row),
-                             "cohort": None, "enrolled_on": None, "_content": _content(r)}
-            if r.get("deceasedDateTime"):
-                rows["events"].append({"patient_id": pid, "event": "death", "occurred_on": _date(r["deceasedDateTime"]),
-                                       "detail": "Patient.deceasedDateTime"})
-                lines["events"].append(row)
+                if pid in patients:
+                    first_file, first_row = patients[pid]["_row"]
+                    if _content(r) == patients[pid]["_content"]:  # the same Patient twice (a Bundle and its file)
+                        continue
+                    # two different Patients with one id: which one is meant is not ours to guess
+                    report.add("error", f, row, "id", pid, f"a second, different Patient with this id (the first: "
+                               f"{first_file}, line {first_row}): keep one")
+                    continue
+                gender = {"female": "F", "male": "M", "other": "other"}.get(r.get("gender"))
+                patients[pid] = {"patient_id": pid, "sex": gender, "_born": _date(r.get("birthDate")), "_row": (f, row),
+                                 "cohort": None, "enrolled_on": None, "_content": _content(r)}
+                if r.get("deceasedDateTime"):
+                    rows["events"].append({"patient_id": pid, "event": "death", "occurred_on": _date(r["deceasedDateTime"]),
+                                           "detail": "Patient.deceasedDateTime"})
+                    lines["events"].append(row)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            # a field of the wrong type (a list where an object belongs, a number for a date): one
+            # located finding for the resource, never a traceback
+            report.add("error", f, row, "resourceType", str(r.get("resourceType"))[:40],
+                       f"this resource cannot be read: a field has the wrong type ({type(exc).__name__}: {str(exc)[:120]})")
     for f, row, _, r in resources:
-        kind = r.get("resourceType")
-        if kind == "Patient":
-            continue
-        pid = _subject(r, urls) if kind != "ResearchSubject" else \
-            urls.get((r.get("individual") or {}).get("reference", ""))
-        if pid is None or pid not in patients:
-            unused[f"{kind} without a known patient"] = unused.get(f"{kind} without a known patient", 0) + 1
-            continue
-        p = patients[pid]
-        when = _effective(r)
-        if when:
-            seen.setdefault(pid, []).append(when)
-        if kind == "ResearchSubject":
-            arm = str(r.get("actualArm") or r.get("assignedArm") or "")
-            p["enrolled_on"] = _date((r.get("period") or {}).get("start"))
-            p["cohort"] = arms.get(arm.lower()) or (1 if "continu" in arm.lower() else 2 if "stop" in arm.lower() else None)
-            if p["cohort"] is None:
-                report.add("error", f, row, "assignedArm", arm, "arm is not a STOP-HER2 cohort: give an arm map")
-        elif kind == "Condition":
-            profiles = " ".join((r.get("meta") or {}).get("profile") or [])
-            words = _words(r.get("code"))
-            if "secondary-cancer-condition" in profiles:
-                p.setdefault("_mets", []).append((when, " ".join(_words(s) for s in r.get("bodySite") or []) or words))
-            elif "primary-cancer-condition" in profiles:
-                p["_primary"] = when
-                p["_breast"] = p.get("_breast", False) or any(w in words for w in BREAST_WORDS)
+        try:
+            kind = r.get("resourceType")
+            if kind == "Patient":
+                continue
+            pid = _subject(r, urls) if kind != "ResearchSubject" else \
+                urls.get((r.get("individual") or {}).get("reference", ""))
+            if pid is None or pid not in patients:
+                unused[f"{kind} without a known patient"] = unused.get(f"{kind} without a known patient", 0) + 1
+                continue
+            p = patients[pid]
+            when = _effective(r)
+            if when:
+                seen.setdefault(pid, []).append(when)
+            if kind == "ResearchSubject":
+                arm = str(r.get("actualArm") or r.get("assignedArm") or "")
+                p["enrolled_on"] = _date((r.get("period") or {}).get("start"))
+                p["cohort"] = arms.get(arm.lower()) or (1 if "continu" in arm.lower() else 2 if "stop" in arm.lower() else None)
+                if p["cohort"] is None:
+                    report.add("error", f, row, "assignedArm", arm, "arm is not a STOP-HER2 cohort: give an arm map")
+            elif kind == "Condition":
+                profiles = " ".join((r.get("meta") or {}).get("profile") or [])
+                words = _words(r.get("code"))
+                if "secondary-cancer-condition" in profiles:
+                    p.setdefault("_mets", []).append((when, " ".join(_words(s) for s in r.get("bodySite") or []) or words))
+                elif "primary-cancer-condition" in profiles:
+                    p["_primary"] = when
+                    p["_breast"] = p.get("_breast", False) or any(w in words for w in BREAST_WORDS)
+                else:
+                    unused["Condition (not a cancer condition)"] = unused.get("Condition (not a cancer condition)", 0) + 1
+            elif kind == "Observation":
+                _observation(r, p, f, row, when, rows, lines, ctdna_codes, report, unused)
+            elif kind in ("MedicationAdministration", "MedicationRequest", "MedicationStatement"):
+                concept = r.get("medicationCodeableConcept") or {}
+                names = [display for _, _, display in _codes(concept) if display]
+                codes = [code for system, code, _ in _codes(concept) if "rxnorm" in system.lower()]
+                agent = next((ANTI_HER2_RXNORM[c] for c in codes if c in ANTI_HER2_RXNORM), None) or \
+                    (names[0].lower() if names else None)
+                if not agent:
+                    report.add("warning", f, row, "medicationCodeableConcept", "", f"{kind} without a medication name: not used")
+                    continue
+                period = r.get("effectivePeriod") or {}
+                bounds = {}
+                for dosage in r.get("dosageInstruction") or []:
+                    bounds = ((dosage.get("timing") or {}).get("repeat") or {}).get("boundsPeriod") or bounds
+                start = _date(period.get("start") or bounds.get("start")) or when
+                stop = _date(period.get("end") or bounds.get("end"))
+                if stop is None and kind == "MedicationAdministration":
+                    stop = start
+                if start is None:
+                    report.add("warning", f, row, "effective", "", f"{kind} without a date: not used")
+                    continue
+                rows["treatments"].append({"patient_id": pid, "agent": agent, "agent_class": agent_class(agent),
+                                           "started_on": start, "stopped_on": stop,
+                                           "stop_reason": r.get("status") if r.get("status") in ("stopped", "completed") else None})
+                lines["treatments"].append(row)
+            elif kind == "QuestionnaireResponse":
+                _questionnaire(r, pid, f, row, when, rows, lines, report)
             else:
-                unused["Condition (not a cancer condition)"] = unused.get("Condition (not a cancer condition)", 0) + 1
-        elif kind == "Observation":
-            _observation(r, p, f, row, when, rows, lines, ctdna_codes, report, unused)
-        elif kind in ("MedicationAdministration", "MedicationRequest", "MedicationStatement"):
-            concept = r.get("medicationCodeableConcept") or {}
-            names = [display for _, _, display in _codes(concept) if display]
-            codes = [code for system, code, _ in _codes(concept) if "rxnorm" in system.lower()]
-            agent = next((ANTI_HER2_RXNORM[c] for c in codes if c in ANTI_HER2_RXNORM), None) or \
-                (names[0].lower() if names else None)
-            if not agent:
-                report.add("warning", f, row, "medicationCodeableConcept", "", f"{kind} without a medication name: not used")
-                continue
-            period = r.get("effectivePeriod") or {}
-            bounds = {}
-            for dosage in r.get("dosageInstruction") or []:
-                bounds = ((dosage.get("timing") or {}).get("repeat") or {}).get("boundsPeriod") or bounds
-            start = _date(period.get("start") or bounds.get("start")) or when
-            stop = _date(period.get("end") or bounds.get("end"))
-            if stop is None and kind == "MedicationAdministration":
-                stop = start
-            if start is None:
-                report.add("warning", f, row, "effective", "", f"{kind} without a date: not used")
-                continue
-            rows["treatments"].append({"patient_id": pid, "agent": agent, "agent_class": agent_class(agent),
-                                       "started_on": start, "stopped_on": stop,
-                                       "stop_reason": r.get("status") if r.get("status") in ("stopped", "completed") else None})
-            lines["treatments"].append(row)
-        elif kind == "QuestionnaireResponse":
-            _questionnaire(r, pid, f, row, when, rows, lines, report)
-        else:
-            unused[kind] = unused.get(kind, 0) + 1
+                unused[kind] = unused.get(kind, 0) + 1
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:  # as for Patients above
+            report.add("error", f, row, "resourceType", str(r.get("resourceType"))[:40],
+                       f"this resource cannot be read: a field has the wrong type ({type(exc).__name__}: {str(exc)[:120]})")
 
     for kind, n in sorted(unused.items()):
         report.add("warning", file, None, "resourceType", kind, f"{n} resource(s) not used by STOP-HER2")

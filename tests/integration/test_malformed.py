@@ -148,3 +148,24 @@ def test_an_empty_trial_is_a_located_refusal_not_a_python_message(tmp_path, live
     errors = caught.value.report.frame().query("severity == 'error'")
     assert ((errors["file"] == "patients.csv") & errors["message"].str.contains("has no rows")).any()
     assert "max()" not in " ".join(errors["message"]) and _sha(live) == before
+
+
+@pytest.mark.parametrize("resource, column", [
+    ({"resourceType": ["Patient"], "id": "a"}, "resourceType"),
+    ({"resourceType": "Patient", "id": ["a"]}, "id"),
+    ({"resourceType": "ResearchSubject", "id": "rs", "individual": "Patient/a", "period": "2024"}, "resourceType"),
+    ({"resourceType": "ResearchSubject", "id": "rs", "individual": {"reference": "Patient/a"}, "period": ["x"]},
+     "resourceType"),
+    ({"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/a"}, "meta": "not an object"},
+     "resourceType"),
+    ({"resourceType": "QuestionnaireResponse", "id": "q", "subject": {"reference": "Patient/a"},
+      "authored": "2024-01-01", "item": "not a list"}, "resourceType"),
+])
+def test_fhir_fields_of_the_wrong_type_are_located_findings_not_tracebacks(tmp_path, resource, column):
+    import json
+
+    lines = [{"resourceType": "Patient", "id": "a", "gender": "female"}, resource]
+    (tmp_path / "r.ndjson").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    _, report = importing.check("fhir", tmp_path)
+    errors = report.frame().query("severity == 'error'")
+    assert ((errors["file"] == "r.ndjson") & (errors["row"] == 2) & (errors["column"] == column)).any(), errors
