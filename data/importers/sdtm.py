@@ -32,6 +32,7 @@ Rules the report states row by row:
 """
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,13 @@ SUPPDM = {"HER2IHC": "her2_ihc", "HER2ISH": "her2_ish_amplified", "ER": "er_stat
           "NMETSITE": "n_metastatic_sites", "ECOG": "ecog", "PIK3CA": "pik3ca"}
 
 
+#: The columns each domain's mapping reads directly: without one the domain is refused with its name.
+REQUIRED_COLUMNS = {"dm": ("USUBJID",), "suppdm": ("USUBJID", "QNAM", "QVAL"), "ex": ("USUBJID", "EXTRT"),
+                    "tr": ("USUBJID", "TRGRPID", "TRLNKID", "TRTESTCD"), "rs": ("USUBJID", "RSTESTCD", "RSSTRESC"),
+                    "qs": ("USUBJID", "QSTESTCD"), "ds": ("USUBJID", "DSDECOD"), "tu": ("USUBJID",),
+                    "sv": ("USUBJID",)}
+
+
 # ------------------------------------------------------------------------------------ reading
 def _domains(folder: Path, report: Report) -> dict[str, tuple[pd.DataFrame, str]]:
     out = {}
@@ -63,11 +71,15 @@ def _domains(folder: Path, report: Report) -> dict[str, tuple[pd.DataFrame, str]
         name = path.name.lower()
         kind = "csv" if name.endswith((".csv", ".csv.gz")) else "xpt" if name.endswith(".xpt") else None
         stem = name.split(".")[0].removesuffix("_onco")
+        if kind is not None and not path.is_file():  # a folder named dm.csv
+            report.add("error", path.name, None, "", "", "this is a folder, not a domain file")
+            continue
         if kind == "csv":
             try:
                 frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-            except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-                report.add("error", path.name, None, "", "", f"not a readable CSV: {exc}")
+            except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError, zlib.error) as exc:
+                # OSError covers a .gz that is not gzip (gzip.BadGzipFile)
+                report.add("error", path.name, None, "", "", f"not a readable CSV: {str(exc)[:200]}")
                 continue
         elif kind == "xpt":
             import pyreadstat
@@ -85,6 +97,11 @@ def _domains(folder: Path, report: Report) -> dict[str, tuple[pd.DataFrame, str]
             continue
         frame.columns = [str(c).upper() for c in frame.columns]
         frame.index = np.arange(len(frame)) + 2  # the line in the file (header = line 1)
+        missing = [c for c in REQUIRED_COLUMNS.get(stem, ()) if c not in frame.columns]
+        if missing:  # the domain cannot be mapped without them: a finding, and the domain is not used
+            for column in missing:
+                report.add("error", path.name, 1, column, "", f"required column of the {stem.upper()} domain missing")
+            continue
         out[stem] = (frame, path.name)
     return out
 

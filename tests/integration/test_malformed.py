@@ -169,3 +169,45 @@ def test_fhir_fields_of_the_wrong_type_are_located_findings_not_tracebacks(tmp_p
     _, report = importing.check("fhir", tmp_path)
     errors = report.frame().query("severity == 'error'")
     assert ((errors["file"] == "r.ndjson") & (errors["row"] == 2) & (errors["column"] == column)).any(), errors
+
+
+# ------------------------------------------------------------------------------------------- SDTM
+SDTM = Path(__file__).resolve().parents[1] / "fixtures" / "sdtm-pharmaverse"
+ARMS = {"arm_map": "Pbo=1,Xan_Lo=2,Xan_Hi=2"}
+
+
+def _drop(file, column):
+    def change(folder):
+        import pandas as pd
+
+        frame = pd.read_csv(folder / file, dtype=str)
+        frame.drop(columns=[column]).to_csv(folder / file, index=False)
+    return change
+
+
+def _not_gzip(folder):
+    (folder / "dm.csv.gz").write_bytes(b"plain text, not gzip")
+
+
+def _folder(folder):
+    (folder / "ex.csv.gz").unlink()
+    (folder / "ex.csv").mkdir()
+
+
+@pytest.mark.parametrize("change, file, column, words", [
+    (_not_gzip, "dm.csv.gz", "", "not a readable CSV"),
+    (_drop("dm.csv.gz", "USUBJID"), "dm.csv.gz", "USUBJID", "required column of the DM domain"),
+    (_drop("ex.csv.gz", "EXTRT"), "ex.csv.gz", "EXTRT", "required column of the EX domain"),
+    (_drop("tr_onco.csv.gz", "TRGRPID"), "tr_onco.csv.gz", "TRGRPID", "required column of the TR domain"),
+    (_folder, "ex.csv", "", "a folder, not a domain file"),
+], ids=["not gzip", "no USUBJID", "no EXTRT", "no TRGRPID", "a folder named ex.csv"])
+def test_sdtm_unreadable_or_incomplete_domains_are_located_findings(tmp_path, change, file, column, words):
+    import shutil
+
+    folder = tmp_path / "sdtm"
+    shutil.copytree(SDTM, folder)
+    change(folder)
+    _, report = importing.check("sdtm", folder, options=ARMS)
+    errors = report.frame().query("severity == 'error'")
+    hit = errors[(errors["file"] == file) & (errors["column"] == column) & errors["message"].str.contains(words)]
+    assert len(hit) >= 1, errors.to_string()
