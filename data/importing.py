@@ -37,6 +37,9 @@ def run_import(kind: str, source, *, progress=None, data_cutoff: str | None = No
     say = progress or (lambda fraction, message: None)
     say(0.01, f"reading the {kind} source")
     tables, report = check(kind, source, today=today, options=options)
+    if report.ok and tables["patients"].empty:  # valid (the templates are), but there is no trial to build
+        report.add("error", "patients.csv" if kind == "csv" else kind, None, "patient_id", "",
+                   "the patients table has no rows: nothing to import")
     if report.ok and data_cutoff is not None:
         _check_data_cutoff(data_cutoff, tables, report, today)
     if not report.ok:

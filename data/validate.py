@@ -230,8 +230,6 @@ def validate(raw: dict[str, pd.DataFrame], files: dict[str, str] | None = None,
                 _listed(report, "error", file, line[dup], "+".join(table.key), values,
                         f"duplicate {' + '.join(table.key)}: the same key appears on an earlier row")
         typed[name] = typed_frame
-    if "patients" in raw and typed["patients"].empty:  # a header and no rows: there is no trial to build
-        report.add("error", files["patients"], None, "patient_id", "", "the patients table has no rows: nothing to import")
     _check_references(typed, line_of, files, report)
     _check_plausibility(typed, line_of, files, report)
     for name in typed:
