@@ -132,8 +132,9 @@ def zip_members(data: bytes, file: str, report: Report) -> dict[str, bytes]:
         try:
             with archive.open(info) as member:
                 data = member.read(MAX_MEMBER_BYTES + 1)
-        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError, zlib.error) as exc:
-            # a CRC that lies, an encrypted member, an unsupported compression method, a cut file
+        except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, zlib.error) as exc:
+            # a CRC that lies, an encrypted member or an unsupported compression method (both RuntimeError
+            # in zipfile), a cut file
             report.add("error", file, None, "", info.filename, f"member cannot be read: {str(exc)[:200]}")
             continue
         if len(data) > MAX_MEMBER_BYTES:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import fcntl
 from collections.abc import Callable
 
-from data.store import clean_leftovers, has_snapshot, snapshot_dir  # noqa: F401 (clean_leftovers: for the app)
+from data.store import has_snapshot, snapshot_dir
 
 
 def ensure_built(progress: Callable[[float, str], None] | None = None) -> bool:

@@ -13,7 +13,7 @@ import streamlit as st
 
 from data import queries
 from data.clinical import DEFAULT_HORIZON, HORIZONS
-from data.store import Snapshot, SnapshotMissing, file_key, snapshot_dir, snapshot_path
+from data.store import Snapshot, SnapshotMissing, clean_leftovers, file_key, snapshot_dir, snapshot_path
 from services import access, models, snapshots
 from ui import session
 
@@ -24,7 +24,7 @@ PATIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 @st.cache_resource(show_spinner=False)
 def _leftovers_cleaned(folder: str) -> tuple:
     """Once per process and snapshot folder: remove what killed builds and imports left behind."""
-    return tuple(snapshots.clean_leftovers())
+    return tuple(clean_leftovers())
 
 
 def ensure_snapshot() -> None:
