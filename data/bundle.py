@@ -12,8 +12,10 @@ import csv
 import io
 import zipfile
 import zlib
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from data.canonical import TABLES
@@ -25,6 +27,11 @@ from data.validate import Report
 #: Larger cohorts come as a folder (or, at registry size, Parquet).
 MAX_MEMBER_BYTES = 256 << 20
 MAX_ZIP_BYTES = 1 << 30
+#: The longest canonical row is well under 1 KiB and the widest table has 20 columns. Beyond these a file
+#: is refused before pandas reads it: a 100,000-column header took 464 s and a line of commas makes one
+#: column per comma (the attack's "30 MB line": ~205 MB of memory per MB).
+MAX_LINE_BYTES = 1 << 20
+MAX_COLUMNS = 200
 
 
 def _unescape(frame: pd.DataFrame) -> pd.DataFrame:
@@ -37,6 +44,17 @@ def _unescape(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _longest_line(data: bytes) -> tuple[int, int] | None:
+    """(line number, bytes) of the first line longer than MAX_LINE_BYTES, or None (vectorised: no Python loop)."""
+    if len(data) <= MAX_LINE_BYTES:
+        return None
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
+    bounds = np.concatenate(([-1], ends, [len(data)]))
+    lengths = np.diff(bounds) - 1
+    over = np.flatnonzero(lengths > MAX_LINE_BYTES)
+    return (int(over[0]) + 1, int(lengths[over[0]])) if len(over) else None
+
+
 def read_csv_bytes(data: bytes, file: str, report: Report) -> pd.DataFrame | None:
     """One CSV as strings, or None with the reason in the report."""
     try:
@@ -47,11 +65,21 @@ def read_csv_bytes(data: bytes, file: str, report: Report) -> pd.DataFrame | Non
     if not text.strip():
         report.add("error", file, None, "", "", "the file is empty (it needs at least a header row)")
         return None
+    longest = _longest_line(data)
+    if longest is not None:
+        line, size = longest
+        report.add("error", file, line, "", "", f"line {line} is {size / (1 << 20):.1f} MiB long: no row of this "
+                   f"format comes near {MAX_LINE_BYTES >> 20} MiB (a broken export or not a table of ours)")
+        return None
     try:  # pandas renames a repeated column ("a", "a.1"), so the header is checked as written
         header = next(csv.reader(io.StringIO(text.split("\n", 1)[0])))
     except (csv.Error, StopIteration):
         header = []
-    repeated = sorted({c for c in header if header.count(c) > 1})
+    if len(header) > MAX_COLUMNS:
+        report.add("error", file, 1, "", "", f"the header row has {len(header):,} columns; a table of this format "
+                   f"has at most {MAX_COLUMNS}")
+        return None
+    repeated = sorted(c for c, n in Counter(header).items() if n > 1)
     if repeated:
         report.add("error", file, 1, repeated[0], repeated[0], "the header row names this column twice")
         return None

@@ -29,6 +29,11 @@ MAX_LISTED = 200
 TRUE = {"true", "t", "yes", "y", "1"}
 FALSE = {"false", "f", "no", "n", "0"}
 EARLIEST = pd.Timestamp("1900-01-01")
+#: No quantity this trial records comes near this in its own unit (ctDNA reaches ~1e4 MTM/mL, a diameter
+#: 500 mm). A larger number is a typing or export error, and 1e308 would turn into infinity downstream.
+MAX_MAGNITUDE = 1e9
+#: The longest text a canonical column holds (an event's detail, a regimen) is a sentence or two.
+MAX_TEXT_CHARS = 10_000
 
 
 @dataclass(frozen=True)
@@ -110,12 +115,13 @@ def _convert(col: Column, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     blank = _blank(raw)
     text = raw.astype("string").str.strip()
     if col.type == "text":
-        return text.where(~blank, pd.NA).astype(object).where(~blank, None), pd.Series(False, index=raw.index)
+        bad = (text.str.len() > MAX_TEXT_CHARS).fillna(False).astype(bool)
+        return text.where(~blank & ~bad, pd.NA).astype(object).where(~blank & ~bad, None), bad
     if col.type in ("int", "float"):
         if pd.api.types.is_bool_dtype(raw):
             raw = raw.astype("Int64")
         num = pd.to_numeric(text, errors="coerce").astype("float64")
-        bad = ~blank & (num.isna() | ~np.isfinite(num.fillna(0)))
+        bad = ~blank & (num.isna() | ~np.isfinite(num.fillna(0)) | (num.abs() > MAX_MAGNITUDE).fillna(False))
         if col.type == "int":
             frac = num.notna() & (num.round() != num)
             bad |= frac
@@ -138,7 +144,10 @@ def _convert(col: Column, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     raise ValueError(f"unknown column type {col.type!r}")
 
 
-TYPE_WORDS = {"int": "a whole number", "float": "a number", "date": "a date as YYYY-MM-DD",
+TYPE_WORDS = {"text": f"a text of at most {MAX_TEXT_CHARS:,} characters",
+              "int": f"a whole number between -{MAX_MAGNITUDE:,.0f} and {MAX_MAGNITUDE:,.0f}",
+              "float": f"a number between -{MAX_MAGNITUDE:,.0f} and {MAX_MAGNITUDE:,.0f}",
+              "date": "a date as YYYY-MM-DD",
               "bool": "true or false (also yes/no, 1/0)"}
 
 
