@@ -29,6 +29,7 @@ model family and calibration method, which are fixed once chosen):
 """
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -218,7 +219,33 @@ def library_versions() -> dict:
             "pandas": pd.__version__, "scipy": scipy.__version__, "joblib": joblib.__version__}
 
 
-def _one_refit(estimator, method, X, y, w, idx, keep):
+#: Idle worker processes end after this many seconds (joblib's default is 300: a killed trainer's
+#: workers, 4 processes and 472 MiB in the attack, stayed alive for minutes).
+WORKER_IDLE_SECONDS = 5
+_watching = False
+
+
+def _end_with_owner(owner: int) -> None:
+    """In a worker process: end it as soon as `owner`, the trainer that started it, is gone (killed,
+    crashed). loky's workers only notice at their idle timeout; a daemon thread checks every second.
+    In the trainer itself (one job: no workers) nothing is watched."""
+    global _watching
+    import threading
+
+    if _watching or os.getpid() == owner:
+        return
+
+    def watch():
+        while os.getppid() == owner:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+    _watching = True
+
+
+def _one_refit(estimator, method, X, y, w, idx, keep, owner):
+    _end_with_owner(owner)
     model = _fit(calibrated(estimator, method), X.iloc[idx], y[idx], w[idx])
     apparent = evaluate.binary_metrics(y[idx], _positive(model, X.iloc[idx]), w[idx], ci_boot=0)
     test = evaluate.binary_metrics(y[keep], _positive(model, X.iloc[keep]), w[keep], ci_boot=0)
@@ -238,9 +265,9 @@ def _bootstrap(estimator, method, data: TrainingData, n_boot: int, seed: int, sa
             samples.append(idx)  # both outcomes, enough of each for 5-fold calibration
     models, rows = [], []
     batch = 40
-    with joblib.Parallel(n_jobs=n_jobs) as parallel:
+    with joblib.Parallel(n_jobs=n_jobs, idle_worker_timeout=WORKER_IDLE_SECONDS) as parallel:
         for start in range(0, n_boot, batch):
-            done = parallel(joblib.delayed(_one_refit)(estimator, method, X, y, w, idx, keep)
+            done = parallel(joblib.delayed(_one_refit)(estimator, method, X, y, w, idx, keep, os.getpid())
                             for idx in samples[start:start + batch])
             models += [m for m, _ in done]
             rows += [r for _, r in done]
