@@ -18,7 +18,7 @@ import pandas as pd
 
 from data import pro, recist
 from data.canonical import CANONICAL
-from data.clinical import HER2_IHC_POSITIVE, RESPONSE_CODES, her2_positive, hr_status, sql_constants, sql_response_codes
+from data.clinical import HER2_IHC_POSITIVE, OVERALL_RESPONSE_CODES, her2_positive, hr_status, sql_constants, sql_response_codes
 from data.store import DUCKDB_CONFIG, publish, read_sql, snapshot_dir
 
 BUILDER_VERSION = "1"
@@ -124,7 +124,8 @@ _DERIVED = {"recist_assessments", "pro_scale_scores", "pro_catalogue", "clinical
 
 ELIGIBILITY_INPUT = """
 SELECT p.patient_id, p.age_at_enrolment + years_between(p.enrolled_on, s.data_cutoff) AS age,
-       p.her2_ihc, p.her2_ish_amplified, p.first_line_start, i.stopped_on, o.progressed_on
+       p.her2_ihc, p.her2_ish_amplified, p.first_line_start, i.stopped_on, o.progressed_on,
+       p.enrolled_on, o.withdrew_on, o.died_on
 FROM patients p JOIN patient_index i USING (patient_id) JOIN outcomes o USING (patient_id), snapshot_info s
 """
 
@@ -162,7 +163,7 @@ def _check_snapshot(con) -> dict:
             raise BuildError(f"view {view} lacks contract column(s): {', '.join(missing)}")
         counts[view] = con.execute("SELECT count(*) FROM " + view).fetchone()[0]
     bad = con.execute("SELECT count(*) FROM scan_history WHERE overall_response IS NOT NULL "
-                      "AND NOT list_contains(?, overall_response)", [list(RESPONSE_CODES)]).fetchone()[0]
+                      "AND NOT list_contains(?, overall_response)", [list(OVERALL_RESPONSE_CODES)]).fetchone()[0]
     if bad:
         raise BuildError(f"{bad} scans have an invalid response code")
     if counts["patient_summary"] != con.execute("SELECT count(*) FROM patients").fetchone()[0]:

@@ -25,6 +25,9 @@ from data.clinical import (  # noqa: F401  (re-exported for callers of eligibili
 
 PATIENT_COLUMNS = ["patient_id", "age", "her2_ihc", "her2_ish_amplified", "first_line_start", "stopped_on",
                    "progressed_on"]
+#: Optional: enrolled_on (study start for an enrolled patient; a candidate's is the evaluation date),
+#: withdrew_on and died_on (a withdrawn or dead patient is no candidate). Missing columns mean "none".
+OPTIONAL_COLUMNS = ["enrolled_on", "withdrew_on", "died_on"]
 PROGRESSION_COLUMNS = ["patient_id", "progressed_on", "site", "n_lesions", "treated_with", "symptomatic",
                        "on_steroids", "on_anticonvulsants", "cns_therapy_on"]
 OUTPUT_COLUMNS = ["patient_id", "criterion", "text", "met", "detail"]
@@ -64,10 +67,13 @@ def _her2(p: pd.DataFrame, _prog, _as_of):
     return pd.Series(met, dtype=object), pd.Series(detail)
 
 
-def progression_allowed(row: pd.Series, as_of: pd.Timestamp, later: bool) -> tuple[bool | None, str]:
+def progression_allowed(row: pd.Series, study_start: pd.Timestamp, later: bool,
+                        later_cns: bool = False) -> tuple[bool | None, str]:
     """Is one progression during first-line therapy one of the two allowed exceptions?
 
-    `later` says whether another progression followed it (before as_of).
+    `study_start`: enrolment for an enrolled patient, the evaluation date for a candidate (the registered
+    criterion counts the 24 months since CNS-directed therapy to study start, not to the data cut-off).
+    `later` says whether another progression followed it; `later_cns` whether that was in the brain again.
     """
     when = f"{pd.Timestamp(row['progressed_on']):%Y-%m-%d}"
     site = row.get("site")
@@ -75,8 +81,10 @@ def progression_allowed(row: pd.Series, as_of: pd.Timestamp, later: bool) -> tup
         needed = ["treated_with", "symptomatic", "on_steroids", "on_anticonvulsants", "cns_therapy_on"]
         if any(row.get(k) is None or pd.isna(row.get(k)) for k in needed):
             return None, f"brain-only progression {when}: treatment, symptoms, steroids, anticonvulsants or CNS therapy date not recorded"
-        months = (as_of - pd.Timestamp(row["cns_therapy_on"])).days / DAYS_PER_MONTH
+        months = (study_start - pd.Timestamp(row["cns_therapy_on"])).days / DAYS_PER_MONTH
         problems = []
+        if later_cns:
+            problems.append("another CNS progression since")
         if row["treated_with"] != "local":
             problems.append("not treated locally")
         if bool(row["symptomatic"]):
@@ -86,11 +94,12 @@ def progression_allowed(row: pd.Series, as_of: pd.Timestamp, later: bool) -> tup
         if bool(row["on_anticonvulsants"]):
             problems.append("on anticonvulsants")
         if months < MIN_MONTHS_SINCE_CNS_THERAPY:
-            problems.append(f"{months:.0f} months since CNS therapy (< {MIN_MONTHS_SINCE_CNS_THERAPY})")
+            problems.append(f"{months:.0f} months from CNS therapy to study start {study_start:%Y-%m-%d} "
+                            f"(< {MIN_MONTHS_SINCE_CNS_THERAPY})")
         if problems:
             return False, f"brain-only progression {when}: " + ", ".join(problems)
         return True, (f"brain-only progression {when} allowed: treated locally, asymptomatic, off steroids and "
-                      f"anticonvulsants, {months:.0f} months since CNS therapy")
+                      f"anticonvulsants, {months:.0f} months from CNS therapy to study start")
     if site == "extracranial":
         if any(row.get(k) is None or pd.isna(row.get(k)) for k in ("n_lesions", "treated_with")):
             return None, f"extracranial progression {when}: number of lesions or treatment not recorded"
@@ -121,10 +130,13 @@ def _first_line(p: pd.DataFrame, prog: pd.DataFrame, as_of: pd.Timestamp):
         years = (pd.Timestamp(end) - pd.Timestamp(start)).days / DAYS_PER_YEAR
         verdicts, notes = [], []
         g = by_patient.get(row.patient_id)
+        enrolled = getattr(row, "enrolled_on", None)
+        study_start = pd.Timestamp(enrolled) if enrolled is not None and pd.notna(enrolled) else as_of
         if g is not None:
-            dates = g["progressed_on"].to_numpy()
+            sites = g["site"].tolist()
             for k, (_, pr) in enumerate(g.iterrows()):
-                ok, note = progression_allowed(pr, as_of, later=k < len(dates) - 1)
+                ok, note = progression_allowed(pr, study_start, later=k < len(sites) - 1,
+                                               later_cns="brain_only" in sites[k + 1:])
                 verdicts.append(ok)
                 notes.append(note)
         on_first_line = row.stopped_on is None or pd.isna(row.stopped_on) or (
@@ -156,6 +168,17 @@ def _not_stopped_or_progressed(p: pd.DataFrame, _prog, _as_of):
     return pd.Series(met, dtype=object), pd.Series(detail)
 
 
+def _in_follow_up(p: pd.DataFrame, _prog, _as_of):
+    met, detail = [], []
+    for row in p.itertuples(index=False):
+        reasons = [f"{what} {pd.Timestamp(on):%Y-%m-%d}" for what, on in
+                   (("withdrew", getattr(row, "withdrew_on", None)), ("died", getattr(row, "died_on", None)))
+                   if on is not None and pd.notna(on)]
+        met.append(not reasons)
+        detail.append("; ".join(reasons) or "in follow-up")
+    return pd.Series(met, dtype=object), pd.Series(detail)
+
+
 CRITERIA: tuple[Criterion, ...] = (
     Criterion("age_18", f"Age {MIN_AGE} or older", _age),
     Criterion("her2_positive", HER2_RULE, _her2),
@@ -165,6 +188,7 @@ CRITERIA: tuple[Criterion, ...] = (
               "extracranial oligoprogression treated locally or by an endocrine change, none since)", _first_line),
     Criterion("not_stopped_or_progressed", "Not already stopped anti-HER2 therapy, not progressed",
               _not_stopped_or_progressed),
+    Criterion("in_follow_up", "In follow-up: not withdrawn, alive", _in_follow_up),
 )
 
 
@@ -173,7 +197,7 @@ def evaluate(patients: pd.DataFrame, first_line_progressions: pd.DataFrame, as_o
     missing = set(PATIENT_COLUMNS) - set(patients.columns)
     if missing:
         raise ValueError(f"eligibility input lacks column(s): {', '.join(sorted(missing))}")
-    p = patients[PATIENT_COLUMNS].reset_index(drop=True)
+    p = patients.reindex(columns=PATIENT_COLUMNS + OPTIONAL_COLUMNS).reset_index(drop=True)
     prog = first_line_progressions.reindex(columns=PROGRESSION_COLUMNS)
     as_of = pd.Timestamp(as_of)
     parts = []

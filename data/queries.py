@@ -9,7 +9,8 @@ from data.store import Snapshot
 
 PATIENT_LIST = """
 SELECT patient_id, cohort, index_date, status, last_overall_response, last_ctdna_detected,
-       len(alerts) AS n_alerts, len(ctdna_alerts) AS n_ctdna_alerts
+       len(alerts) AS n_alerts, len(ctdna_alerts) AS n_ctdna_alerts, alerts, ctdna_alerts, alert_kinds,
+       last_followup_on
 FROM patient_summary ORDER BY patient_id
 """
 SUMMARY = "SELECT * FROM patient_summary WHERE patient_id = ?"

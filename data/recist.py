@@ -15,9 +15,13 @@ typed in. The rules, each with its source section:
   otherwise NON-CR/NON-PD (4.3.3).
 * New lesions: an unequivocal new lesion is PD. An equivocal one is not; if a later scan confirms
   the same lesion, PD is dated to the scan that first showed it (4.3.2, "new lesions").
+* After a complete response, a lesion that reappears is PD, whatever its size (RECIST working group's
+  answers, Schwartz 2016): a non-nodal target or non-target measured above 0 mm (or present again), a
+  node back at >= 10 mm short axis. Without this rule 20 -> 0 -> 4 mm would read PR, and a node
+  16 -> 8 -> 12 mm SD.
 * Overall response: Table 1 (targets +/- non-targets), Table 2 (non-targets only). A patient with
-  no disease at baseline (no target and no non-target lesions) stays CR until a new lesion (often
-  reported as "NED" elsewhere; our code list has CR).
+  no disease at baseline (no target and no non-target lesions) is NED (no evidence of disease) until
+  a new lesion: CR would claim a response there was nothing to respond.
 """
 from __future__ import annotations
 
@@ -26,12 +30,18 @@ import pandas as pd
 
 # The thresholds live in data/clinical.py (one source for Python and the SQL views).
 from data.clinical import (  # noqa: F401  (re-exported: recist.PD_PCT_FROM_NADIR reads naturally)
+    MAX_TARGETS,
+    MAX_TARGETS_PER_ORGAN,
+    MEASURABLE_LESION_MM,
+    MEASURABLE_NODE_MM,
     NEAR_PD_PCT_FROM_NADIR,
+    NO_EVIDENCE_OF_DISEASE,
     NODE_NORMAL_MM,
     PD_MIN_ABSOLUTE_MM,
     PD_PCT_FROM_NADIR,
     PR_PCT_FROM_BASELINE,
     RESPONSE_CODES,
+    TOO_SMALL_TO_MEASURE_MM,
 )
 
 LESION_KINDS = ("target", "non_target", "new")
@@ -73,9 +83,10 @@ def _target(m: pd.DataFrame, scans: pd.DataFrame) -> pd.DataFrame:
     d = g["diameter_mm"]
     g["measured"] = d.notna()
     g["cr_ok"] = np.where(g["is_node"].astype(bool), d < NODE_NORMAL_MM, d == 0)
+    g["back"] = g["measured"] & ~g["cr_ok"]  # disease measurable again (reappeared, if it had gone)
     agg = g.groupby(_KEY, sort=False, observed=True).agg(
         n_target_lesions=("lesion_id", "size"), n_measured=("measured", "sum"),
-        sld_partial=("diameter_mm", "sum"), all_cr=("cr_ok", "all"))
+        sld_partial=("diameter_mm", "sum"), all_cr=("cr_ok", "all"), target_back=("back", "any"))
     return agg.reset_index()
 
 
@@ -86,9 +97,10 @@ def _non_target(m: pd.DataFrame, scans: pd.DataFrame) -> pd.DataFrame:
     g["gone"] = (status == "absent") | node_normal
     g["unequivocal"] = status == "unequivocal_progression"
     g["unassessed"] = status.isna() & ~node_normal
+    g["back"] = status.isin(["present", "unequivocal_progression"]) & ~node_normal
     agg = g.groupby(_KEY, sort=False, observed=True).agg(
         n_non_target=("lesion_id", "size"), nt_all_gone=("gone", "all"),
-        nt_pd=("unequivocal", "any"), nt_unassessed=("unassessed", "any"))
+        nt_pd=("unequivocal", "any"), nt_unassessed=("unassessed", "any"), nt_back=("back", "any"))
     return agg.reset_index()
 
 
@@ -131,6 +143,37 @@ def _validate(measurements: pd.DataFrame) -> pd.DataFrame:
     m["is_node"] = m["is_node"].fillna(False).astype(bool)
     m["scanned_on"] = pd.to_datetime(m["scanned_on"])
     return m
+
+
+def measurability_problems(lesions: pd.DataFrame, scans: pd.DataFrame) -> pd.Series:
+    """Per lesion row (same index): why a BASELINE target lesion breaks RECIST 1.1's measurability rules
+    (3.1, 4.2), or "". lesions: patient_id, scan_id, lesion_id, kind, organ, is_node, diameter_mm;
+    scans: patient_id, scan_id, scanned_on. Warnings, not errors: the trial's readers chose these targets,
+    and their responses are still derived, but a reviewer should know the series rests on them."""
+    out = pd.Series("", index=lesions.index, dtype=object)
+    if lesions.empty or scans.empty:
+        return out
+    first = (scans.sort_values(["patient_id", "scanned_on", "scan_id"], kind="stable")
+             .drop_duplicates("patient_id")[["patient_id", "scan_id"]].assign(_baseline=True))
+    m = lesions.reset_index(names="_row").merge(first, on=["patient_id", "scan_id"], how="left")
+    m = m[m["_baseline"].eq(True) & (m["kind"] == "target")]
+    if m.empty:
+        return out
+    node = m["is_node"].fillna(False).astype(bool)
+    d = pd.to_numeric(m["diameter_mm"], errors="coerce")
+    small_node = node & (d < MEASURABLE_NODE_MM)
+    small = ~node & (d < MEASURABLE_LESION_MM)
+    rank = m.groupby("patient_id").cumcount()
+    organ_rank = m.groupby(["patient_id", m["organ"].fillna("")]).cumcount()
+    messages = np.select(
+        [small_node, small, rank >= MAX_TARGETS, m["organ"].notna() & (organ_rank >= MAX_TARGETS_PER_ORGAN)],
+        [f"a target node must measure >= {MEASURABLE_NODE_MM:g} mm short axis at baseline (RECIST 1.1)",
+         f"a target lesion must measure >= {MEASURABLE_LESION_MM:g} mm at baseline (RECIST 1.1)",
+         f"more than {MAX_TARGETS} target lesions at baseline (RECIST 1.1 allows {MAX_TARGETS})",
+         f"more than {MAX_TARGETS_PER_ORGAN} target lesions in one organ at baseline (RECIST 1.1 allows "
+         f"{MAX_TARGETS_PER_ORGAN})"], default="")
+    out.loc[m["_row"].to_numpy()] = messages
+    return out
 
 
 def pd_threshold_mm(nadir_sld_mm):
@@ -180,14 +223,26 @@ def assess(measurements: pd.DataFrame) -> pd.DataFrame:
 
     follow_up = out["seq"] > 0
     partial = out["sld_partial"]
-    target_pd = has_target & follow_up & (partial - nadir >= PD_MIN_ABSOLUTE_MM - 1e-9) & (
-        partial >= nadir * (1 + PD_PCT_FROM_NADIR / 100) - 1e-9)
+    # A complete response at an EARLIER follow-up scan: targets (all gone, nodes normal), and overall.
+    target_cr = has_target & follow_up & complete & out["all_cr"].eq(True)
+    nt_gone = out["nt_all_gone"].eq(True)
+    overall_cr = follow_up & ((target_cr & (~has_nt | nt_gone)) | (~has_target & has_nt & nt_gone))
+    by_patient = out["patient_id"]
+
+    def earlier(flag: pd.Series) -> pd.Series:
+        seen = flag.astype(int).groupby(by_patient, sort=False, observed=True).cummax()
+        return seen.groupby(by_patient, sort=False, observed=True).shift(1).fillna(0).astype(bool)
+
+    target_back = earlier(target_cr) & out["target_back"].eq(True)
+    nt_back = earlier(overall_cr) & out["nt_back"].eq(True)
+    target_pd = has_target & follow_up & (((partial - nadir >= PD_MIN_ABSOLUTE_MM - 1e-9) & (
+        partial >= nadir * (1 + PD_PCT_FROM_NADIR / 100) - 1e-9)) | target_back)
     target = np.select(
         [~has_target | ~follow_up, target_pd, ~complete, out["all_cr"].eq(True),
          out["pct_from_baseline"] <= PR_PCT_FROM_BASELINE + 1e-9],
         [None, "PD", "NE", "CR", "PR"], default="SD")
     non_target = np.select(
-        [~has_nt | ~follow_up, out["nt_pd"].eq(True),
+        [~has_nt | ~follow_up, out["nt_pd"].eq(True) | nt_back,
          out["nt_unassessed"].eq(True), out["nt_all_gone"].eq(True)],
         [None, "PD", "NE", "CR"], default="NON-CR/NON-PD")
     confirmed_on = out["confirmed_on"]
@@ -209,7 +264,7 @@ def assess(measurements: pd.DataFrame) -> pd.DataFrame:
          has_nt & (nt == "NON-CR/NON-PD"),
          has_nt],  # non-target NE
         [None, "PD", "CR", "PR", "PR", "SD", "NE", "CR", "NON-CR/NON-PD", "NE"],
-        default="CR")  # no disease at baseline and nothing new
+        default=NO_EVIDENCE_OF_DISEASE)  # no disease at baseline and nothing new
     out["overall_response"] = overall
     notes = pd.Series(None, index=out.index, dtype=object)
     notes[confirmed_on.notna()] = ("equivocal new lesion confirmed on "
@@ -218,6 +273,7 @@ def assess(measurements: pd.DataFrame) -> pd.DataFrame:
     eq_open = out["new_equivocal"].eq(True) & confirmed_on.isna() & ~new
     notes[eq_open] = "equivocal new lesion: not PD unless a later scan confirms it"
     notes[follow_up & has_target & ~complete & (t == "PD")] = "PD shown by the measured lesions"
+    notes[(target_back | nt_back) & ~new] = "a lesion reappeared after a complete response: PD"
     out["note"] = notes
     out["is_baseline"] = ~follow_up
     out["n_target_lesions"] = out["n_target_lesions"].fillna(0).astype(int)

@@ -20,7 +20,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from data import pro
+from data import pro, recist
 from data.canonical import TABLES, Column
 from data.clinical import DAYS_PER_YEAR
 
@@ -314,3 +314,11 @@ def _check_plausibility(typed, line_of, files, report) -> None:
             _listed(report, "warning", files["ctdna_draws"], line_of["ctdna_draws"][contradiction], "detected",
                     draws.loc[contradiction, "detected"].astype(str),
                     "detected does not match value against the detection limit: the file's call is kept")
+    lesions = typed["lesion_measurements"]
+    if not lesions.empty and not typed["scans"].empty:
+        problems = recist.measurability_problems(lesions, typed["scans"])
+        for message in problems[problems != ""].unique():
+            mask = problems == message
+            column = "diameter_mm" if "measure" in message else "lesion_id"
+            _listed(report, "warning", files["lesion_measurements"], line_of["lesion_measurements"][mask], column,
+                    lesions.loc[mask, column].astype(str), message)

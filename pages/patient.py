@@ -23,7 +23,8 @@ followup_end = o["died_on"] if pd.notna(o["died_on"]) else o["last_followup_on"]
 components.patient_header(rec, viewer.sees_ctdna)
 
 st.subheader("Since last visit")
-components.since_last_visit(rec)
+since = components.since_last_visit(rec)
+components.visit_summary_button(snap, rec, viewer, horizon, since)
 
 if viewer.sees_ctdna:
     risk_card.render(snap, rec, horizon)
@@ -32,20 +33,30 @@ else:
 
 axis = st.radio("Time axis", ["days", "dates"], horizontal=True, key="axis",
                 format_func=lambda a: "days from day 0" if a == "days" else "calendar dates")
+# every stacked chart on one x-range, so a draw, a scan and a questionnaire of one day line up
+window = charts.shared_window(s["index_date"], followup_end,
+                              rec.timeline.loc[~rec.timeline["track"].isin(["anti-HER2", "other therapy"]), "starts_on"])
+
+
+def aligned(fig):
+    return charts.align(fig, window, s["index_date"], axis)
+
+
 st.plotly_chart(charts.timeline_figure(rec.timeline, s["index_date"], followup_end, cohort=int(s["cohort"]),
-                                       axis=axis), key="timeline")
+                                       axis=axis, window=window), key="timeline")
 if viewer.sees_ctdna:  # the estimate needs ctDNA: a blinded person sees neither
     trajectory = components.estimate_trajectory_for(snap, patient_id, horizon)
     if trajectory is not None:
-        st.plotly_chart(charts.estimate_trajectory_figure(trajectory, s["index_date"], axis=axis, horizon=horizon),
-                        key="trajectory")
+        st.plotly_chart(aligned(charts.estimate_trajectory_figure(trajectory, s["index_date"], axis=axis,
+                                                                  horizon=horizon)), key="trajectory")
 if viewer.sees_ctdna:
-    st.plotly_chart(charts.ctdna_figure(rec.ctdna, rec.timeline, s["index_date"], followup_end, o["progressed_on"],
-                                        lead=cohorts.patient_lead_time(rec.ctdna, o["progressed_on"]), axis=axis),
+    st.plotly_chart(aligned(charts.ctdna_figure(rec.ctdna, rec.timeline, s["index_date"], followup_end,
+                                                o["progressed_on"], axis=axis,
+                                                lead=cohorts.patient_lead_time(rec.ctdna, o["progressed_on"]))),
                     key="ctdna")
 
 st.subheader("Scans (RECIST 1.1)")
-st.plotly_chart(charts.sld_figure(rec.scans, s["index_date"], axis=axis), key="sld")
+st.plotly_chart(aligned(charts.sld_figure(rec.scans, s["index_date"], axis=axis)), key="sld")
 st.dataframe(components.scan_table(rec.scans), hide_index=True)
 with st.expander("Lesion measurements"):
     st.dataframe(rec.lesions, hide_index=True)
@@ -53,5 +64,5 @@ with st.expander("Lesion measurements"):
 st.subheader("Patient-reported outcomes")
 catalogue = components.pro_catalogue(snap.key)
 scales = components.pro_scale_picker(rec.pros, catalogue)
-st.plotly_chart(charts.pro_figure(rec.pros, catalogue, scales, s["index_date"], o["progressed_on"], axis=axis),
+st.plotly_chart(aligned(charts.pro_figure(rec.pros, catalogue, scales, s["index_date"], o["progressed_on"], axis=axis)),
                 key="pro")

@@ -46,6 +46,7 @@ PAGE_TITLES = {"": "Home", "patient": "Patient review", "tumor_board": "Tumor bo
                "model_card": "Model card", "data": "Data", "audit": "Audit log"}
 #: exports each role may download (researchers get pseudonymized ones only)
 EXPORTS: dict[str, frozenset[str]] = {
+    "visit_summary": frozenset({"clinician", "tumor_board", DEMO}),
     "meeting_list": frozenset({"tumor_board", DEMO}),
     "meeting_sheets": frozenset({"tumor_board", DEMO}),
     "cohort_table": frozenset({"researcher", DEMO}),
@@ -179,6 +180,11 @@ def patients_seen(frame: pd.DataFrame, sees_ctdna: bool) -> pd.DataFrame:
         return frame.drop(columns=["n_ctdna_alerts"], errors="ignore")
     out = frame.copy()
     out["n_alerts"] = out["n_alerts"] - out["n_ctdna_alerts"]  # the alert count must not reveal a ctDNA alert
+    if "alerts" in out.columns:  # nor the alerts named, nor the worklist's order by their kind
+        hidden = out["ctdna_alerts"].map(lambda a: set(a) if a is not None else set())
+        out["alerts"] = [[a for a in (alerts if alerts is not None else []) if a not in h]
+                         for alerts, h in zip(out["alerts"], hidden, strict=True)]
+        out["alert_kinds"] = out["alert_kinds"].map(lambda k: [x for x in (k if k is not None else []) if x != "ctDNA"])
     return without_ctdna(out)
 
 

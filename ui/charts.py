@@ -15,7 +15,7 @@ from data.clinical import PD_MIN_ABSOLUTE_MM, PD_PCT_FROM_NADIR
 
 RESPONSE_COLORS = {  # colour-blind-safe diverging palette: green = good, red = PD
     "CR": "#1b7837", "PR": "#5aae61", "SD": "#4575b4", "NON-CR/NON-PD": "#74add1",
-    "PD": "#d73027", "NE": "#999999", "baseline": "#333333",
+    "PD": "#d73027", "NE": "#999999", "baseline": "#333333", "NED": "#00441b",
 }
 TRACKS = ["anti-HER2", "other therapy", "scan", "ctDNA", "PRO", "event"]
 ON_THERAPY_FILL = "rgba(69, 117, 180, 0.10)"
@@ -85,15 +85,17 @@ def _therapy_spans(timeline: pd.DataFrame, end_date) -> list[tuple]:
 
 
 def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort: int,
-                    axis: str = "days", window_days: int | None = 365) -> go.Figure:
+                    axis: str = "days", window_days: int | None = 365, window: tuple | None = None) -> go.Figure:
     """Typed tracks on one axis: therapy bars, scans by response, ctDNA calls, PROs, events.
 
     followup_end is drawn (last contact, death or data cut-off) so the picture does not stop at
-    the last event. window_days zooms the initial view to that many days before day 0.
+    the last event. window_days zooms the initial view to that many days before day 0; `window` (dates,
+    shared_window's answer) sets the view instead, as for every chart stacked with it.
     """
     fig = _figure()
     tl = timeline.copy()
     end_x = _to_axis(followup_end, index_date, axis)
+    view_start = _to_axis(window[0], index_date, axis) if window is not None else None
     legend_seen: set[str] = set()
 
     def legend_once(name):
@@ -114,6 +116,10 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
                               + ("ongoing" if ongoing else f"{pd.Timestamp(row['ends_on']):%Y-%m-%d}")
                               + (f"<br>{row['detail']}" if isinstance(row['detail'], str) else "")
                               + "<extra></extra>"))
+            # the drug named just above its bar, from where the bar comes into view
+            fig.add_annotation(x=x0 if view_start is None else max(x0, view_start), y=track, text=str(row["label"]),
+                               showarrow=False, xanchor="left", yanchor="bottom", yshift=6,
+                               font=dict(size=10, color="#333"))
     scans = tl[tl["track"] == "scan"]
     for response, color in RESPONSE_COLORS.items():
         s = scans[scans["label"] == response]
@@ -167,12 +173,55 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
     fig.add_annotation(x=end_x, y=0, yref="paper", text="end of follow-up", showarrow=False,
                        xanchor="right", yanchor="bottom", font=dict(size=11, color="#333"))
     fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(TRACKS)), type="category")
-    if window_days is not None and axis == "days":
+    if window is not None:
+        align(fig, window, index_date, axis)
+    elif window_days is not None and axis == "days":
         fig.update_xaxes(range=[-window_days, (end_x or 0) + 30])
     elif window_days is not None:
         fig.update_xaxes(range=[pd.Timestamp(index_date) - pd.Timedelta(days=window_days),
                                 pd.Timestamp(followup_end) + pd.Timedelta(days=30)])
     return _layout(fig, "Timeline", axis, 360)
+
+
+def shared_window(index_date, followup_end, record_dates) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """One x-range for every chart stacked on the patient page: from 30 days before the earliest scan, draw,
+    questionnaire or day 0, to 30 days after the end of follow-up (and the last record). Therapy started
+    years earlier is still drawn; the view opens on the follow-up (pan or zoom out to see it)."""
+    dates = pd.to_datetime(pd.Series(list(record_dates), dtype="object")).dropna()
+    start = min([pd.Timestamp(index_date), *dates]) - pd.Timedelta(days=30)
+    end = max([pd.Timestamp(followup_end), *dates]) + pd.Timedelta(days=30)
+    return start, end
+
+
+#: Stacked charts share their plot area's left and right edges too, not only the range: the timeline's
+#: track names took more room than the ctDNA axis labels and shifted day 0 by ~20 px.
+STACKED_MARGIN = dict(l=100, r=24)
+
+
+def align(fig: go.Figure, window: tuple, index_date, axis: str) -> go.Figure:
+    """Give a figure the shared x-range (every x-axis of it, subplots included) and the shared side margins."""
+    fig.update_xaxes(range=[_to_axis(window[0], index_date, axis), _to_axis(window[1], index_date, axis)])
+    fig.update_layout(margin=STACKED_MARGIN)
+    fig.update_yaxes(automargin=False)  # automargin would widen one chart's margin and undo the alignment
+    return fig
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Tick values for a log axis from low to high: 1, 2 and 5 per decade over fewer than 3 decades, else
+    every decade. Set explicitly: plotly's own minor labels print 0.5 and 0.2 as "5" and "2"."""
+    first, last = int(np.floor(np.log10(low))), int(np.ceil(np.log10(high)))
+    steps = (1, 2, 5) if np.log10(high) - np.log10(low) < 3 else (1,)
+    return [m * 10.0 ** e for e in range(first, last + 1) for m in steps if low <= m * 10.0 ** e <= high]
+
+
+def tick_label(value: float) -> str:
+    """0.5 as "0.5", 20 as "20", 2e-05 as "2×10⁻⁵": each label reads as the number it is."""
+    if 1e-3 <= value < 1e5:
+        return f"{value:g}"
+    exponent = int(np.floor(np.log10(value)))
+    mantissa = value / 10.0 ** exponent
+    sup = str(exponent).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    return (f"{mantissa:g}×" if round(mantissa, 6) != 1 else "") + f"10{sup}"
 
 
 def ctdna_figure(ctdna: pd.DataFrame, timeline: pd.DataFrame, index_date, followup_end,
@@ -218,10 +267,11 @@ def ctdna_figure(ctdna: pd.DataFrame, timeline: pd.DataFrame, index_date, follow
         marker=dict(color="#4575b4", size=10, symbol="circle-open", line=dict(width=2)),
         customdata=np.stack([nd["date"], nd["assay"]], axis=1) if not nd.empty else None,
         hovertemplate="%{customdata[0]} %{customdata[1]}<br>not detected<extra></extra>"))
+    ymin = np.nanmin(ct["floor"]) / 3
     failed = ct[ct["qc"] != "pass"]
-    if not failed.empty:
+    if not failed.empty:  # no result: on the bottom axis, apart from every value (not at the limit, as if a result)
         fig.add_trace(go.Scatter(
-            x=failed["x"], y=failed["floor"], mode="markers", name="QC failed (no result)",
+            x=failed["x"], y=np.full(len(failed), ymin * 1.12), mode="markers", name="QC failed (no result)",
             marker=dict(color="#777", size=11, symbol="x-thin", line=dict(width=2, color="#777")),
             text=failed["date"] + " QC " + failed["qc"], hovertemplate="%{text}<extra></extra>"))
     if progressed_on is not None and pd.notna(progressed_on):
@@ -240,12 +290,10 @@ def ctdna_figure(ctdna: pd.DataFrame, timeline: pd.DataFrame, index_date, follow
             fig.add_annotation(x=mid, y=y, xref="x", yref="y", yshift=-12, showarrow=False,
                                text=f"ctDNA lead time {lead['months']:.1f} months", font=dict(color="#d73027", size=11))
     _day0(fig, index_date, axis, "day 0")
-    ymin = np.nanmin(ct["floor"]) / 3
     ymax = max(np.nanmax(ct["y"]) if ct["y"].notna().any() else 0, np.nanmax(ct["floor"])) * 5
-    span = np.log10(ymax) - np.log10(ymin)
-    # over a narrow range plotly labels every digit (2, 3, ... 9) and they overlap: label 1, 2 and 5 only
-    fig.update_yaxes(type="log", title_text=unit, range=[np.log10(ymin), np.log10(ymax)], exponentformat="power",
-                     dtick="D2" if span < 3 else None)
+    ticks = log_ticks(ymin, ymax)
+    fig.update_yaxes(type="log", title_text=unit, range=[np.log10(ymin), np.log10(ymax)],
+                     tickvals=ticks, ticktext=[tick_label(v) for v in ticks])
     # the view spans the draws (therapy shading may reach years back)
     first, last = _to_axis(ct["drawn_on"].min(), index_date, axis), _to_axis(followup_end, index_date, axis)
     pad = 30 if axis == "days" else pd.Timedelta(days=30)
@@ -275,13 +323,14 @@ def sld_figure(scans: pd.DataFrame, index_date, *, axis: str = "days") -> go.Fig
                 fig.add_trace(go.Scatter(x=r["x"], y=r["response"], mode="markers", name=response,
                                          marker=dict(color=color, size=13, symbol="square"),
                                          text=r["date"], hovertemplate="%{text}: " + response + "<extra></extra>"))
+        # no axis title: the categories name themselves, and a title collided with "NON-CR/NON-PD"
         fig.update_yaxes(type="category", categoryorder="array",
-                         categoryarray=["baseline", "CR", "NON-CR/NON-PD", "NE", "PD"], title_text="overall response")
-        fig.add_annotation(text="No target lesions at baseline: response from non-target and new lesions only",
-                           x=0, y=1.08, xref="paper", yref="paper", showarrow=False, xanchor="left",
-                           font=dict(size=11, color="#555"))
+                         categoryarray=["baseline", "NED", "CR", "NON-CR/NON-PD", "NE", "PD"])
+        fig.update_layout(margin=dict(t=80))  # room for the title's second line above "day 0"
         _day0(fig, index_date, axis, "day 0")
-        return _layout(fig, "Scans (RECIST 1.1)", axis, 300)
+        # the note is the title's second line: as an annotation above the plot, "day 0" printed over it
+        return _layout(fig, "Scans (RECIST 1.1)<br><sup>No target lesions at baseline: response from non-target "
+                            "and new lesions only</sup>", axis, 300)
     base = s["baseline_sld_mm"].dropna()
     threshold = s["pd_threshold_mm"]  # data/recist.pd_threshold_mm, stored with each scan
     fig.add_trace(go.Scatter(x=s["x"], y=threshold, mode="lines", line=dict(color="#d73027", dash="dash", shape="hv"),
@@ -289,25 +338,35 @@ def sld_figure(scans: pd.DataFrame, index_date, *, axis: str = "days") -> go.Fig
                              hovertemplate="PD at %{y:.0f} mm<extra></extra>"))
     fig.add_trace(go.Scatter(x=s["x"], y=s["nadir_sld_mm"], mode="lines", line=dict(color="#1b7837", dash="dot", shape="hv"),
                              name="nadir (smallest earlier SLD)", hovertemplate="nadir %{y:.0f} mm<extra></extra>"))
-    if not base.empty:
+    if not base.empty:  # labelled at the right end, clear of the SLD line that starts at the baseline point
         _hline(fig, float(base.iloc[0]), dict(color="#333", dash="dot", width=1))
-        fig.add_annotation(text=f"baseline {base.iloc[0]:.0f} mm", x=0, xref="x domain", y=float(base.iloc[0]),
-                           yref="y", showarrow=False, xanchor="left", yanchor="bottom")
+        fig.add_annotation(text=f"baseline {base.iloc[0]:.0f} mm", x=1, xref="x domain", y=float(base.iloc[0]),
+                           yref="y", showarrow=False, xanchor="right", yanchor="bottom", yshift=3,
+                           bgcolor="rgba(255,255,255,0.8)", font=dict(size=11, color="#333"))
     fig.add_trace(go.Scatter(x=s["x"], y=s["sld_mm"], mode="lines", line=dict(color="#555", width=2),
                              name="SLD", hoverinfo="skip", connectgaps=False))
     for response, color in RESPONSE_COLORS.items():
         r = s[s["response"] == response]
         if r.empty:
             continue
-        y = r["sld_mm"].where(r["sld_mm"].notna(), r["nadir_sld_mm"])
+        # a scan without an SLD (a target not measured) has no point on the SLD scale: it sits on the axis
+        # with its response written, never at some other value as if it had been measured
+        y = r["sld_mm"].fillna(0)
         fig.add_trace(go.Scatter(
-            x=r["x"], y=y, mode="markers", name=response,
+            x=r["x"], y=y, mode="markers+text" if r["sld_mm"].isna().any() else "markers", name=response,
+            text=np.where(r["sld_mm"].isna(), f"{response}: no SLD", ""), textposition="top center",
+            textfont=dict(size=10, color=color),
             marker=dict(color=color, size=12, symbol="circle" if response != "NE" else "circle-open",
                         line=dict(width=2, color=color)),
             customdata=np.stack([r["date"], r["pct_from_baseline"].round(1), r["pct_from_nadir"].round(1),
                                  r["note"].fillna("")], axis=1),
             hovertemplate="%{customdata[0]}: " + response + "<br>SLD %{y:.0f} mm<br>%{customdata[1]}% from baseline, "
                           "%{customdata[2]}% from nadir<br>%{customdata[3]}<extra></extra>"))
+    # PD by a new lesion while the targets shrank: the point sits below the nadir, so say why it is PD
+    by_new = s[(s["response"] == "PD") & s["new_lesion"].eq(True) & s["sld_mm"].notna()]
+    for row in by_new.itertuples():
+        fig.add_annotation(x=row.x, y=row.sld_mm, text="new lesion", showarrow=True, arrowhead=0, ax=0, ay=-22,
+                           font=dict(size=10, color=RESPONSE_COLORS["PD"]))
     _day0(fig, index_date, axis, "day 0")
     top = np.nanmax([s["sld_mm"].max(), threshold.max(), s["baseline_sld_mm"].max()])
     fig.update_yaxes(title_text="sum of diameters (mm)", rangemode="tozero", range=[0, top * 1.15])

@@ -11,7 +11,7 @@ import re
 import pandas as pd
 import streamlit as st
 
-from data import queries
+from data import clinical, queries
 from data.clinical import DEFAULT_HORIZON, HORIZONS
 from data.store import Snapshot, SnapshotMissing, clean_leftovers, file_key, snapshot_dir, snapshot_path
 from services import access, models, snapshots
@@ -101,16 +101,28 @@ def snapshot_sidebar(snap: Snapshot) -> None:
                     f"built {pd.Timestamp(info['created_at']):%Y-%m-%d %H:%M} UTC")
 
 
-def worklist(patients: pd.DataFrame) -> pd.DataFrame:
-    """Patients in follow-up with the most alerts first, then everyone else; with a review link.
+def alert_severity(kinds) -> int:
+    """The rank of a patient's most urgent kind of alert (clinical.ALERT_SEVERITY; no alert: last)."""
+    ranks = [clinical.ALERT_SEVERITY.index(k) for k in (kinds if kinds is not None else [])
+             if k in clinical.ALERT_SEVERITY]
+    return min(ranks, default=len(clinical.ALERT_SEVERITY))
 
-    `patients` is what the viewer may see (services.access.Viewer.patients): blinded, it has no ctDNA column.
+
+def worklist(patients: pd.DataFrame) -> pd.DataFrame:
+    """Patients by clinical severity of their most urgent alert (a progression not acted on first, then
+    ctDNA turned positive, SLD near PD, PRO worsening), each alert named; then in follow-up before others.
+
+    `patients` is what the viewer may see (services.access.Viewer.patients): blinded, it has no ctDNA column
+    and no ctDNA alert.
     """
     w = patients.copy()
     w["open"] = "patient?patient=" + w["patient_id"]
+    w["severity"] = w["alert_kinds"].map(alert_severity)
     w["in_follow_up"] = w["status"].eq("in follow-up")
-    w = w.sort_values(["in_follow_up", "n_alerts", "patient_id"], ascending=[False, False, True])
-    columns = ["open", "cohort", "status", "n_alerts", "last_overall_response", "last_ctdna_detected", "index_date"]
+    w["alerts"] = w["alerts"].map(lambda a: " · ".join(a) if a is not None and len(a) else "")
+    w = w.sort_values(["severity", "in_follow_up", "n_alerts", "patient_id"], ascending=[True, False, False, True])
+    columns = ["open", "alerts", "cohort", "status", "last_followup_on", "last_overall_response",
+               "last_ctdna_detected", "index_date"]
     if "last_ctdna_detected" in w.columns:
         w["last_ctdna_detected"] = w["last_ctdna_detected"].map({True: "detected", False: "not detected"})
     return w[[c for c in columns if c in w.columns]]
@@ -118,7 +130,8 @@ def worklist(patients: pd.DataFrame) -> pd.DataFrame:
 
 WORKLIST_COLUMNS = {
     "open": st.column_config.LinkColumn("patient", display_text=r"patient=(.*)$"),
-    "n_alerts": st.column_config.NumberColumn("alerts"),
+    "alerts": st.column_config.TextColumn("alerts, most urgent first", width="large"),
+    "last_followup_on": st.column_config.DateColumn("last follow-up"),
     "last_overall_response": "last response",
     "last_ctdna_detected": "last ctDNA",
     "index_date": st.column_config.DateColumn("day 0"),
@@ -233,33 +246,40 @@ def _fmt_date(value) -> str:
     return "—" if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d}"
 
 
-def patient_header(rec: queries.PatientRecord, shows_ctdna: bool = True) -> None:
-    """The facts a clinician scans first; without the ctDNA card for a viewer who may not see ctDNA."""
-    s = rec.summary
+def header_facts(s, shows_ctdna: bool = True) -> list[tuple[str, str, str]]:
+    """(label, value, note) of the facts a clinician scans first (the page header and the visit summary)."""
     stopped = s["cohort"] == 2
     if s["on_anti_her2"]:
         anti = "on" + (f", restarted {_fmt_date(s['restarted_on'])}" if pd.notna(s["restarted_on"]) else "")
     else:
         anti = f"off since {_fmt_date(s['stopped_on'])}" if stopped else "off"
     ct = s["last_ctdna_detected"]
+    months, counted_to = (clinical.months_off_therapy(s["index_date"], s["restarted_on"], s["months_since_index"])
+                          if stopped else (s["months_since_index"], "to the data cut-off"))
     facts = [
         ("Cohort", f"{s['cohort']} · {'stopped' if stopped else 'continuing'}", f"day 0 {_fmt_date(s['index_date'])}"),
-        ("Months since stopping" if stopped else "Months since enrolment", f"{s['months_since_index']:.1f}",
-         "to the data cut-off"),
+        ("Months off therapy" if stopped else "Months since enrolment", f"{months:.1f}", counted_to),
         ("Anti-HER2 therapy", anti, ""),
         ("Last overall response", s["last_overall_response"] or "—", f"RECIST 1.1, {_fmt_date(s['last_scan_on'])}"),
         ("Last ctDNA", "—" if ct is None or pd.isna(ct) else ("detected" if ct else "not detected"),
          _fmt_date(s["last_ctdna_on"])),
         ("Status", s["status"], f"last follow-up {_fmt_date(s['last_followup_on'])}"),
     ]
-    if not shows_ctdna:
-        facts = [f for f in facts if f[0] != "Last ctDNA"]
-    for col, (label, value, note) in zip(st.columns(len(facts)), facts, strict=False):
-        with col.container(border=True):
-            st.caption(label)
-            st.markdown(f"**{as_text(value)}**")
-            if note:
-                st.caption(note)
+    return [f for f in facts if shows_ctdna or f[0] != "Last ctDNA"]
+
+
+def patient_header(rec: queries.PatientRecord, shows_ctdna: bool = True) -> None:
+    """The facts a clinician scans first; without the ctDNA card for a viewer who may not see ctDNA."""
+    s = rec.summary
+    facts = header_facts(s, shows_ctdna)
+    # rows of three cards: six in one row left ~110 px each at 1024 px and broke words ("stoppe d")
+    for start in range(0, len(facts), 3):
+        for col, (label, value, note) in zip(st.columns(3), facts[start:start + 3], strict=False):
+            with col.container(border=True):
+                st.caption(label)
+                st.markdown(f"**{as_text(value)}**")
+                if note:
+                    st.caption(note)
     t = {k: as_text(s[k]) for k in ("patient_id", "site", "er_status", "pr_status", "her2_ihc", "best_response",
                                     "first_line_regimen")}
     st.caption(
@@ -279,36 +299,109 @@ def patient_header(rec: queries.PatientRecord, shows_ctdna: bool = True) -> None
                    icon="✅")
 
 
-def since_last_visit(rec: queries.PatientRecord) -> None:
+def digest_table(rec: queries.PatientRecord, since) -> pd.DataFrame:
+    """What happened after `since`, readable: date, what, result, detail (no None, no underscores)."""
+    digest = queries.since(rec, since)
+    table = digest.assign(date=pd.to_datetime(digest["starts_on"]).dt.date,
+                          label=digest["label"].fillna("").str.replace("_", " "),  # "last contact"
+                          detail=digest["detail"].fillna(""))[["date", "track", "label", "detail"]]
+    table.columns = ["date", "what", "result", "detail"]
+    return table
+
+
+def since_last_visit(rec: queries.PatientRecord):
+    """The digest since a date the clinician picks (default: the visit before the latest); returns the date."""
     default = queries.previous_visit(rec)
     left, right = st.columns([1, 3])
+    # keyed by patient: one key for everyone carried the first patient's date over to the next one picked
     since = left.date_input("Since", value=default, help="Default: the visit before the latest one.",
-                            key="since_date")
+                            key=f"since_date:{rec.summary['patient_id']}")
     if since is None:
-        return
-    digest = queries.since(rec, since)
-    if digest.empty:
+        return None
+    table = digest_table(rec, since)
+    if table.empty:
         right.info(f"Nothing recorded after {since:%Y-%m-%d}.")
-        return
-    table = digest.assign(date=pd.to_datetime(digest["starts_on"]).dt.date)[["date", "track", "label", "detail"]]
-    table.columns = ["date", "what", "result", "detail"]
-    right.dataframe(table, hide_index=True, width="stretch")
+    else:
+        right.dataframe(table, hide_index=True, width="stretch", column_config=DIGEST_COLUMNS)
+    return since
+
+
+#: Widths that keep every column in view at 1024 px (the detail column scrolled out of view).
+DIGEST_COLUMNS = {"date": st.column_config.DateColumn("date", width="small"),
+                  "what": st.column_config.TextColumn("what", width="small"),
+                  "result": st.column_config.TextColumn("result", width="medium"),
+                  "detail": st.column_config.TextColumn("detail", width="medium")}
+
+
+def visit_summary_button(snap: Snapshot, rec: queries.PatientRecord, viewer: access.Viewer, horizon: int,
+                         since) -> None:
+    """A printable one-page visit summary, made at the click and on record like every export."""
+    from ui import exports, session
+
+    s = rec.summary
+    pid = str(s["patient_id"])
+    cutoff = pd.Timestamp(snapshot_info(snap.key)["data_cutoff"])
+    estimate = "Estimate not shown: ctDNA is blinded for your role, and the estimate needs it."
+    if viewer.sees_ctdna:
+        model, problem = landmark_model(snap)
+        if model is None:
+            estimate = f"No estimate: {problem}"
+        else:
+            est = as_of_estimate(snap.key, pid, horizon, cutoff.date(), model.sha256)
+            estimate = (f"No estimate as of {cutoff:%Y-%m-%d}: {est.refusal}." if est.refusal is not None else
+                        f"Chance of staying progression-free for the next {horizon} months, as of {cutoff:%Y-%m-%d}: "
+                        f"{est.estimate:.0%} (95% interval {est.lower:.0%} to {est.upper:.0%}).")
+    facts = [(label, f"{value} ({note})" if note else value) for label, value, note in
+             header_facts(s, viewer.sees_ctdna)]
+    digest = digest_table(rec, since) if since is not None else digest_table(rec, s["index_date"])
+    info = snapshot_info(snap.key)
+    origin = "SYNTHETIC data, not a real patient" if info["is_synthetic"] else f"source {info['source']}"
+    footer = f"STOP-HER2 · snapshot {info['snapshot_id']} · {origin}"
+
+    def make() -> bytes:  # at the click, from plain data made above (no st.* in the download thread)
+        charts = []
+        if viewer.sees_ctdna and not rec.ctdna.empty:
+            ct = rec.ctdna[rec.ctdna["qc"] == "pass"]
+            charts.append(exports.svg_chart(
+                pd.DataFrame({"x": ct["days_from_index"], "y": ct["value"].where(ct["detected"] == True, ct["lod"]),  # noqa: E712
+                              "filled": ct["detected"] == True}),  # noqa: E712
+                title="ctDNA (open: not detected, at the limit)", unit=str(ct["unit"].iloc[0]) if len(ct) else "",
+                log=True, marks=[(0, "day 0")]))
+        sc = rec.scans
+        charts.append(exports.svg_chart(
+            pd.DataFrame({"x": sc["days_from_index"], "y": sc["sld_mm"], "filled": True}),
+            title="Sum of target diameters", unit="mm", marks=[(0, "day 0")]))
+        page = {"patient_id": pid, "subtitle": f"cohort {s['cohort']} · data cut-off {cutoff:%Y-%m-%d}",
+                "facts": facts, "alerts": list(s["alerts"]) if s["alerts"] is not None else [],
+                "since": since if since is not None else s["index_date"], "digest": digest, "estimate": estimate,
+                "charts": charts}
+        return exports.visit_summary(page, footer).encode()
+
+    session.export_button("visit_summary", "Printable visit summary (HTML)", make,
+                          file_name=f"visit-summary-{pid}.html", mime="text/html", key=f"visit_summary:{pid}",
+                          patient_id=pid)
 
 
 # ------------------------------------------------------------------------------ scan and PRO
+#: What a reader needs first comes first (the overall response was the 10th column and scrolled out of view at
+#: 1024 px); the modality, least needed, last.
 SCAN_TABLE_COLUMNS = {
-    "scanned_on": "date", "days_from_index": "day", "modality": "modality", "sld_mm": "SLD (mm)",
+    "scanned_on": "date", "days_from_index": "day", "overall_response": "overall", "sld_mm": "SLD (mm)",
     "pct_from_baseline": "% from baseline", "pct_from_nadir": "% from nadir", "target_response": "target",
-    "non_target_response": "non-target", "new_lesion": "new lesion", "overall_response": "overall", "note": "note",
+    "non_target_response": "non-target", "new_lesion": "new lesion", "note": "note", "modality": "modality",
 }
 
 
 def scan_table(scans: pd.DataFrame) -> pd.DataFrame:
+    """The per-scan table as read: rounded, and an empty cell (never "None") where there is no value."""
     t = scans[list(SCAN_TABLE_COLUMNS)].rename(columns=SCAN_TABLE_COLUMNS)
     t["date"] = pd.to_datetime(t["date"]).dt.date
     t["overall"] = t["overall"].fillna("baseline")
-    for col in ("% from baseline", "% from nadir"):
-        t[col] = t[col].round(1)
+    for col, digits in (("SLD (mm)", 0), ("% from baseline", 1), ("% from nadir", 1)):
+        t[col] = [f"{v:.{digits}f}" if pd.notna(v) else "" for v in t[col]]
+    t["new lesion"] = t["new lesion"].map({True: "yes", False: "no"}).fillna("")
+    for col in ("target", "non-target", "note", "modality"):
+        t[col] = t[col].fillna("")
     return t
 
 

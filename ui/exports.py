@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 
+import numpy as np
 import pandas as pd
 
 from data.csvsafe import FORMULA_PREFIXES, neutralize, safe_csv  # noqa: F401  (re-exported for the pages)
@@ -67,3 +68,70 @@ def meeting_sheets(patients: list[dict], title: str, footer: str) -> str:
 </section>""")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
             f"<style>{SHEET_CSS}</style></head><body>{''.join(sheets)}</body></html>")
+
+
+def svg_chart(points: pd.DataFrame, *, title: str, unit: str, log: bool = False, marks=(), width: int = 330,
+              height: int = 130) -> str:
+    """A small static chart for a printed page (no script: a printout and an archive keep it as drawn).
+
+    points: x (days from day 0), y, filled (bool: a result; open: not detected or not measured). Points without
+    a y are left out. marks: (x, label) vertical lines such as day 0 or a progression. Only numbers and our
+    own labels are drawn; every text is escaped.
+    """
+    pts = points.dropna(subset=["x", "y"])
+    pts = pts[pts["y"] > 0] if log else pts
+    left, right, top, bottom = 44, 8, 18, 20
+    head = (f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+            f"font-family='Arial' font-size='9'><text x='0' y='11' font-size='10' font-weight='bold'>"
+            f"{html.escape(title)}</text>")
+    if pts.empty:
+        return head + f"<text x='{left}' y='{height / 2:.0f}'>nothing recorded</text></svg>"
+    xs = [*pts["x"], *(m[0] for m in marks)]
+    x0, x1 = min(xs), max(xs)
+    x1 = x1 if x1 > x0 else x0 + 1
+    ys = np.log10(pts["y"].astype(float)) if log else pts["y"].astype(float)
+    y0, y1 = (float(ys.min()), float(ys.max())) if len(ys) else (0.0, 1.0)
+    y0, y1 = (y0 - 0.3, y1 + 0.3) if log else (0.0, y1 * 1.15 or 1.0)
+
+    def px(x):
+        return left + (x - x0) / (x1 - x0) * (width - left - right)
+
+    def py(y):
+        return top + (1 - (y - y0) / (y1 - y0)) * (height - top - bottom)
+
+    body = [f"<line x1='{left}' y1='{height - bottom}' x2='{width - right}' y2='{height - bottom}' stroke='#999'/>",
+            f"<line x1='{left}' y1='{top}' x2='{left}' y2='{height - bottom}' stroke='#999'/>"]
+    for value in (y0, y1):
+        shown = 10 ** value if log else value
+        body.append(f"<text x='{left - 3}' y='{py(value) + 3:.1f}' text-anchor='end'>{shown:.2g}</text>")
+    body.append(f"<text x='{left - 3}' y='{top - 6}' text-anchor='end'>{html.escape(unit)}</text>")
+    for x, label in marks:
+        body.append(f"<line x1='{px(x):.1f}' y1='{top}' x2='{px(x):.1f}' y2='{height - bottom}' stroke='#555' "
+                    f"stroke-dasharray='2,2'/><text x='{px(x) + 2:.1f}' y='{top + 8}'>{html.escape(label)}</text>")
+    line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(pts["x"], ys, strict=True))
+    body.append(f"<polyline points='{line}' fill='none' stroke='#888' stroke-width='1'/>")
+    for x, y, filled in zip(pts["x"], ys, pts["filled"], strict=True):
+        fill = "#d73027" if filled else "white"
+        body.append(f"<circle cx='{px(x):.1f}' cy='{py(y):.1f}' r='3' fill='{fill}' stroke='#d73027'/>")
+    body.append(f"<text x='{left}' y='{height - 6}'>day {x0:.0f}</text>"
+                f"<text x='{width - right}' y='{height - 6}' text-anchor='end'>day {x1:.0f}</text>")
+    return head + "".join(body) + "</svg>"
+
+
+def visit_summary(p: dict, footer: str) -> str:
+    """The one-page visit summary: header facts, alerts, what happened since the last visit, the estimate
+    with its interval, small ctDNA and SLD charts. p: patient_id, facts (list of (label, value)), alerts
+    (list[str]), digest (DataFrame date/what/result/detail), estimate (str), charts (list of SVG strings from
+    svg_chart). Every value from the data is escaped."""
+    facts = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in p["facts"])
+    alerts = "".join(f"<li>{_e(a)}</li>" for a in p["alerts"]) or "<li>none</li>"
+    digest = "".join(f"<tr><td>{_e(r.date)}</td><td>{_e(r.what)}</td><td>{_e(r.result)}</td><td>{_e(r.detail)}</td></tr>"
+                     for r in p["digest"].itertuples()) or "<tr><td colspan='4'>nothing recorded</td></tr>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Visit summary {_e(p['patient_id'])}</title>"
+            f"<style>{SHEET_CSS} .charts svg {{ margin-right: 4mm; }}</style></head><body><section class='sheet'>"
+            f"<h1>Visit summary · {_e(p['patient_id'])}</h1><div class='sub'>{_e(p['subtitle'])}</div>"
+            f"<table>{facts}</table><h2>Alerts, most urgent first</h2><ul>{alerts}</ul>"
+            f"<h2>Since {_e(p['since'])}</h2><table><tr><th>date</th><th>what</th><th>result</th><th>detail</th></tr>"
+            f"{digest}</table><p class='estimate'>{_e(p['estimate'])}</p>"
+            f"<div class='charts'>{''.join(p['charts'])}</div>"
+            f"<div class='foot'>{_e(footer)}</div></section></body></html>")

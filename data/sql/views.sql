@@ -109,7 +109,10 @@ tl AS (
     UNION ALL
     SELECT patient_id, 'ctDNA', drawn_on, NULL,
            CASE WHEN qc <> 'pass' THEN 'QC ' || qc WHEN detected THEN 'detected' ELSE 'not detected' END,
-           value, assay || coalesce(' ' || CAST(value AS VARCHAR) || ' ' || unit, '')
+           -- the level as a report gives it: 2 significant figures below 10 (5.7 MTM/mL), whole from 10
+           value, assay || coalesce(' ' || CASE WHEN value >= 9.95 THEN CAST(CAST(round(value) AS BIGINT) AS VARCHAR)
+                                              WHEN value > 0 THEN CAST(round(value, 1 - CAST(floor(log10(value)) AS INTEGER)) AS VARCHAR)
+                                              ELSE CAST(value AS VARCHAR) END || ' ' || unit, '')
     FROM ctdna_draws
     UNION ALL
     SELECT patient_id, 'PRO', completed_on, NULL, string_agg(DISTINCT instrument, ', ' ORDER BY instrument),
@@ -125,7 +128,16 @@ SELECT tl.patient_id, tl.track, tl.starts_on, tl.ends_on, tl.label, tl.value, tl
 FROM tl JOIN i USING (patient_id);
 
 CREATE VIEW patient_summary AS
-SELECT * EXCLUDE (other_alerts), list_concat(ctdna_alerts, other_alerts) AS alerts FROM (
+-- alerts, most urgent first (data/clinical.ALERT_SEVERITY): progression, ctDNA, SLD near PD, PRO, the rest;
+-- alert_kinds names the kind of each, so the worklist orders by severity after ctDNA blinding
+SELECT * EXCLUDE (progression_alerts, sld_alerts, pro_alerts, other_alerts, progression_kind),
+       list_concat(progression_alerts, ctdna_alerts, sld_alerts, pro_alerts, other_alerts) AS alerts,
+       list_concat(CASE WHEN progression_kind IS NULL THEN [] ELSE [progression_kind] END,
+                   CASE WHEN len(ctdna_alerts) > 0 THEN ['ctDNA'] ELSE [] END,
+                   CASE WHEN len(sld_alerts) > 0 THEN ['SLD near PD'] ELSE [] END,
+                   CASE WHEN len(pro_alerts) > 0 THEN ['PRO worsening'] ELSE [] END,
+                   CASE WHEN len(other_alerts) > 0 THEN ['other'] ELSE [] END) AS alert_kinds
+FROM (
 WITH cutoff AS (SELECT data_cutoff AS as_of FROM snapshot_info),
 draws AS (
     SELECT patient_id, drawn_on, detected,
@@ -144,6 +156,7 @@ draws AS (
            arg_max(overall_response, scanned_on) AS last_overall_response,
            arg_max(pct_from_nadir, scanned_on) AS last_pct_from_nadir,
            arg_max(sld_mm - nadir_sld_mm, scanned_on) AS last_mm_from_nadir,
+           arg_max(sld_mm, scanned_on) AS last_sld_mm, arg_max(pd_threshold_mm, scanned_on) AS last_pd_threshold_mm,
            arg_max(note, scanned_on) AS last_scan_note
     FROM scan_history WHERE NOT is_baseline GROUP BY patient_id
 ), pro_ranked AS (
@@ -164,6 +177,16 @@ draws AS (
     SELECT t.patient_id, bool_or(t.started_on <= a.as_of AND (t.stopped_on IS NULL OR t.stopped_on > a.as_of))
                AS on_anti_her2
     FROM treatments t, cutoff a WHERE t.agent_class = 'anti-HER2' GROUP BY t.patient_id
+), progression AS (
+    -- what was done about a progression: a restart event or an anti-HER2 start on or after it
+    SELECT o.patient_id, o.progressed_on,
+           (SELECT arg_min(e.detail, e.occurred_on) FROM events e
+             WHERE e.patient_id = o.patient_id AND e.event = 'progression') AS detail,
+           least((SELECT min(e.occurred_on) FROM events e WHERE e.patient_id = o.patient_id AND e.event = 'restart'
+                    AND e.occurred_on >= o.progressed_on),
+                 (SELECT min(t.started_on) FROM treatments t WHERE t.patient_id = o.patient_id
+                    AND t.agent_class = 'anti-HER2' AND t.started_on >= o.progressed_on)) AS acted_on
+    FROM outcomes o WHERE o.progressed
 )
 SELECT p.patient_id, p.cohort, p.site, i.index_date, i.stopped_on,
        months_between(i.index_date, a.as_of) AS months_since_index,
@@ -178,25 +201,47 @@ SELECT p.patient_id, p.cohort, p.site, i.index_date, i.stopped_on,
        p.her2_ihc, p.her2_ish_amplified, p.de_novo,
        p.first_line_regimen, p.best_response, p.visceral, p.brain_mets_history, p.n_metastatic_sites,
        years_between(p.first_line_start, i.index_date) AS years_on_first_line,
-       list_filter([
+       CASE WHEN NOT o.progressed THEN NULL
+            WHEN p.cohort = 2 AND NOT o.died AND pg.acted_on IS NULL AND NOT coalesce(anti_her2.on_anti_her2, false)
+            THEN 'progression not acted on' ELSE 'progression acted on' END AS progression_kind,
+       CASE WHEN o.progressed THEN ['progression on ' || strftime(o.progressed_on, '%Y-%m-%d')
+            || coalesce(' (' || pg.detail || ')', '')
+            || CASE WHEN o.died THEN ''
+                    WHEN pg.acted_on IS NOT NULL
+                    THEN ': anti-HER2 therapy ' || CASE WHEN p.cohort = 2 THEN 'restarted' ELSE 'started' END
+                         || ' on ' || strftime(pg.acted_on, '%Y-%m-%d')
+                    WHEN coalesce(anti_her2.on_anti_her2, false) THEN ': on anti-HER2 therapy at the data cut-off'
+                    WHEN p.cohort = 2 THEN ': anti-HER2 therapy not restarted'
+                    ELSE '' END]
+            ELSE [] END AS progression_alerts,
+       -- ctDNA alerts are for a patient still off therapy and progression-free: once a progression is on
+       -- record and acted on (or the patient died) they would only repeat what is known
+       CASE WHEN o.progressed AND (o.died OR pg.acted_on IS NOT NULL OR coalesce(anti_her2.on_anti_her2, false))
+            THEN [] ELSE list_filter([
            CASE WHEN ld.last_ctdna_detected AND coalesce(NOT ld.previous_ctdna_detected, true)
                 THEN 'ctDNA turned positive on ' || strftime(ld.last_ctdna_on, '%Y-%m-%d') END,
            CASE WHEN ld.last_ctdna_detected AND ld.previous_ctdna_detected
                 THEN 'ctDNA detected on the last two draws (latest ' || strftime(ld.last_ctdna_on, '%Y-%m-%d') || ')' END,
            CASE WHEN ad.last_draw_qc <> 'pass'
                 THEN 'last ctDNA draw (' || strftime(ad.last_draw_on, '%Y-%m-%d') || ') failed QC: ' || ad.last_draw_qc END
-       ], lambda x: x IS NOT NULL) AS ctdna_alerts,
+       ], lambda x: x IS NOT NULL) END AS ctdna_alerts,
        list_filter([
            CASE WHEN coalesce(ls.last_overall_response, '') <> 'PD'
                      AND ls.last_pct_from_nadir >= clinical_constant('near_pd_pct_from_nadir')
+                     AND ls.last_mm_from_nadir >= clinical_constant('near_pd_min_mm')
                 THEN 'SLD +' || CAST(round(ls.last_pct_from_nadir) AS INTEGER) || '% (+'
                      || CAST(round(ls.last_mm_from_nadir) AS INTEGER) || ' mm) from nadir on '
                      || strftime(ls.last_scan_on, '%Y-%m-%d') || ': PD at +'
                      || CAST(clinical_constant('pd_pct_from_nadir') AS INTEGER) || '% and +'
-                     || CAST(clinical_constant('pd_min_absolute_mm') AS INTEGER) || ' mm' END,
+                     || CAST(clinical_constant('pd_min_absolute_mm') AS INTEGER) || ' mm ('
+                     || CAST(round(greatest(ls.last_pd_threshold_mm - ls.last_sld_mm, 0)) AS INTEGER)
+                     || ' mm to go)' END
+       ], lambda x: x IS NOT NULL) AS sld_alerts,
+       CASE WHEN lp.worsened IS NOT NULL THEN ['PRO worse than baseline on the last two questionnaires: ' || lp.worsened]
+            ELSE [] END AS pro_alerts,
+       list_filter([
            CASE WHEN ls.last_overall_response = 'NE' THEN 'last scan not evaluable (a target lesion was not measured)' END,
            CASE WHEN ls.last_scan_note LIKE 'equivocal new lesion: %' THEN 'last scan: ' || ls.last_scan_note END,
-           CASE WHEN lp.worsened IS NOT NULL THEN 'PRO worse than baseline on the last two questionnaires: ' || lp.worsened END,
            CASE WHEN i.index_is_fallback THEN 'no anti-HER2 stop date recorded: day 0 is enrolment' END
        ], lambda x: x IS NOT NULL) AS other_alerts
 FROM patients p
@@ -209,6 +254,7 @@ LEFT JOIN last_draw ld USING (patient_id)
 LEFT JOIN any_draw ad USING (patient_id)
 LEFT JOIN last_pro lp USING (patient_id)
 LEFT JOIN patient_classification pc USING (patient_id)
+LEFT JOIN progression pg USING (patient_id)
 );
 -- ctdna_alerts (not in the contract) names the alerts that carry a ctDNA result, so that ctDNA blinding
 -- (services/access.py) removes exactly those.

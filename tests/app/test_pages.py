@@ -89,6 +89,34 @@ def test_patient_picker_searches_instead_of_listing_a_large_cohort(monkeypatch, 
     assert other in " ".join(m.value for m in [*at.markdown, *at.header, *at.subheader, *at.caption])
 
 
+@pytest.mark.parametrize("axis", ["days", "dates"])
+def test_the_stacked_charts_share_one_x_range(situations, axis):
+    at = run_page("pages/patient.py", patient=situations["progressed"])
+    if axis == "dates":
+        at.radio(key="axis").set_value("dates").run()
+    specs = [c for c in charts(at) if c["layout"]["title"]["text"].startswith((*FOUR, "Estimated chance"))]
+    ranges = {json.dumps(spec["layout"][k]["range"]) for spec in specs for k in spec["layout"]
+              if k.startswith("xaxis")}
+    assert len(specs) >= 4 and len(ranges) == 1, ranges
+
+
+def test_the_scan_table_puts_the_overall_response_first_and_shows_no_none(situations):
+    at = run_page("pages/patient.py", patient=situations["no_target_lesions"])
+    table = next(d.value for d in at.dataframe if "overall" in d.value.columns)
+    assert list(table.columns)[:3] == ["date", "day", "overall"]
+    cells = table.astype(str).to_numpy().ravel().tolist()
+    assert "None" not in cells and "nan" not in cells and "NED" in set(table["overall"])
+
+
+def test_the_timeline_names_the_drug_on_each_therapy_bar(situations, snapshot):
+    pid = situations["progressed"]
+    drugs = set(snapshot.query("SELECT label FROM patient_timeline WHERE patient_id = ? AND track IN "
+                               "('anti-HER2', 'other therapy')", [pid])["label"])
+    at = run_page("pages/patient.py", patient=pid)
+    timeline = next(c for c in charts(at) if c["layout"]["title"]["text"] == "Timeline")
+    assert drugs and drugs <= {a["text"] for a in timeline["layout"]["annotations"]}
+
+
 def test_progressed_patient_shows_progression_on_timeline_and_ctdna(situations):
     at = run_page("pages/patient.py", patient=situations["progressed"])
     timeline, ctdna = the_four(at)[:2]
@@ -101,7 +129,9 @@ def test_no_target_patient_gets_the_response_strip_not_an_sld_line(situations):
     at = run_page("pages/patient.py", patient=situations["no_target_lesions"])
     sld = the_four(at)[2]
     assert sld["layout"]["yaxis"]["type"] == "category"
-    assert "No target lesions" in json.dumps(sld["layout"]["annotations"])
+    # the note is in the title, where "day 0" cannot print over it
+    assert "No target lesions" in sld["layout"]["title"]["text"]
+    assert "No target lesions" not in json.dumps(sld["layout"].get("annotations", []))
 
 
 def test_switching_to_calendar_dates_redraws_every_chart(situations):
@@ -130,12 +160,56 @@ def test_picking_another_patient_updates_the_url(situations):
     assert at.query_params["patient"] in (situations["progressed"], [situations["progressed"]])
 
 
+def test_each_patient_gets_their_own_since_last_visit_date(situations, snapshot):
+    from data import queries
+
+    first, second = situations["continuing"], situations["progressed"]
+    expected = {pid: queries.previous_visit(queries.patient_record(snapshot, pid)) for pid in (first, second)}
+    assert expected[first] != expected[second]
+    at = run_page("pages/patient.py", patient=first)
+    assert at.date_input(key=f"since_date:{first}").value == expected[first]
+    at.selectbox(key="patient_picker").set_value(second).run()
+    assert not at.exception
+    # the second patient's own date, not the first one's carried over
+    assert at.date_input(key=f"since_date:{second}").value == expected[second]
+
+
+def test_months_off_therapy_stop_at_a_restart_on_the_header(snapshot):
+    row = snapshot.query("SELECT patient_id, restarted_on FROM patient_summary WHERE cohort = 2 "
+                         "AND restarted_on IS NOT NULL ORDER BY 1 LIMIT 1").iloc[0]
+    at = run_page("pages/patient.py", patient=row["patient_id"])
+    assert not at.exception
+    captions = [c.value for c in at.caption]
+    assert f"until the restart on {row['restarted_on']:%Y-%m-%d}" in captions
+    assert "Months off therapy" in captions
+
+
+def test_the_digest_reads_as_words_and_rounded_levels(snapshot):
+    import datetime as dt
+
+    pid = snapshot.query("SELECT patient_id FROM patient_summary s WHERE EXISTS (SELECT 1 FROM ctdna_draws d WHERE "
+                         "d.patient_id = s.patient_id AND d.detected AND d.value < 10) AND EXISTS (SELECT 1 FROM "
+                         "events e WHERE e.patient_id = s.patient_id AND e.event = 'last_contact') ORDER BY 1 LIMIT 1"
+                         ).iloc[0, 0]
+    at = run_page("pages/patient.py", patient=pid)
+    at.date_input(key=f"since_date:{pid}").set_value(dt.date(2000, 1, 1)).run()
+    digest = next(d.value for d in at.dataframe if list(d.value.columns) == ["date", "what", "result", "detail"])
+    cells = digest.astype(str).to_numpy().ravel().tolist()
+    assert "None" not in cells and "nan" not in cells and not any("_" in c for c in digest["result"])
+    assert "last contact" in set(digest["result"])
+    levels = digest.loc[digest["what"] == "ctDNA", "detail"].str.extract(r" ([0-9.]+) ")[0].dropna()
+    assert len(levels) and all(len(v.replace(".", "").lstrip("0")) <= 2 or "." not in v for v in levels), levels
+
+
 def test_home_page_worklist_links_to_patient_pages():
     at = run_page("pages/home.py")
     assert not at.exception
     table = at.dataframe[0].value
     assert len(table) == 82
     assert table["open"].str.startswith("patient?patient=STH-").all()
+    # ordered by clinical severity, each alert named: a progression nobody acted on comes first
+    assert table["alerts"].iloc[0].startswith("progression on ") and "not restarted" in table["alerts"].iloc[0]
+    assert "n_alerts" not in table.columns
     assert "Synthetic data" in " ".join(w.value for w in at.sidebar.warning)
 
 
@@ -505,6 +579,16 @@ def test_exports_are_made_only_at_the_click_and_only_once_on_record(audit_db):
     button = next(b for b in at.get("download_button") if b.key == "audit_export")
     assert button.proto.HasField("deferred_file_id") and not button.proto.url
     assert audit.read(action="export").empty
+
+
+def test_the_visit_summary_is_offered_made_at_the_click_and_on_record(situations, audit_db):
+    from data import audit
+
+    pid = situations["progressed"]
+    at = run_page("pages/patient.py", patient=pid)
+    button = next(b for b in at.get("download_button") if b.key == f"visit_summary:{pid}")
+    assert button.proto.HasField("deferred_file_id") and not button.proto.url
+    assert audit.read(action="export").empty  # nothing made or recorded before the click
 
 
 def test_one_snapshot_per_run_even_when_the_live_pointer_moves_mid_run(tmp_path, monkeypatch, snapshot_file):

@@ -302,3 +302,60 @@ def test_markup_in_imported_text_is_shown_as_text_and_fetches_nothing(browser, t
         assert container.locator("img").count() == 0 and container.locator("a").count() == 0
         assert not [u for u in requested if "127.0.0.1:9" in u or "evil.example" in u]
         page.close()
+
+
+BROKEN_WORDS = """() => {
+  const bad = [];
+  for (const el of document.querySelectorAll('[data-testid="stColumn"] [data-testid="stMarkdownContainer"]')) {
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    let node;
+    while ((node = walker.nextNode())) {
+      const re = /[^\\s\\-\\/·]+/g; let m;  // a break at a hyphen or a slash is a line break, not a broken word
+      while ((m = re.exec(node.textContent))) {
+        const r = document.createRange(); r.setStart(node, m.index); r.setEnd(node, m.index + m[0].length);
+        const tops = new Set(Array.from(r.getClientRects()).filter(x => x.width > 0).map(x => Math.round(x.top)));
+        if (tops.size > 1) bad.push(m[0]);
+      }
+    }
+  }
+  return bad;
+}"""
+
+
+@pytest.mark.parametrize("width", [1024, 1440])
+def test_the_patient_header_reads_without_a_word_broken_across_lines(browser, snapshot_file, model_dir, situations,
+                                                                      width, tmp_path):
+    pid = situations["stopped_stable"]
+    with streamlit_server({"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir)}) as url:
+        page = browser.new_page(viewport={"width": width, "height": 1400})
+        page.goto(f"{url}/patient?patient={pid}")
+        drawn_charts(page, 4)
+        page.screenshot(path=str(tmp_path / f"patient-{width}.png"), full_page=True)
+        assert page.locator('[data-testid="stColumn"]').count() >= 6  # the header's cards (and more)
+        assert page.evaluate(BROKEN_WORDS) == []
+        page.close()
+
+
+def test_the_visit_summary_downloads_as_one_printable_page_on_record(browser, snapshot_file, model_dir, situations,
+                                                                     tmp_path):
+    from data import audit
+
+    pid = situations["progressed"]
+    db = tmp_path / "audit.sqlite"
+    env = {"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir), "STOPHER2_AUDIT_DB": str(db)}
+    with streamlit_server(env) as url:
+        page = browser.new_page(viewport={"width": 1440, "height": 2000})
+        page.goto(f"{url}/patient?patient={pid}")
+        drawn_charts(page, 4)
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Printable visit summary (HTML)").click()
+        html = Path(download.value.path()).read_text()
+        assert f"Visit summary · {pid}" in html and "<script" not in html and html.count("<svg") == 2
+        assert "Alerts, most urgent first" in html and "progression on " in html
+        deadline = time.time() + 20
+        while time.time() < deadline and audit.read(path=db, action="export").empty:
+            time.sleep(0.2)
+        exported = audit.read(path=db, action="export")
+        assert exported["detail"].iloc[0] == f"visit_summary: visit-summary-{pid}.html"
+        assert exported["patient_id"].iloc[0] == pid
+        page.close()

@@ -116,6 +116,24 @@ def test_warnings_import_and_the_report_is_kept_beside_the_snapshot(bundle_dir, 
     assert report["message"].str.contains("detected does not match").any()
 
 
+def test_a_baseline_target_too_small_to_measure_is_a_located_warning(bundle_dir, tmp_path):
+    scans = pd.read_csv(bundle_dir / "scans.csv", dtype=str).sort_values(["patient_id", "scanned_on"])
+    baseline = scans.drop_duplicates("patient_id")["scan_id"]
+    at = {}
+
+    def shrink(f):
+        i = f.index[f["scan_id"].isin(baseline) & (f["kind"] == "target") & (f["is_node"] != "true")][0]
+        f.loc[i, "diameter_mm"] = "7"
+        at["line"] = int(i) + 2
+        return f
+
+    folder = mutated(bundle_dir, tmp_path, "lesion_measurements", shrink)
+    _, report = importing.check("csv", folder)
+    hit = report.frame().query("severity == 'warning' and column == 'diameter_mm'")
+    hit = hit[hit["message"].str.contains(">= 10 mm at baseline")]
+    assert report.ok and len(hit) == 1 and hit["row"].iloc[0] == at["line"], hit
+
+
 def test_an_empty_is_node_means_not_a_node(bundle_dir, tmp_path):
     folder = mutated(bundle_dir, tmp_path, "lesion_measurements", lambda f: f.assign(is_node=""))
     tables, report = importing.check("csv", folder)

@@ -32,7 +32,11 @@ def test_cohort_sizes(snapshot):
 def test_response_codes_are_valid(snapshot):
     h = snapshot.query("SELECT * FROM scan_history")
     for col in ("target_response", "non_target_response", "overall_response"):
-        assert set(h[col].dropna()) <= RESPONSES
+        # NED (no disease at baseline, nothing new) is an overall response only: no lesion has it
+        assert set(h[col].dropna()) <= (RESPONSES | {"NED"} if col == "overall_response" else RESPONSES)
+    no_disease = h[(h["n_target_lesions"] == 0) & h["non_target_response"].isna() & ~h["is_baseline"]
+                   & ~h["new_lesion"].fillna(False).astype(bool)]
+    assert len(no_disease) and (no_disease["overall_response"] == "NED").all()
     assert h.loc[h["is_baseline"], "overall_response"].isna().all()
     assert h.loc[~h["is_baseline"], "overall_response"].notna().all()
     assert h.groupby("patient_id")["is_baseline"].sum().eq(1).all()
@@ -108,6 +112,30 @@ def test_alerts_are_explained_sentences(snapshot):
     alerts = [a for row in s["alerts"] for a in row]
     assert alerts and all(isinstance(a, str) and len(a) > 15 for a in alerts)
     assert any(a.startswith("ctDNA") for a in alerts)
+
+
+def test_a_progression_is_the_first_alert_and_says_whether_it_was_acted_on(snapshot):
+    s = snapshot.query("SELECT s.patient_id, s.cohort, s.died, s.progressed, s.alerts, s.alert_kinds, s.ctdna_alerts, "
+                       "s.on_anti_her2 FROM patient_summary s")
+    progressed = s[s["progressed"]]
+    assert len(progressed) and progressed["alerts"].map(lambda a: a[0].startswith("progression on ")).all()
+    waiting = progressed[progressed["alert_kinds"].map(lambda k: k[0] == "progression not acted on")]
+    assert len(waiting), "the synthetic cohort should have a progression nobody acted on yet"
+    assert waiting["alerts"].map(lambda a: a[0].endswith("anti-HER2 therapy not restarted")).all()
+    assert (waiting["cohort"] == 2).all() and not waiting["died"].any() and not waiting["on_anti_her2"].any()
+    acted = progressed[progressed["alert_kinds"].map(lambda k: k[0] == "progression acted on")]
+    # once a progression is on record and acted on, ctDNA alerts would only repeat what is known
+    assert acted[~acted["died"]]["ctdna_alerts"].map(len).eq(0).all()
+
+
+def test_the_sld_alert_says_how_far_and_needs_meaningful_growth(snapshot):
+    from data.clinical import NEAR_PD_MIN_MM
+
+    s = snapshot.query("SELECT alerts FROM patient_summary")
+    sld = [a for row in s["alerts"] for a in row if a.startswith("SLD +")]
+    for alert in sld:
+        grown = int(alert.split("(+")[1].split(" mm")[0])
+        assert grown >= NEAR_PD_MIN_MM and "mm to go" in alert, alert
 
 
 def test_synthetic_truth_is_stored_for_model_checks_but_not_in_patient_views(snapshot):
@@ -199,7 +227,12 @@ def test_old_snapshots_are_pruned_but_the_live_one_is_kept(tmp_path, monkeypatch
 
 def test_eligibility_view_has_every_criterion_for_every_patient(snapshot):
     e = snapshot.query("SELECT * FROM eligibility")
-    assert e.groupby("patient_id").size().eq(4).all() and e["patient_id"].nunique() == 82
+    from data.eligibility import CRITERIA
+
+    assert e.groupby("patient_id").size().eq(len(CRITERIA)).all() and e["patient_id"].nunique() == 82
+    gone = snapshot.query("SELECT patient_id FROM outcomes WHERE withdrew_on IS NOT NULL OR died")["patient_id"]
+    follow = e[e["criterion"] == "in_follow_up"].set_index("patient_id")["met"]
+    assert len(gone) and not follow[gone].any() and follow.drop(gone).all()
     stopped = snapshot.query("SELECT patient_id FROM patient_summary WHERE cohort = 2")["patient_id"]
     rule = e[(e["criterion"] == "not_stopped_or_progressed") & e["patient_id"].isin(stopped)]
     assert (rule["met"] == False).all()  # noqa: E712

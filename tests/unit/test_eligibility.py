@@ -30,7 +30,7 @@ def result(p, prog=NONE, criterion=None):
 
 def test_a_typical_candidate_meets_every_criterion():
     r = result(patient())
-    assert r["met"].tolist() == [True, True, True, True]
+    assert r["met"].tolist() == [True, True, True, True, True]
     assert el.overall(el.evaluate(patient(), NONE, AS_OF))["eligibility"].tolist() == ["eligible"]
 
 
@@ -40,7 +40,9 @@ def test_age(age, met):
 
 
 @pytest.mark.parametrize("ihc,ish,met", [("3+", None, True), ("2+", True, True), ("2+", False, False),
-                                         ("2+", None, None), ("1+", None, False), ("0", True, False),
+                                         ("2+", None, None), ("1+", None, False), ("0", False, False),
+                                         # ISH positive (group 1, or 2-4 after the IHC work-up) whatever the IHC
+                                         ("0", True, True), (None, True, True), (None, False, False),
                                          (None, None, None)])
 def test_her2_by_asco_cap_2018(ihc, ish, met):
     assert result(patient(her2_ihc=ihc, her2_ish_amplified=ish), criterion="her2_positive")["met"] == met
@@ -65,7 +67,7 @@ def test_brain_only_exception_allowed():
     ({"symptomatic": True}, "symptomatic"),
     ({"on_steroids": True}, "on steroids"),
     ({"on_anticonvulsants": True}, "on anticonvulsants"),
-    ({"cns_therapy_on": pd.Timestamp("2025-06-01")}, "months since CNS therapy"),
+    ({"cns_therapy_on": pd.Timestamp("2025-06-01")}, "months from CNS therapy to study start"),
 ])
 def test_brain_only_exception_refused(change, words):
     r = result(patient(), progression(**change), "first_line_3y")
@@ -108,10 +110,35 @@ def test_overall_and_funnel():
     assert o["eligibility"].to_dict() == {"A": "eligible", "B": "not eligible", "C": "unknown", "D": "not eligible"}
     assert o.loc["B", "failed"] == "age_18" and o.loc["C", "unknown"] == "her2_positive"
     f = el.funnel(r)
-    assert f["remaining"].tolist() == [4, 3, 2, 2, 1]
-    assert f["removed"].tolist() == [0, 1, 0, 0, 1] and f["unknown"].tolist() == [0, 0, 1, 0, 0]
+    assert f["remaining"].tolist() == [4, 3, 2, 2, 1, 1]
+    assert f["removed"].tolist() == [0, 1, 0, 0, 1, 0] and f["unknown"].tolist() == [0, 0, 1, 0, 0, 0]
 
 
 def test_criteria_are_data_with_ids_and_text():
-    assert [c.id for c in el.CRITERIA] == ["age_18", "her2_positive", "first_line_3y", "not_stopped_or_progressed"]
+    assert [c.id for c in el.CRITERIA] == ["age_18", "her2_positive", "first_line_3y", "not_stopped_or_progressed",
+                                           "in_follow_up"]
     assert all(len(c.text) > 10 for c in el.CRITERIA)
+
+
+def test_months_since_cns_therapy_count_to_study_start_not_to_the_data_cutoff():
+    # CNS therapy 2022-01-20; enrolled 2023-06-01 (16 months later): not allowed, though 57 months by the cut-off
+    enrolled = patient(enrolled_on=pd.Timestamp("2023-06-01"))
+    r = result(enrolled, progression(), "first_line_3y")
+    assert r["met"] is False and "to study start 2023-06-01" in r["detail"]
+    # a candidate not enrolled yet: the evaluation date is the study start
+    assert result(patient(), progression(), "first_line_3y")["met"] is True
+
+
+def test_a_brain_only_progression_followed_by_another_cns_progression_is_not_allowed():
+    prog = pd.concat([progression(), progression(progressed_on=pd.Timestamp("2023-01-01"),
+                                                 cns_therapy_on=pd.Timestamp("2023-01-15"))])
+    r = result(patient(), prog, "first_line_3y")
+    assert r["met"] is False and "another CNS progression since" in r["detail"]
+
+
+@pytest.mark.parametrize("kw, words", [({"withdrew_on": pd.Timestamp("2025-02-25")}, "withdrew 2025-02-25"),
+                                       ({"died_on": pd.Timestamp("2025-03-01")}, "died 2025-03-01")])
+def test_a_withdrawn_or_dead_patient_is_not_an_eligible_candidate(kw, words):
+    r = result(patient(**kw), criterion="in_follow_up")
+    assert r["met"] is False and words in r["detail"]
+    assert el.overall(el.evaluate(patient(**kw), NONE, AS_OF))["eligibility"].tolist() == ["not eligible"]

@@ -28,3 +28,18 @@ def test_printable_sheets_escape_everything_and_break_pages():
         "title", "footer")
     assert "<script>" not in sheet and "&lt;script&gt;" in sheet
     assert sheet.count('<section class="sheet">') == 2 and "page-break-after: always" in sheet
+
+
+def test_the_visit_summary_escapes_everything_and_its_charts_carry_no_script():
+    import numpy as np
+
+    hostile = "<script>alert(1)</script>"
+    chart = exports.svg_chart(pd.DataFrame({"x": [0, 91, 182], "y": [0.3, 1.2, 40.0], "filled": [False, True, True]}),
+                              title=hostile, unit=hostile, log=True, marks=[(0, hostile)])
+    empty = exports.svg_chart(pd.DataFrame({"x": [0], "y": [np.nan], "filled": [True]}), title="SLD", unit="mm")
+    page = exports.visit_summary({"patient_id": hostile, "subtitle": hostile, "facts": [(hostile, hostile)],
+                                  "alerts": [hostile], "since": "2026-01-01", "estimate": hostile, "charts": [chart, empty],
+                                  "digest": pd.DataFrame([{"date": "2026-02-01", "what": "ctDNA", "result": hostile,
+                                                           "detail": hostile}])}, footer=hostile)
+    assert "<script>" not in page and page.count("&lt;script&gt;") >= 8
+    assert page.count("<svg") == 2 and "<circle" in chart and "nothing recorded" in empty

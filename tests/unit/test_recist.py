@@ -81,8 +81,39 @@ def test_nadir_of_zero_any_reappearance_of_5_mm_is_pd():
     out = recist.assess(scans(base, gone, ("2024-07-01", [T("T1", 5)])))
     assert out["overall_response"].tolist() == [None, "CR", "PD"]
     assert np.isnan(out.iloc[2]["pct_from_nadir"])  # a percentage of 0 is undefined
-    out = recist.assess(scans(base, gone, ("2024-07-01", [T("T1", 4)])))
-    assert out.iloc[2]["overall_response"] == "PR"  # 4 mm back: not PD, not CR
+
+
+
+@pytest.mark.parametrize("back", [4, 1, recist.TOO_SMALL_TO_MEASURE_MM])
+def test_after_a_complete_response_any_reappearance_is_pd(back):
+    """RECIST working group (Schwartz 2016): a lesion that reappears after CR is PD, whatever its size."""
+    out = recist.assess(scans(("2024-01-01", [T("T1", 20)]), ("2024-04-01", [T("T1", 0)]),
+                              ("2024-07-01", [T("T1", back)])))
+    assert out["overall_response"].tolist() == [None, "CR", "PD"]
+    assert "reappeared after a complete response" in out.iloc[2]["note"]
+
+
+def test_a_node_pathological_again_after_a_complete_response_is_pd():
+    out = recist.assess(scans(("2024-01-01", [T("N1", 16, node=True)]), ("2024-04-01", [T("N1", 8, node=True)]),
+                              ("2024-07-01", [T("N1", 12, node=True)])))
+    assert out["overall_response"].tolist() == [None, "CR", "PD"]
+    # still normal (< 10 mm) is still CR
+    out = recist.assess(scans(("2024-01-01", [T("N1", 16, node=True)]), ("2024-04-01", [T("N1", 8, node=True)]),
+                              ("2024-07-01", [T("N1", 9, node=True)])))
+    assert out["overall_response"].tolist() == [None, "CR", "CR"]
+
+
+def test_a_reappearance_without_an_earlier_complete_response_follows_the_usual_rule():
+    # 20 -> 4 (PR) -> 6: +2 mm from the nadir is not PD (no CR ever)
+    out = recist.assess(scans(("2024-01-01", [T("T1", 20)]), ("2024-04-01", [T("T1", 4)]),
+                              ("2024-07-01", [T("T1", 6)])))
+    assert out["overall_response"].tolist() == [None, "PR", "PR"]
+
+
+def test_a_non_target_lesion_back_after_an_overall_complete_response_is_pd():
+    base = ("2024-01-01", [T("T1", 20), NT("B1")])
+    gone = ("2024-04-01", [T("T1", 0), NT("B1", "absent")])
+    assert responses(scans(base, gone, ("2024-07-01", [T("T1", 0), NT("B1", "present")]))) == [None, "CR", "PD"]
 
 
 def test_nodes_below_10_mm_count_as_complete_response():
@@ -124,9 +155,9 @@ def test_non_target_node_below_10_mm_counts_as_gone():
     assert responses(scans(base, ("2024-04-01", [NT("N1", node=True, d=9)])))[1] == "CR"
 
 
-def test_no_disease_at_baseline_stays_cr_until_a_new_lesion():
+def test_no_disease_at_baseline_is_ned_not_cr_until_a_new_lesion():
     out = recist.assess(scans(("2024-01-01", []), ("2024-04-01", []), ("2024-07-01", [NEW("X1")])))
-    assert out["overall_response"].tolist() == [None, "CR", "PD"]
+    assert out["overall_response"].tolist() == [None, "NED", "PD"]
     assert out["new_lesion"].tolist()[1:] == [False, True]
 
 
@@ -188,3 +219,19 @@ def test_bad_input_is_refused_with_the_row_and_value(column, value, message):
 def test_missing_column_is_named():
     with pytest.raises(ValueError, match="diameter_mm"):
         recist.assess(scans(("2024-01-01", [T("T1", 5)])).drop(columns="diameter_mm"))
+
+
+def test_baseline_targets_that_break_measurability_are_named():
+    """RECIST 1.1 3.1/4.2: nodes >= 15 mm short axis, others >= 10 mm, at most 5 targets and 2 per organ."""
+    lesions = scans(("2024-01-01", [T("N1", 12, node=True), T("L1", 8), T("L2", 30), T("L3", 30), T("L4", 30),
+                                    T("L5", 30)]),
+                    ("2024-04-01", [T("N1", 3, node=True), T("L1", 2)]))
+    lesions.loc[lesions["lesion_id"] == "L5", "organ"] = "lung"
+    problems = recist.measurability_problems(lesions, lesions[["patient_id", "scan_id", "scanned_on"]].drop_duplicates())
+    by_lesion = dict(zip(lesions["lesion_id"] + "@" + lesions["scan_id"], problems, strict=True))
+    assert "15 mm short axis" in by_lesion["N1@S0"]
+    assert ">= 10 mm" in by_lesion["L1@S0"]
+    assert by_lesion["L2@S0"] == ""
+    assert "in one organ" in by_lesion["L3@S0"] and "in one organ" in by_lesion["L4@S0"]  # liver: L1, L2 first
+    assert "more than 5 target lesions" in by_lesion["L5@S0"]
+    assert by_lesion["N1@S1"] == "" and by_lesion["L1@S1"] == ""  # follow-up scans are not baseline
