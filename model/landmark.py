@@ -428,6 +428,13 @@ def patients_like(model: LandmarkModel, landmark: float, detected: bool, horizon
     ci = km.confidence_interval_survival_function_
     at = km.survival_function_.index[km.survival_function_.index <= horizon].max()
     events = int((g[f"event_{estimand}"] & (g[f"time_{estimand}"] <= horizon)).sum())
+    lower, upper = float(ci.loc[at].iloc[0]), float(ci.loc[at].iloc[1])
+    if events == 0:
+        # With no event the log-log interval collapses to 100%-100%, as if 18 patients proved certainty. The
+        # exact (Clopper-Pearson) bound for 0 events among the n still at risk at the last time before the
+        # horizon: lower = 0.025 ** (1 / n).
+        at_risk = int(km.event_table["at_risk"].loc[:at].iloc[-1])
+        lower, upper = 0.025 ** (1 / max(at_risk, 1)), 1.0
     return {"landmark": s, "n": len(g), "events": events, "km": float(km.survival_function_.loc[at].iloc[0]),
-            "lower": float(ci.loc[at].iloc[0]), "upper": float(ci.loc[at].iloc[1]),
+            "lower": lower, "upper": upper,
             "followed_to_horizon": bool(g[f"time_{estimand}"].max() >= horizon)}

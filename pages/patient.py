@@ -57,7 +57,9 @@ if viewer.sees_ctdna:
 
 st.subheader("Scans (RECIST 1.1)")
 st.plotly_chart(aligned(charts.sld_figure(rec.scans, s["index_date"], axis=axis)), key="sld")
-st.dataframe(components.scan_table(rec.scans), hide_index=True)
+# a static table: it wraps into the page's width, so every column stays in view at 1024 px (a data grid
+# of eight columns scrolled the last out of view)
+st.table(components.scan_table(rec.scans).set_index("date"))
 with st.expander("Lesion measurements"):
     st.dataframe(rec.lesions, hide_index=True)
 

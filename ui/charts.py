@@ -103,6 +103,7 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
         legend_seen.add(name)
         return first
 
+    names = []
     for track, color in (("anti-HER2", "#4575b4"), ("other therapy", "#a6a6a6")):
         for _, row in tl[tl["track"] == track].iterrows():
             x0 = _to_axis(row["starts_on"], index_date, axis)
@@ -116,10 +117,20 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
                               + ("ongoing" if ongoing else f"{pd.Timestamp(row['ends_on']):%Y-%m-%d}")
                               + (f"<br>{row['detail']}" if isinstance(row['detail'], str) else "")
                               + "<extra></extra>"))
-            # the drug named just above its bar, from where the bar comes into view
-            fig.add_annotation(x=x0 if view_start is None else max(x0, view_start), y=track, text=str(row["label"]),
-                               showarrow=False, xanchor="left", yanchor="bottom", yshift=6,
-                               font=dict(size=10, color="#333"))
+            names.append((track, x0 if view_start is None else max(x0, view_start), str(row["label"])))
+    # the drugs named just above their bars, from where a bar comes into view; drugs given together (bars
+    # coming into view within 60 days of each other on one track) share one label instead of overprinting
+    near = 60 if axis == "days" else pd.Timedelta(days=60)
+    groups: list[list] = []
+    for track, x, name in sorted(names, key=lambda n: (n[0], n[1])):
+        if groups and groups[-1][0] == track and x - groups[-1][1] < near:
+            if name not in groups[-1][2]:
+                groups[-1][2].append(name)
+        else:
+            groups.append([track, x, [name]])
+    for track, x, group in groups:
+        fig.add_annotation(x=x, y=track, text=" + ".join(group), showarrow=False, xanchor="left", yanchor="bottom",
+                           yshift=6, font=dict(size=10, color="#333"))
     scans = tl[tl["track"] == "scan"]
     for response, color in RESPONSE_COLORS.items():
         s = scans[scans["label"] == response]
@@ -160,17 +171,24 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
     styles = {"progression": ("x", "#d73027", 16), "death": ("cross", "#000000", 14),
               "restart": ("triangle-up", "#1b7837", 14), "withdrawal": ("line-ns", "#777", 16),
               "last_contact": ("line-ns", "#333", 16)}
+    # progression and death labelled above their marker, restart and withdrawal below: two events a few
+    # weeks apart (a progression, then the restart) do not print over each other
+    labelled = {"progression": "top center", "death": "top center", "restart": "bottom center",
+                "withdrawal": "bottom center"}
     for event, (symbol, color, size) in styles.items():
         s = events[events["label"] == event]
         if not s.empty:
             fig.add_trace(go.Scatter(
-                x=_x(s, "starts_on", "days_from_index", axis), y=["event"] * len(s), mode="markers",
+                x=_x(s, "starts_on", "days_from_index", axis), y=["event"] * len(s),
+                mode="markers+text" if event in labelled else "markers",
                 marker=dict(symbol=symbol, color=color, size=size, line=dict(width=3, color=color)),
-                name=event.replace("_", " "), text=s["detail"].fillna(""),
-                hovertemplate=event.replace("_", " ") + ": %{text}<extra></extra>"))
+                name=event.replace("_", " "), text=[event] * len(s), textposition=labelled.get(event, "top center"),
+                textfont=dict(size=10, color=color), customdata=s["detail"].fillna(""),
+                hovertemplate=event.replace("_", " ") + ": %{customdata}<extra></extra>"))
     _day0(fig, index_date, axis, "day 0: stopped anti-HER2" if cohort == 2 else "day 0: enrolment")
     _vline(fig, end_x, dict(color="#333", width=1, dash="dash"))
-    fig.add_annotation(x=end_x, y=0, yref="paper", text="end of follow-up", showarrow=False,
+    # at the top, right of its line: at the bottom it printed over a progression marked weeks before the end
+    fig.add_annotation(x=end_x, y=1, yref="paper", text="end of follow-up", showarrow=False,
                        xanchor="right", yanchor="bottom", font=dict(size=11, color="#333"))
     fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(TRACKS)), type="category")
     if window is not None:

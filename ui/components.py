@@ -383,26 +383,30 @@ def visit_summary_button(snap: Snapshot, rec: queries.PatientRecord, viewer: acc
 
 
 # ------------------------------------------------------------------------------ scan and PRO
-#: What a reader needs first comes first (the overall response was the 10th column and scrolled out of view at
-#: 1024 px); the modality, least needed, last.
-SCAN_TABLE_COLUMNS = {
-    "scanned_on": "date", "days_from_index": "day", "overall_response": "overall", "sld_mm": "SLD (mm)",
-    "pct_from_baseline": "% from baseline", "pct_from_nadir": "% from nadir", "target_response": "target",
-    "non_target_response": "non-target", "new_lesion": "new lesion", "note": "note", "modality": "modality",
-}
+#: What a reader needs first comes first, in columns that all fit at 1024 px (eleven did not: the overall
+#: response, then the last three columns, scrolled out of view).
+SCAN_TABLE_COLUMNS = ["date", "day", "overall", "SLD (mm)", "% from baseline", "% from nadir",
+                      "target · non-target · new lesion", "modality · note"]
 
 
 def scan_table(scans: pd.DataFrame) -> pd.DataFrame:
     """The per-scan table as read: rounded, and an empty cell (never "None") where there is no value."""
-    t = scans[list(SCAN_TABLE_COLUMNS)].rename(columns=SCAN_TABLE_COLUMNS)
-    t["date"] = pd.to_datetime(t["date"]).dt.date
-    t["overall"] = t["overall"].fillna("baseline")
-    for col, digits in (("SLD (mm)", 0), ("% from baseline", 1), ("% from nadir", 1)):
-        t[col] = [f"{v:.{digits}f}" if pd.notna(v) else "" for v in t[col]]
-    t["new lesion"] = t["new lesion"].map({True: "yes", False: "no"}).fillna("")
-    for col in ("target", "non-target", "note", "modality"):
-        t[col] = t[col].fillna("")
-    return t
+    def num(values, digits):
+        return [f"{v:.{digits}f}" if pd.notna(v) else "" for v in values]
+
+    parts = pd.DataFrame({"target": scans["target_response"].fillna("—"),
+                          "non-target": scans["non_target_response"].fillna("—"),
+                          "new": scans["new_lesion"].map({True: "new lesion", False: "no new lesion"}).fillna("—")})
+    baseline = scans["overall_response"].isna()
+    return pd.DataFrame({
+        "date": pd.to_datetime(scans["scanned_on"]).dt.date, "day": scans["days_from_index"],
+        "overall": scans["overall_response"].fillna("baseline"), "SLD (mm)": num(scans["sld_mm"], 0),
+        "% from baseline": num(scans["pct_from_baseline"], 1), "% from nadir": num(scans["pct_from_nadir"], 1),
+        "target · non-target · new lesion": ["" if b else " · ".join(r) for b, r in
+                                             zip(baseline, parts.itertuples(index=False), strict=True)],
+        "modality · note": [" · ".join(x for x in (m, n) if isinstance(x, str) and x) for m, n in
+                            zip(scans["modality"], scans["note"], strict=True)],
+    })[SCAN_TABLE_COLUMNS]
 
 
 DEFAULT_PRO_SCALES = [("QLQ-C30", "QL2"), ("QLQ-C30", "PF2"), ("QLQ-C30", "FA"), ("QLQ-C30", "DI"),

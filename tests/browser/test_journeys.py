@@ -322,9 +322,20 @@ BROKEN_WORDS = """() => {
 }"""
 
 
+HIDDEN_COLUMNS = """(el) => {
+  if (el.dataset.testid === 'stDataFrame') {  // the grid renders (and lists for screen readers) visible columns only
+    const grid = el.querySelector('[role="grid"], table');
+    const shown = el.querySelectorAll('[role="columnheader"]').length;
+    return grid ? Number(grid.getAttribute('aria-colcount')) - shown : -1;
+  }
+  const right = el.getBoundingClientRect().right;
+  return [...el.querySelectorAll('th')].filter(th => th.getBoundingClientRect().right > right + 1).length;
+}"""
+
+
 @pytest.mark.parametrize("width", [1024, 1440])
-def test_the_patient_header_reads_without_a_word_broken_across_lines(browser, snapshot_file, model_dir, situations,
-                                                                      width, tmp_path):
+def test_the_patient_page_reads_at_width_no_word_broken_no_column_hidden(browser, snapshot_file, model_dir,
+                                                                          situations, width, tmp_path):
     pid = situations["stopped_stable"]
     with streamlit_server({"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir)}) as url:
         page = browser.new_page(viewport={"width": width, "height": 1400})
@@ -333,6 +344,12 @@ def test_the_patient_header_reads_without_a_word_broken_across_lines(browser, sn
         page.screenshot(path=str(tmp_path / f"patient-{width}.png"), full_page=True)
         assert page.locator('[data-testid="stColumn"]').count() >= 6  # the header's cards (and more)
         assert page.evaluate(BROKEN_WORDS) == []
+        tables = page.locator('[data-testid="stDataFrame"]:visible, [data-testid="stTable"]:visible')
+        assert tables.count() >= 3  # the digest, the estimate's inputs, the scans
+        for i in range(tables.count()):
+            tables.nth(i).scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            assert tables.nth(i).evaluate(HIDDEN_COLUMNS) == 0, f"table {i} hides columns at {width} px"
         page.close()
 
 
@@ -358,4 +375,32 @@ def test_the_visit_summary_downloads_as_one_printable_page_on_record(browser, sn
         exported = audit.read(path=db, action="export")
         assert exported["detail"].iloc[0] == f"visit_summary: visit-summary-{pid}.html"
         assert exported["patient_id"].iloc[0] == pid
+        page.close()
+
+
+OVERLAPPING_LABELS = """(n) => {
+  const chart = document.querySelectorAll('[data-testid="stPlotlyChart"]')[n];
+  const boxes = [...chart.querySelectorAll('.annotation-text, .textpoint text')]
+    .map(e => ({t: e.textContent, r: e.getBoundingClientRect()})).filter(b => b.r.width > 0 && b.t.trim());
+  const out = [];
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const a = boxes[i].r, b = boxes[j].r;
+    if (a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1)
+      out.push(boxes[i].t + ' / ' + boxes[j].t);
+  }
+  return [boxes.length, out];
+}"""
+
+
+@pytest.mark.parametrize("width", [1024, 1440])
+def test_timeline_labels_do_not_print_over_each_other(browser, snapshot_file, model_dir, snapshot, width):
+    """The patient whose progression came weeks before the end of follow-up (and was not acted on)."""
+    pid = snapshot.query("SELECT patient_id FROM patient_summary WHERE alert_kinds[1] = 'progression not acted on' "
+                         "ORDER BY progressed_on DESC LIMIT 1").iloc[0, 0]
+    with streamlit_server({"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir)}) as url:
+        page = browser.new_page(viewport={"width": width, "height": 1600})
+        page.goto(f"{url}/patient?patient={pid}")
+        drawn_charts(page, 4)
+        labels, overlaps = page.evaluate(OVERLAPPING_LABELS, 0)  # the timeline is the first chart
+        assert labels >= 3 and overlaps == [], overlaps
         page.close()

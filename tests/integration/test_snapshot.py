@@ -123,6 +123,9 @@ def test_a_progression_is_the_first_alert_and_says_whether_it_was_acted_on(snaps
     assert len(waiting), "the synthetic cohort should have a progression nobody acted on yet"
     assert waiting["alerts"].map(lambda a: a[0].endswith("anti-HER2 therapy not restarted")).all()
     assert (waiting["cohort"] == 2).all() and not waiting["died"].any() and not waiting["on_anti_her2"].any()
+    from data.clinical import ALERT_SEVERITY  # the SQL names each kind; the worklist ranks them by this list
+
+    assert {k for kinds in s["alert_kinds"] for k in kinds} <= set(ALERT_SEVERITY)
     acted = progressed[progressed["alert_kinds"].map(lambda k: k[0] == "progression acted on")]
     # once a progression is on record and acted on, ctDNA alerts would only repeat what is known
     assert acted[~acted["died"]]["ctdna_alerts"].map(len).eq(0).all()

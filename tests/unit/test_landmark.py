@@ -165,3 +165,15 @@ def test_the_published_equation_reproduces_every_estimate():
         months = np.clip(h - np.array([0, 6, 12]), 0, [6, 6, 12])
         by_hand = np.exp(-np.exp(x @ np.log(hr)) * (base["hazard per month"].to_numpy() * months).sum())
         assert np.allclose(model.predict(rows, [h])["estimate"], by_hand)
+
+
+def test_patients_like_with_no_event_get_an_exact_bound_not_a_collapsed_interval():
+    from model.landmark import LandmarkModel, patients_like
+
+    n = 18
+    training = pd.DataFrame({"patient_id": [f"P{i}" for i in range(n)], "landmark": 24, "ctdna_detected": 0.0,
+                             "time_pfs": 24.0, "event_pfs": False, "time_off_therapy": 24.0,
+                             "event_off_therapy": False, "restarted_before": False})
+    like = patients_like(LandmarkModel("s", {}, training), 30, False, 12)
+    assert like["km"] == 1.0 and like["events"] == 0
+    assert like["lower"] == pytest.approx(0.025 ** (1 / n)) and like["lower"] < 0.83 and like["upper"] == 1.0
