@@ -126,7 +126,8 @@ def _first_line(p: pd.DataFrame, prog: pd.DataFrame, as_of: pd.Timestamp):
             met.append(None)
             detail.append("first-line start not recorded")
             continue
-        end = row.stopped_on if row.stopped_on is not None and pd.notna(row.stopped_on) else as_of
+        stopped = row.stopped_on is not None and pd.notna(row.stopped_on)
+        end = row.stopped_on if stopped else as_of
         years = (pd.Timestamp(end) - pd.Timestamp(start)).days / DAYS_PER_YEAR
         verdicts, notes = [], []
         g = by_patient.get(row.patient_id)
@@ -144,7 +145,10 @@ def _first_line(p: pd.DataFrame, prog: pd.DataFrame, as_of: pd.Timestamp):
         if row.progressed_on is not None and pd.notna(row.progressed_on) and on_first_line:
             verdicts.append(False)
             notes.append(f"RECIST progression on first-line therapy {pd.Timestamp(row.progressed_on):%Y-%m-%d}")
-        text = f"{years:.1f} years of first-line therapy" + ("; " + "; ".join(notes) if notes else ", no progression")
+        # said: "10.9 years" beside the sheet's "8.1 y before day 0" read as a contradiction
+        until = f"to the stop on {pd.Timestamp(end):%Y-%m-%d}" if stopped else f"to {as_of:%Y-%m-%d} (still on it)"
+        text = (f"{years:.1f} years of first-line therapy {until}"
+                + ("; " + "; ".join(notes) if notes else ", no progression"))
         if years < MIN_FIRST_LINE_YEARS or any(v is False for v in verdicts):
             met.append(False)
         elif any(v is None for v in verdicts):

@@ -108,8 +108,8 @@ def synthetic_truth(snap: Snapshot) -> pd.DataFrame:
 
 
 CANDIDATES = """
-SELECT s.patient_id, s.cohort, s.status, s.last_ctdna_detected, s.last_ctdna_on, s.last_overall_response,
-       s.last_scan_on, f.years_on_first_line, s.er_status, s.pr_status, s.hr_status
+SELECT s.patient_id, s.cohort, s.status, s.last_followup_on, s.last_ctdna_detected, s.last_ctdna_on,
+       s.last_overall_response, s.last_scan_on, f.years_on_first_line, s.er_status, s.pr_status, s.hr_status
 FROM patient_summary s JOIN model_features_all f ON f.patient_id = s.patient_id AND f.basis = 'now'
 ORDER BY s.patient_id
 """

@@ -165,7 +165,7 @@ def pseudonym(patient_id: str, key: bytes) -> str:
 CTDNA_COLUMNS = ("last_ctdna_detected", "last_ctdna_on", "last ctDNA", "ctdna_detected_at_index",
                  "previous_ctdna_detected", "n_ctdna_alerts", "ctdna_alerts")
 #: Columns of the candidates table that carry the estimate (it needs ctDNA, so blinding hides it too).
-ESTIMATE_COLUMNS = ("probability", "low", "high", "chance", "interval")
+ESTIMATE_COLUMNS = ("probability", "low", "high", "chance", "interval", "low %", "high %")
 CTDNA_BLINDED = ("ctDNA results are blinded for your role in this deployment (the trial assesses ctDNA "
                  "retrospectively). The estimate needs ctDNA, so it is not shown either.")
 

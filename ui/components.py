@@ -15,7 +15,7 @@ from data import clinical, queries
 from data.clinical import DEFAULT_HORIZON, HORIZONS
 from data.store import Snapshot, SnapshotMissing, clean_leftovers, file_key, snapshot_dir, snapshot_path
 from services import access, models, snapshots
-from ui import session
+from ui import exports, session
 
 PATIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -336,8 +336,6 @@ DIGEST_COLUMNS = {"date": st.column_config.DateColumn("date", width="small"),
 def visit_summary_button(snap: Snapshot, rec: queries.PatientRecord, viewer: access.Viewer, horizon: int,
                          since) -> None:
     """A printable one-page visit summary, made at the click and on record like every export."""
-    from ui import exports, session
-
     s = rec.summary
     pid = str(s["patient_id"])
     cutoff = pd.Timestamp(snapshot_info(snap.key)["data_cutoff"])

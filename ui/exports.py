@@ -54,7 +54,7 @@ def meeting_sheets(patients: list[dict], title: str, footer: str) -> str:
         sheets.append(f"""
 <section class="sheet">
   <h1>{_e(p['patient_id'])} · cohort {_e(s.get('cohort'))}</h1>
-  <div class="sub">{_e(s.get('age_at_enrolment'))} y · ER {_e(s.get('er_status'))}, PR {_e(s.get('pr_status'))} ·
+  <div class="sub">age {_e(s.get('age_at_enrolment'))} at enrolment · ER {_e(s.get('er_status'))}, PR {_e(s.get('pr_status'))} ·
   HER2 IHC {_e(s.get('her2_ihc'))} · best response to first line {_e(s.get('best_response'))} ·
   {_e(round(float(s.get('years_on_first_line') or 0), 1))} y of first-line therapy before day 0</div>
   <p class="estimate">{_e(p['estimate'])}</p>

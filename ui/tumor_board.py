@@ -8,7 +8,9 @@ from data import eligibility, queries
 from services import access
 from ui import charts, components, exports, session
 
-MEETING_KEY = "meeting_list"
+#: The meeting list's one state: the multiselect's own. A second copy beside it was overwritten by the
+#: widget's old value on the rerun after "Add N selected", so the button did nothing.
+MEETING_KEY = "meeting_picker"
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -50,10 +52,56 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     t["failing criteria"] = (t["failed"] + (", unknown: " + t["unknown"]).where(t["unknown"] != "", "")).str.strip(", ")
     t["last ctDNA"] = t["last_ctdna_detected"].map({True: "detected", False: "not detected"})
     t["no estimate because"] = t["not_applicable_because"].where(t["probability"].isna(), "")
-    t = t.sort_values(["probability", "patient_id"], ascending=[False, True], na_position="last")
+    t["low %"] = (t["low"] * 100).round()
+    t["high %"] = (t["high"] * 100).round()
+    t["years_on_first_line"] = t["years_on_first_line"].round(1)
+    t = rank(t, RANK_KEYS[0])
     return t[["open", "patient_id", "eligibility", "failing criteria", "chance", "interval", "no estimate because",
-              "last ctDNA", "last_ctdna_on", "last_overall_response", "last_scan_on", "years_on_first_line",
-              "hr_status", "cohort"]]
+              "status", "last_followup_on", "last ctDNA", "last_ctdna_on", "last_overall_response", "last_scan_on",
+              "years_on_first_line", "hr_status", "cohort", "low %", "high %"]]
+
+
+#: How the board may order the candidates (the first is the default). Ranking by the point estimate alone
+#: implied differences that intervals of 17-96 % and 26-99 % do not support.
+RANK_KEYS = ("eligibility, then estimate", "estimate", "lower end of the interval", "last ctDNA (not detected first)",
+             "last scan (most recent first)")
+_ELIGIBILITY_ORDER = {"eligible": 0, "unknown": 1, "not eligible": 2}
+
+
+def rank(t: pd.DataFrame, key: str) -> pd.DataFrame:
+    """The candidates in the order `key` names (one of RANK_KEYS), ties by patient id."""
+    if key == "eligibility, then estimate":  # blinded (no estimate column): eligibility, then id
+        order = t.assign(_e=t["eligibility"].map(_ELIGIBILITY_ORDER))
+        by = ["_e", "chance", "patient_id"] if "chance" in t.columns else ["_e", "patient_id"]
+        return order.sort_values(by, ascending=[True] + [False] * (len(by) == 3) + [True],
+                                 na_position="last").drop(columns="_e")
+    if key == "estimate":
+        return t.sort_values(["chance", "patient_id"], ascending=[False, True], na_position="last")
+    if key == "lower end of the interval":
+        return t.sort_values(["low %", "patient_id"], ascending=[False, True], na_position="last")
+    if key == "last ctDNA (not detected first)":
+        return t.assign(_c=t["last ctDNA"].map({"not detected": 0, "detected": 1})).sort_values(
+            ["_c", "last_ctdna_on", "patient_id"], ascending=[True, False, True], na_position="last").drop(columns="_c")
+    if key == "last scan (most recent first)":
+        return t.sort_values(["last_scan_on", "patient_id"], ascending=[False, True], na_position="last")
+    raise ValueError(f"unknown ranking {key!r}: one of {', '.join(RANK_KEYS)}")
+
+
+def overlap_sentence(t: pd.DataFrame, top: int = 5) -> str | None:
+    """In words, how many of the first candidates have intervals overlapping the first one's (None: no estimates)."""
+    est = t.dropna(subset=["low %", "high %"]).head(top)
+    if len(est) < 2:
+        return None
+    first = est.iloc[0]
+    overlapping = est[(est["low %"] <= first["high %"]) & (est["high %"] >= first["low %"])]
+    if len(overlapping) == len(est):
+        return (f"The 95% intervals of all {len(est)} first candidates overlap ({first['patient_id']}: "
+                f"{first['interval']}; {est.iloc[-1]['patient_id']}: {est.iloc[-1]['interval']}): the order among "
+                "them is not a difference the data support.")
+    if len(overlapping) > 1:
+        return (f"The 95% intervals of the first {len(overlapping)} candidates overlap: their order is not a "
+                "difference the data support.")
+    return f"{first['patient_id']}'s interval ({first['interval']}) does not overlap the next candidates'."
 
 
 COLUMNS = {
@@ -62,6 +110,8 @@ COLUMNS = {
                                             "if therapy stopped now", format="%d"),
     "interval": st.column_config.TextColumn("95% interval"),
     "last_ctdna_on": st.column_config.DateColumn("ctDNA date"),
+    "status": "status",
+    "last_followup_on": st.column_config.DateColumn("last follow-up"),
     "last_overall_response": "last response",
     "last_scan_on": st.column_config.DateColumn("scan date"),
     "years_on_first_line": st.column_config.NumberColumn("years on first line", format="%.1f"),
@@ -94,16 +144,26 @@ def render(snap, horizon: int) -> None:
         ctdna = f3.multiselect("Last ctDNA", ["not detected", "detected"], default=["not detected", "detected"],
                                key="tb_ctdna")
         view = view[view["last ctDNA"].isin(ctdna) | view["last ctDNA"].isna()]
-    st.caption(f"{len(view):,} of {len(table):,} patients. Click a column header to sort; select rows to add them "
-               "to the meeting list; 'open ›' opens the patient.")
+    keys = [k for k in RANK_KEYS if k == RANK_KEYS[0] or (  # a blinded person ranks by neither estimate nor ctDNA
+        ("chance" in view.columns or k not in ("estimate", "lower end of the interval"))
+        and ("last ctDNA" in view.columns or "ctDNA" not in k))]
+    key = st.selectbox("Rank by", keys, key="tb_rank")
+    view = rank(view, key)
+    if "chance" in view.columns:
+        said = overlap_sentence(view)
+        if said:
+            st.info(said, icon="↔️")
+    st.caption(f"{len(view):,} of {len(table):,} patients. Select rows to add them to the meeting list; "
+               "'open ›' opens the patient.")
     picked = st.dataframe(view, hide_index=True, column_config=COLUMNS, on_select="rerun",
-                          selection_mode="multi-row", key="candidates")
+                          selection_mode="multi-row", key="candidates",
+                          column_order=[c for c in view.columns if c not in ("low %", "high %")])
     chosen = view.iloc[picked.selection.rows]["patient_id"].tolist() if picked and picked.selection.rows else []
     meeting = st.session_state.setdefault(MEETING_KEY, [])
     c1, c2 = st.columns([1, 3])
     if c1.button(f"Add {len(chosen)} selected to the meeting list", disabled=not chosen, key="add_meeting"):
+        # set before the multiselect below is drawn in this run: it shows the new list at once
         st.session_state[MEETING_KEY] = list(dict.fromkeys(meeting + chosen))
-        st.rerun()
     if len(chosen) == 1 and c2.button(f"Open {chosen[0]}", key="open_patient"):
         st.switch_page("pages/patient.py", query_params={"patient": chosen[0]})
 
@@ -114,14 +174,16 @@ def render(snap, horizon: int) -> None:
                              view["patient_id"].head(components.PICKER_SHOWS)]).drop_duplicates()
         st.caption(f"The list offers the {components.PICKER_SHOWS} best-ranked candidates shown above; "
                    "select rows in the table to add anyone else.")
-    meeting = st.multiselect("Patients for the meeting", options.tolist(),
-                             default=st.session_state[MEETING_KEY], key="meeting_picker")
-    st.session_state[MEETING_KEY] = meeting
+    meeting = st.multiselect("Patients for the meeting", options.tolist(), key=MEETING_KEY)
     if not meeting:
         st.info("Select candidates above and add them, or pick patients here.")
         return
     listed = table.set_index("patient_id").loc[meeting].reset_index()
-    export = listed.drop(columns=["open"])
+    info = components.snapshot_info(snap.key)
+    # the file says what it is: the question's horizon, the snapshot and its cut-off, rounded as shown
+    export = listed.drop(columns=["open"]).assign(
+        horizon_months=horizon, snapshot_id=info["snapshot_id"],
+        data_cutoff=pd.Timestamp(info["data_cutoff"]).strftime("%Y-%m-%d"))
     d1, d2 = st.columns(2)
     session.export_button("meeting_list", "Download the list (CSV)", exports.safe_csv(export),
                           "stop-her2-meeting-list.csv", "text/csv", key="csv", container=d1,

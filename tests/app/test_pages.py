@@ -364,8 +364,19 @@ def test_tumor_board_funnel_candidates_filters_and_meeting_list():
     assert funnel["data"][0]["type"] == "funnel"
     table = at.dataframe[0].value
     assert set(table["eligibility"]) <= {"eligible", "unknown"}  # the default filter
-    ranked = table["chance"].dropna().tolist()
-    assert ranked == sorted(ranked, reverse=True) and ranked
+    # default: eligible before unknown, each by the estimate
+    order = table["eligibility"].map({"eligible": 0, "unknown": 1}).tolist()
+    assert order == sorted(order)
+    for _, group in table.groupby("eligibility"):
+        ranked = group["chance"].dropna().tolist()
+        assert ranked == sorted(ranked, reverse=True)
+    assert {"status", "last_followup_on"} <= set(table.columns)
+    assert (table["status"] != "withdrew").all() or (table.loc[table["status"] == "withdrew", "eligibility"]
+                                                     != "eligible").all()
+    at.selectbox(key="tb_rank").set_value("lower end of the interval").run()
+    lows = at.dataframe[0].value["interval"].str.extract(r"^(\d+)")[0].dropna().astype(int).tolist()
+    assert lows == sorted(lows, reverse=True) and lows
+    assert any("overlap" in i.value for i in at.info)  # the ranking says when intervals overlap
     at.multiselect(key="tb_status").set_value(["not eligible"]).run()
     not_eligible = at.dataframe[0].value
     assert (not_eligible["eligibility"] == "not eligible").all() and not_eligible["failing criteria"].str.len().min() > 0
@@ -376,6 +387,10 @@ def test_tumor_board_funnel_candidates_filters_and_meeting_list():
     assert not at.exception
     labels = [b.proto.label for b in at.get("download_button")]
     assert any("CSV" in label for label in labels) and any("printable" in label for label in labels)
+    listed = at.dataframe[-1].value  # what the CSV holds: the horizon, the snapshot and its cut-off, rounded
+    assert {"horizon_months", "snapshot_id", "data_cutoff"} <= set(listed.columns)
+    years = listed["years_on_first_line"].dropna()
+    assert (years == years.round(1)).all()
 
 
 def test_cohorts_page_with_filters_and_pseudonymous_ids():

@@ -1,4 +1,5 @@
 """The main journeys in real Chromium against `streamlit run` (Debian's chromium, driven by Playwright)."""
+import json
 import os
 import socket
 import subprocess
@@ -137,6 +138,29 @@ def test_tumor_board_row_opens_the_patient_page(browser, snapshot_file, model_di
         page.wait_for_url(f"**/patient?patient={pid}", timeout=60_000)
         assert drawn_charts(page, 4) >= 4
         assert page.get_by_text(f"{pid} · site").first.is_visible()
+        page.close()
+
+
+def test_tumor_board_adds_the_selected_rows_to_the_meeting_list(browser, snapshot_file, model_dir):
+    """'Add N selected to the meeting list' did nothing (three tries): the multiselect's old state won."""
+    with streamlit_server({"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir)}) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(f"{url}/tumor_board")
+        grid = page.locator('[data-testid="stDataFrame"]').first
+        grid.wait_for(timeout=90_000)
+        page.wait_for_timeout(1500)
+        box = grid.bounding_box()
+        for row in (0, 1):  # the first two candidates' row selectors
+            page.mouse.click(box["x"] + 18, box["y"] + 35 + 17 + 35 * row)
+            page.wait_for_timeout(800)
+        page.get_by_role("button", name="Add 2 selected to the meeting list").click()
+        meeting = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Patients for the meeting")
+        deadline = time.time() + 30
+        while time.time() < deadline and meeting.inner_text().count("STH-") < 2:
+            page.wait_for_timeout(300)
+        names = [w for w in meeting.inner_text().split() if w.startswith("STH-")]
+        assert len(names) == 2, meeting.inner_text()
+        page.get_by_role("button", name="Download the list (CSV)").wait_for(timeout=30_000)
         page.close()
 
 
@@ -344,6 +368,13 @@ def test_the_patient_page_reads_at_width_no_word_broken_no_column_hidden(browser
         page.screenshot(path=str(tmp_path / f"patient-{width}.png"), full_page=True)
         assert page.locator('[data-testid="stColumn"]').count() >= 6  # the header's cards (and more)
         assert page.evaluate(BROKEN_WORDS) == []
+        # the stacked charts as drawn: one x-range, and day 0 at the same pixel in each (same plot area)
+        axes = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+            .filter(g => g._fullLayout && /^(Timeline|Estimated chance|ctDNA|Scans|Patient-reported)/
+                    .test(((g._fullLayout.title || {}).text || '').replace(/<[^>]+>/g, '')))
+            .map(g => [g._fullLayout.xaxis.range.map(v => Math.round(Number(v))), Math.round(g._fullLayout.xaxis._offset),
+                       Math.round(g._fullLayout.xaxis._length)])""")
+        assert len(axes) >= 4 and len({json.dumps(a) for a in axes}) == 1, axes
         tables = page.locator('[data-testid="stDataFrame"]:visible, [data-testid="stTable"]:visible')
         assert tables.count() >= 3  # the digest, the estimate's inputs, the scans
         for i in range(tables.count()):
