@@ -122,15 +122,22 @@ def test_first_start_builds_the_database_trains_the_model_and_draws_a_chart(brow
         page.close()
 
 
+def select_candidates(page, url: str, rows) -> None:
+    """Open the tumour board and tick the row selectors of these candidate rows (0 = the first)."""
+    page.goto(f"{url}/tumor_board")
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.wait_for(timeout=90_000)
+    page.wait_for_timeout(1500)
+    box = grid.bounding_box()
+    for row in rows:
+        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17 + 35 * row)
+        page.wait_for_timeout(800)
+
+
 def test_tumor_board_row_opens_the_patient_page(browser, snapshot_file, model_dir):
     with streamlit_server({"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir)}) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(f"{url}/tumor_board")
-        grid = page.locator('[data-testid="stDataFrame"]').first
-        grid.wait_for(timeout=90_000)
-        page.wait_for_timeout(1500)
-        box = grid.bounding_box()
-        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first candidate's row selector
+        select_candidates(page, url, [0])
         button = page.get_by_role("button", name="Open STH-")
         button.wait_for(timeout=30_000)
         pid = button.inner_text().split()[-1]
@@ -145,14 +152,7 @@ def test_tumor_board_adds_the_selected_rows_to_the_meeting_list(browser, snapsho
     """'Add N selected to the meeting list' did nothing (three tries): the multiselect's old state won."""
     with streamlit_server({"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir)}) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(f"{url}/tumor_board")
-        grid = page.locator('[data-testid="stDataFrame"]').first
-        grid.wait_for(timeout=90_000)
-        page.wait_for_timeout(1500)
-        box = grid.bounding_box()
-        for row in (0, 1):  # the first two candidates' row selectors
-            page.mouse.click(box["x"] + 18, box["y"] + 35 + 17 + 35 * row)
-            page.wait_for_timeout(800)
+        select_candidates(page, url, [0, 1])
         page.get_by_role("button", name="Add 2 selected to the meeting list").click()
         meeting = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Patients for the meeting")
         deadline = time.time() + 30
@@ -409,8 +409,10 @@ def test_the_visit_summary_downloads_as_one_printable_page_on_record(browser, sn
         page.close()
 
 
-OVERLAPPING_LABELS = """(n) => {
-  const chart = document.querySelectorAll('[data-testid="stPlotlyChart"]')[n];
+OVERLAPPING_LABELS = """(title) => {
+  const chart = [...document.querySelectorAll('.js-plotly-plot')].find(g => g._fullLayout &&
+    ((g._fullLayout.title || {}).text || '').replace(/<[^>]+>/g, '') === title);
+  if (!chart) return [0, []];
   const boxes = [...chart.querySelectorAll('.annotation-text, .textpoint text')]
     .map(e => ({t: e.textContent, r: e.getBoundingClientRect()})).filter(b => b.r.width > 0 && b.t.trim());
   const out = [];
@@ -432,6 +434,10 @@ def test_timeline_labels_do_not_print_over_each_other(browser, snapshot_file, mo
         page = browser.new_page(viewport={"width": width, "height": 1600})
         page.goto(f"{url}/patient?patient={pid}")
         drawn_charts(page, 4)
-        labels, overlaps = page.evaluate(OVERLAPPING_LABELS, 0)  # the timeline is the first chart
-        assert labels >= 3 and overlaps == [], overlaps
+        deadline = time.time() + 30  # the chart is drawn before all its labels are
+        labels, overlaps = page.evaluate(OVERLAPPING_LABELS, "Timeline")
+        while time.time() < deadline and labels < 3:
+            page.wait_for_timeout(500)
+            labels, overlaps = page.evaluate(OVERLAPPING_LABELS, "Timeline")
+        assert labels >= 3 and overlaps == [], (labels, overlaps)
         page.close()
