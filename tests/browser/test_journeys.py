@@ -367,21 +367,33 @@ def test_the_patient_page_reads_at_width_no_word_broken_no_column_hidden(browser
         drawn_charts(page, 4)
         page.screenshot(path=str(tmp_path / f"patient-{width}.png"), full_page=True)
         assert page.locator('[data-testid="stColumn"]').count() >= 6  # the header's cards (and more)
-        assert page.evaluate(BROKEN_WORDS) == []
-        # the stacked charts as drawn: one x-range, and day 0 at the same pixel in each (same plot area)
-        axes = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+        assert settled(page, lambda: page.evaluate(BROKEN_WORDS), lambda b: b == []) == []
+        # the stacked charts as drawn: one x-range, and day 0 at the same pixel in each (same plot area);
+        # charts and grids finish drawing after the page shows them, so each check waits (up to 30 s)
+        axes = settled(page, lambda: page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
             .filter(g => g._fullLayout && /^(Timeline|Estimated chance|ctDNA|Scans|Patient-reported)/
                     .test(((g._fullLayout.title || {}).text || '').replace(/<[^>]+>/g, '')))
             .map(g => [g._fullLayout.xaxis.range.map(v => Math.round(Number(v))), Math.round(g._fullLayout.xaxis._offset),
-                       Math.round(g._fullLayout.xaxis._length)])""")
-        assert len(axes) >= 4 and len({json.dumps(a) for a in axes}) == 1, axes
+                       Math.round(g._fullLayout.xaxis._length)])"""),
+                       lambda a: len(a) >= 5 and len({json.dumps(x) for x in a}) == 1)
+        assert len(axes) >= 5 and len({json.dumps(a) for a in axes}) == 1, axes
         tables = page.locator('[data-testid="stDataFrame"]:visible, [data-testid="stTable"]:visible')
         assert tables.count() >= 3  # the digest, the estimate's inputs, the scans
         for i in range(tables.count()):
             tables.nth(i).scroll_into_view_if_needed()
-            page.wait_for_timeout(500)
-            assert tables.nth(i).evaluate(HIDDEN_COLUMNS) == 0, f"table {i} hides columns at {width} px"
+            hidden = settled(page, lambda i=i: tables.nth(i).evaluate(HIDDEN_COLUMNS), lambda h: h == 0)
+            assert hidden == 0, f"table {i} hides {hidden} column(s) at {width} px"
         page.close()
+
+
+def settled(page, read, done, seconds: float = 30):
+    """read() until done(value) or the time is up; the last value (the caller asserts on it)."""
+    deadline = time.time() + seconds
+    value = read()
+    while not done(value) and time.time() < deadline:
+        page.wait_for_timeout(500)
+        value = read()
+    return value
 
 
 def test_the_visit_summary_downloads_as_one_printable_page_on_record(browser, snapshot_file, model_dir, situations,
@@ -434,10 +446,7 @@ def test_timeline_labels_do_not_print_over_each_other(browser, snapshot_file, mo
         page = browser.new_page(viewport={"width": width, "height": 1600})
         page.goto(f"{url}/patient?patient={pid}")
         drawn_charts(page, 4)
-        deadline = time.time() + 30  # the chart is drawn before all its labels are
-        labels, overlaps = page.evaluate(OVERLAPPING_LABELS, "Timeline")
-        while time.time() < deadline and labels < 3:
-            page.wait_for_timeout(500)
-            labels, overlaps = page.evaluate(OVERLAPPING_LABELS, "Timeline")
+        # the chart is drawn before all its labels are
+        labels, overlaps = settled(page, lambda: page.evaluate(OVERLAPPING_LABELS, "Timeline"), lambda v: v[0] >= 3)
         assert labels >= 3 and overlaps == [], (labels, overlaps)
         page.close()
