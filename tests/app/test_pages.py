@@ -371,14 +371,14 @@ def test_tumor_board_funnel_candidates_filters_and_meeting_list():
         ranked = group["chance"].dropna().tolist()
         assert ranked == sorted(ranked, reverse=True)
     assert {"status", "last_followup_on"} <= set(table.columns)
-    assert (table["status"] != "withdrew").all() or (table.loc[table["status"] == "withdrew", "eligibility"]
-                                                     != "eligible").all()
     at.selectbox(key="tb_rank").set_value("lower end of the interval").run()
     lows = at.dataframe[0].value["interval"].str.extract(r"^(\d+)")[0].dropna().astype(int).tolist()
     assert lows == sorted(lows, reverse=True) and lows
     assert any("overlap" in i.value for i in at.info)  # the ranking says when intervals overlap
     at.multiselect(key="tb_status").set_value(["not eligible"]).run()
     not_eligible = at.dataframe[0].value
+    gone = not_eligible[not_eligible["status"].isin(["withdrew", "died"])]
+    assert len(gone) and gone["failing criteria"].str.contains("in_follow_up").all()  # never "eligible"
     assert (not_eligible["eligibility"] == "not eligible").all() and not_eligible["failing criteria"].str.len().min() > 0
     at.multiselect(key="tb_hr").set_value(["negative"]).run()
     assert (at.dataframe[0].value["hr_status"] == "negative").all()
