@@ -25,12 +25,13 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+
+from data.keyfile import KeyFileDamaged, local_key
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "audit" / "audit.sqlite"
 ACTIONS = ("view_patient", "export", "import", "import_refused", "rollback", "retrain", "page_refused",
@@ -82,18 +83,12 @@ def chain_key(path: Path | None = None, create: bool = True) -> bytes | None:
             raise AuditUnavailable(f"{KEY_ENV} must be at least {MIN_KEY_CHARS} characters")
         return configured.encode("utf-8")
     key_file = _key_path(Path(path or audit_path()))
-    if not key_file.exists():
-        if not create:
-            return None
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-    return key_file.read_text().strip().encode("utf-8")
+    if not key_file.exists() and not create:
+        return None
+    try:
+        return local_key(key_file, MIN_KEY_CHARS)
+    except KeyFileDamaged as exc:
+        raise AuditUnavailable(str(exc)) from exc
 
 
 def _connect(path: Path | None = None) -> sqlite3.Connection:

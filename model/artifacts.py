@@ -18,10 +18,11 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 from pathlib import Path
 
 import joblib
+
+from data.keyfile import KeyFileDamaged, local_key
 
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
 #: Libraries whose version must match the one the model was trained with (a pickle is not portable).
@@ -64,17 +65,10 @@ def signing_key(folder: Path | None = None) -> bytes:
             raise ModelUnavailable(f"{KEY_ENV} must be at least {MIN_KEY_CHARS} characters")
         return configured.encode("utf-8")
     folder = Path(folder or artifact_dir())
-    key_file = folder / ".signing_key"
-    if not key_file.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-    return key_file.read_text().strip().encode("utf-8")
+    try:
+        return local_key(folder / ".signing_key", MIN_KEY_CHARS)
+    except KeyFileDamaged as exc:
+        raise ModelUnavailable(str(exc)) from exc
 
 
 def signature(manifest: dict, folder: Path | None = None) -> str:

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
+
+from data.keyfile import KeyFileDamaged, local_key
 
 ROLES = ("clinician", "tumor_board", "researcher", "admin")
 DEMO = "demo"
@@ -140,19 +140,10 @@ def pseudonym_key(settings: Mapping, demo: bool, folder: Path) -> bytes | None:
         return str(configured).encode()
     if not demo:
         return None
-    path = Path(folder) / DEMO_KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:  # O_EXCL: two processes starting together keep the one key the first wrote
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-        except FileExistsError:
-            pass
-    key = path.read_text().strip()
-    if len(key) < MIN_PSEUDONYM_KEY_CHARS:
-        raise AccessConfigError(f"the demo pseudonym key {path} is damaged; delete it and restart")
-    return key.encode()
+    try:
+        return local_key(Path(folder) / DEMO_KEY_FILE, MIN_PSEUDONYM_KEY_CHARS)
+    except KeyFileDamaged as exc:
+        raise AccessConfigError(str(exc)) from exc
 
 
 def pseudonym(patient_id: str, key: bytes) -> str:
