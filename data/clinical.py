@@ -87,6 +87,9 @@ HORIZONS = (6, 12, 24)  # months; the setting a user may pick
 #: Landmarks of the estimate as of a date: months after stopping, every ctDNA draw interval (3 months) to 24.
 LANDMARK_MONTHS = tuple(range(0, 25, 3))
 DEFAULT_HORIZON = 12
+
+#: What a tumour board may decide for a patient it discusses (data/decisions.py keeps the record).
+BOARD_DECISIONS = ("stop", "continue", "restart", "defer", "not eligible")
 #: A ctDNA result drawn longer than this before the estimate's date is flagged as stale.
 CTDNA_STALE_DAYS = 90
 

@@ -49,11 +49,15 @@ EXPORTS: dict[str, frozenset[str]] = {
     "visit_summary": frozenset({"clinician", "tumor_board", DEMO}),
     "meeting_list": frozenset({"tumor_board", DEMO}),
     "meeting_sheets": frozenset({"tumor_board", DEMO}),
+    "meeting_record": frozenset({"tumor_board", DEMO}),
     "cohort_table": frozenset({"researcher", DEMO}),
+    "cohort_figure": frozenset({"researcher", DEMO}),
     "validation_report": frozenset({"admin", DEMO}),
     "audit_log": frozenset({"admin", DEMO}),
     "example_bundle": frozenset({"admin", DEMO}),
 }
+#: roles that may record the tumour board's decisions (everyone who opens a patient reads them)
+RECORDS_DECISIONS = frozenset({"tumor_board", DEMO})
 #: roles that see identified patients (ids and calendar dates); the others see pseudonyms and days
 IDENTIFIED = frozenset({"clinician", "tumor_board", "admin", DEMO})
 
@@ -200,6 +204,10 @@ class Viewer:
 
     def may_export(self, export: str) -> bool:
         return may_export(self.person.roles, export)
+
+    @property
+    def records_decisions(self) -> bool:
+        return bool(set(self.person.roles) & RECORDS_DECISIONS)
 
     # ------------------------------------------------------------------------------ patients
     def record(self, rec):

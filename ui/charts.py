@@ -5,6 +5,8 @@ enrolment) or "dates", so the whole page shares one time axis.
 """
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -17,7 +19,7 @@ RESPONSE_COLORS = {  # colour-blind-safe diverging palette: green = good, red = 
     "CR": "#1b7837", "PR": "#5aae61", "SD": "#4575b4", "NON-CR/NON-PD": "#74add1",
     "PD": "#d73027", "NE": "#999999", "baseline": "#333333", "NED": "#00441b",
 }
-TRACKS = ["anti-HER2", "other therapy", "scan", "ctDNA", "PRO", "event"]
+TRACKS = ["anti-HER2", "other therapy", "scan", "ctDNA", "PRO", "event", "board"]
 ON_THERAPY_FILL = "rgba(69, 117, 180, 0.10)"
 FONT = dict(family="Source Sans Pro, Arial, sans-serif", size=13)
 
@@ -46,6 +48,14 @@ TEMPLATE = go.layout.Template(layout=dict(
     legend=dict(orientation="h", yanchor="top", y=-0.25, xanchor="left", x=0),
     xaxis=dict(showgrid=True, gridcolor="#eee", zeroline=False, automargin=True),
     yaxis=dict(showgrid=True, gridcolor="#eee", automargin=True)))
+
+
+def plain(value, limit: int = 200) -> str:
+    """Text from the data or a person, for plotly's labels and hovers: plotly reads a subset of HTML there (<a
+    href>, <b>, <span style>), so every markup character is escaped (plotly shows the entity as the character)
+    and a long note is cut to a hover's size."""
+    text = str(value)
+    return html.escape(text[:limit] + ("…" if len(text) > limit else ""))
 
 
 def _figure(*traces) -> go.Figure:
@@ -113,11 +123,13 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
             fig.add_trace(go.Scatter(
                 x=[x0, x1], y=[track, track], mode="lines", line=dict(color=color, width=14),
                 name=track, legendgroup=track, showlegend=legend_once(name), opacity=0.8,
-                hovertemplate=f"{row['label']}<br>{pd.Timestamp(row['starts_on']):%Y-%m-%d} to "
-                              + ("ongoing" if ongoing else f"{pd.Timestamp(row['ends_on']):%Y-%m-%d}")
-                              + (f"<br>{row['detail']}" if isinstance(row['detail'], str) else "")
-                              + "<extra></extra>"))
-            names.append((track, x0 if view_start is None else max(x0, view_start), str(row["label"])))
+                # the regimen's text as data (customdata), never as part of the template: "%{" or "<a" in an
+                # imported name is then shown, not interpreted
+                customdata=[[plain(row["label"]) + "<br>" + f"{pd.Timestamp(row['starts_on']):%Y-%m-%d} to "
+                             + ("ongoing" if ongoing else f"{pd.Timestamp(row['ends_on']):%Y-%m-%d}")
+                             + (f"<br>{plain(row['detail'])}" if isinstance(row["detail"], str) else "")]] * 2,
+                hovertemplate="%{customdata[0]}<extra></extra>"))
+            names.append((track, x0 if view_start is None else max(x0, view_start), plain(row["label"], 60)))
     # the drugs named just above their bars, from where a bar comes into view; drugs given together (bars
     # coming into view within 60 days of each other on one track) share one label instead of overprinting
     near = 60 if axis == "days" else pd.Timedelta(days=60)
@@ -141,7 +153,7 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
             marker=dict(color=color, size=13, symbol="square", line=dict(color="white", width=1)),
             name=f"scan: {response}", legendgroup="scan",
             customdata=np.stack([pd.to_datetime(s["starts_on"]).dt.strftime("%Y-%m-%d"),
-                                 s["detail"].fillna("")], axis=1),
+                                 [plain(v) for v in s["detail"].fillna("")]], axis=1),
             hovertemplate="scan %{customdata[0]}<br>" + response + "<br>%{customdata[1]}<extra></extra>"))
     ct = tl[tl["track"] == "ctDNA"]
     for label, symbol, color in (("detected", "circle", "#d73027"), ("not detected", "circle-open", "#4575b4")):
@@ -152,7 +164,7 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
                 marker=dict(color=color, size=11, symbol=symbol, line=dict(width=2, color=color)),
                 name=f"ctDNA {label}", legendgroup="ctDNA",
                 customdata=np.stack([pd.to_datetime(s["starts_on"]).dt.strftime("%Y-%m-%d"),
-                                     s["detail"].fillna("")], axis=1),
+                                     [plain(v) for v in s["detail"].fillna("")]], axis=1),
                 hovertemplate="draw %{customdata[0]}<br>" + label + "<br>%{customdata[1]}<extra></extra>"))
     qc = ct[ct["label"].str.startswith("QC")]
     if not qc.empty:
@@ -183,8 +195,18 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
                 mode="markers+text" if event in labelled else "markers",
                 marker=dict(symbol=symbol, color=color, size=size, line=dict(width=3, color=color)),
                 name=event.replace("_", " "), text=[event] * len(s), textposition=labelled.get(event, "top center"),
-                textfont=dict(size=10, color=color), customdata=s["detail"].fillna(""),
+                textfont=dict(size=10, color=color), customdata=[plain(v) for v in s["detail"].fillna("")],
                 hovertemplate=event.replace("_", " ") + ": %{customdata}<extra></extra>"))
+    board = tl[tl["track"] == "board"]
+    if not board.empty:  # the tumour board's decisions (data/decisions.py), typed by people: shown as text
+        fig.add_trace(go.Scatter(
+            x=_x(board, "starts_on", "days_from_index", axis), y=["board"] * len(board), mode="markers+text",
+            marker=dict(symbol="star", size=14, color="#762a83"), name="tumour board decision",
+            text=[plain(v) for v in board["label"]], textposition="top center",
+            textfont=dict(size=10, color="#762a83"),
+            customdata=np.stack([pd.to_datetime(board["starts_on"]).dt.strftime("%Y-%m-%d"),
+                                 [plain(v) for v in board["detail"].fillna("")]], axis=1),
+            hovertemplate="tumour board %{customdata[0]}: %{text}<br>%{customdata[1]}<extra></extra>"))
     _day0(fig, index_date, axis, "day 0: stopped anti-HER2" if cohort == 2 else "day 0: enrolment")
     _vline(fig, end_x, dict(color="#333", width=1, dash="dash"))
     # at the top, right of its line: at the bottom it printed over a progression marked weeks before the end
@@ -605,33 +627,70 @@ def funnel_figure(funnel: pd.DataFrame) -> go.Figure:
 
 # ------------------------------------------------------------------------------------ cohorts
 GROUP_COLORS = ["#4575b4", "#d73027", "#1b7837", "#984ea3", "#ff7f00"]
+#: One colour per cohort on every chart of the page (KM, cumulative incidence, swimmer, PROs, forest).
+COHORT_COLORS = {"1": "#4575b4", "2": "#e08214"}
+COHORT_NAMES = {"1": "cohort 1 (continue)", "2": "cohort 2 (stop)"}
+CTDNA_COLORS = {"not detected": "#1b7837", "detected": "#b2182b"}
 
 
-def km_figure(curves: pd.DataFrame, at_risk: pd.DataFrame, test: dict, title: str, names: dict | None = None) -> go.Figure:
-    """Kaplan-Meier with 95% CI bands, the numbers at risk under the plot and the log-rank p."""
+def group_colors(groups, colors: dict | None = None) -> dict:
+    """Each group's colour: from `colors` when it names the group, else the next of GROUP_COLORS."""
+    colors = colors or {}
+    return {g: colors.get(str(g), GROUP_COLORS[k % len(GROUP_COLORS)]) for k, g in enumerate(groups)}
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def km_figure(curves: pd.DataFrame, at_risk: pd.DataFrame, test: dict, title: str, names: dict | None = None,
+              colors: dict | None = None, risk_labels: dict | None = None) -> go.Figure:
+    """Kaplan-Meier with 95% CI bands, censoring ticks, the numbers at risk under the plot and the log-rank p.
+
+    The band is the upper and the lower limit each drawn as a step function, filled between them: a closed
+    path of steps drawn back along the lower limit ("toself") stepped one interval early on its way back.
+    """
     names = names or {}
     groups = list(dict.fromkeys(curves["group"]))
+    palette = group_colors(groups, colors)
     fig = make_subplots(figure=_figure(), rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22], vertical_spacing=0.08)
-    for k, g in enumerate(groups):
+    for g in groups:
         c = curves[curves["group"] == g]
-        color = GROUP_COLORS[k % len(GROUP_COLORS)]
+        color = palette[g]
         label = names.get(g, g)
-        fig.add_trace(go.Scatter(x=np.r_[c["time"], c["time"][::-1]], y=np.r_[c["upper"], c["lower"][::-1]],
-                                 fill="toself", fillcolor=color, opacity=0.15, line=dict(width=0, shape="hv"),
+        fig.add_trace(go.Scatter(x=c["time"], y=c["upper"], mode="lines", line=dict(width=0, shape="hv"),
+                                 legendgroup=label, hoverinfo="skip", showlegend=False), row=1, col=1)
+        fig.add_trace(go.Scatter(x=c["time"], y=c["lower"], mode="lines", line=dict(width=0, shape="hv"),
+                                 fill="tonexty", fillcolor=_rgba(color, 0.15), legendgroup=label, name=f"{label} 95% CI",
                                  hoverinfo="skip", showlegend=False), row=1, col=1)
-        fig.add_trace(go.Scatter(x=c["time"], y=c["survival"], mode="lines", name=label,
+        fig.add_trace(go.Scatter(x=c["time"], y=c["survival"], mode="lines", name=label, legendgroup=label,
                                  line=dict(color=color, width=2, shape="hv"),
                                  hovertemplate=label + ": %{y:.2f} at %{x:.1f} months<extra></extra>"), row=1, col=1)
+        if "censored" in c.columns:
+            cens = c[c["censored"] > 0]
+            fig.add_trace(go.Scatter(x=cens["time"], y=cens["survival"], mode="markers", legendgroup=label,
+                                     name=f"{label} censored", showlegend=False,
+                                     marker=dict(symbol="line-ns-open", size=9, color=color, line=dict(width=1.5, color=color)),
+                                     customdata=cens["censored"],
+                                     hovertemplate=label + ": %{customdata} censored at %{x:.1f} months<extra></extra>"),
+                          row=1, col=1)
         r = at_risk[at_risk["group"] == g]
-        fig.add_trace(go.Scatter(x=r["time"], y=[label] * len(r), mode="text", text=r["n"].astype(str),
+        short = (risk_labels or {}).get(g, label)  # the at-risk rows' labels take the plot's width: short ones
+        fig.add_trace(go.Scatter(x=r["time"], y=[short] * len(r), mode="text", text=r["n"].astype(str),
                                  textfont=dict(color=color), showlegend=False, hoverinfo="skip"), row=2, col=1)
     p = test.get("p_value")
     if p is not None and not np.isnan(p):
-        fig.add_annotation(text=f"log-rank p = {p:.3g}", x=0.99, y=0.02, xref="x domain", yref="y domain",
+        fig.add_annotation(text=f"log-rank p = {p:.3g}",
+                           x=0.99, y=0.02, xref="x domain", yref="y domain",
                            showarrow=False, xanchor="right", yanchor="bottom", font=dict(size=12))
     fig = _layout(fig, title, "days", 470)
     fig.update_yaxes(title_text="progression-free", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="at risk", type="category", row=2, col=1)
+    # the first at-risk number is centred on t = 0: start the axis a little before it, or it prints over the
+    # group's label beside the axis
+    last = float(max(curves["time"].max(), at_risk["time"].max() if len(at_risk) else 0))
+    fig.update_xaxes(range=[-0.05 * last, last * 1.02])
     fig.update_xaxes(title_text=None, row=1, col=1)
     fig.update_xaxes(title_text="months from day 0", row=2, col=1)
     return fig
@@ -646,23 +705,78 @@ def swimmer_figure(frame: pd.DataFrame, draws: pd.DataFrame, label_col: str = "l
     f = f.sort_values("end")
     labels = f[label_col].tolist()
     fig = _figure()
-    for cohort, color in ((1, "#a6bddb"), (2, "#4575b4")):
+    for cohort in (1, 2):
         c = f[f["cohort"] == cohort]
-        fig.add_trace(go.Bar(x=c["end"], y=c[label_col], orientation="h", marker_color=color, name=f"cohort {cohort}",
+        fig.add_trace(go.Bar(x=c["end"], y=c[label_col], orientation="h", marker_color=COHORT_COLORS[str(cohort)],
+                             opacity=0.55, name=COHORT_NAMES[str(cohort)],
                              hovertemplate="%{y}: %{x:.1f} months followed<extra></extra>"))
     pos = draws.merge(f[["patient_id", label_col]], on="patient_id")
     fig.add_trace(go.Scatter(x=pos["months_from_index"], y=pos[label_col], mode="markers", name="ctDNA positive",
-                             marker=dict(color="#d73027", size=6, symbol="circle")))
+                             marker=dict(color=CTDNA_COLORS["detected"], size=6, symbol="circle")))
     for col, name, symbol, color in (("progressed_months", "progression", "x", "#000000"),
                                      ("restarted_months", "restart", "triangle-right", "#1b7837"),
                                      ("died_months", "death", "cross", "#555555")):
         e = f[f[col].notna()]
         fig.add_trace(go.Scatter(x=e[col], y=e[label_col], mode="markers", name=name,
                                  marker=dict(symbol=symbol, size=9, color=color, line=dict(width=2, color=color))))
-    fig = _layout(fig, "Swimmer plot: each patient from day 0 to last follow-up", "days", max(320, 14 * len(f) + 120))
-    fig.update_layout(barmode="overlay")
-    fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels, tickfont=dict(size=9))
+    lane = 18  # px: room for an 11 px label per lane
+    fig = _layout(fig, "Swimmer plot: each patient from day 0 to last follow-up", "days", max(320, lane * len(f) + 60))
+    # the legend above the lanes: below a tall plot, a legend placed at a fraction of its height left a blank
+    # gap of hundreds of pixels under it
+    fig.update_layout(barmode="overlay", margin=dict(t=90, b=50),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0))
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels, tickfont=dict(size=11),
+                     automargin=True)
     fig.update_xaxes(title_text="months from day 0")
+    return fig
+
+
+def cumulative_incidence_figure(cif: pd.DataFrame, names: dict | None = None) -> go.Figure:
+    """Aalen-Johansen cumulative incidence of each competing event by group: colour by cohort, dash by event."""
+    names = names or COHORT_NAMES
+    dashes = {"progression": "solid", "restart without progression": "dash", "death before progression": "dot"}
+    fig = _figure()
+    for g, event in sorted(set(zip(cif["group"], cif["event"], strict=True))):
+        c = cif[(cif["group"] == g) & (cif["event"] == event)]
+        color = COHORT_COLORS.get(str(g), GROUP_COLORS[0])
+        label = f"{names.get(str(g), g)}: {event}"
+        fig.add_trace(go.Scatter(x=c["months"], y=c["upper"], mode="lines", line=dict(width=0, shape="hv"),
+                                 legendgroup=label, showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=c["months"], y=c["lower"], mode="lines", line=dict(width=0, shape="hv"),
+                                 fill="tonexty", fillcolor=_rgba(color, 0.08), legendgroup=label, showlegend=False,
+                                 hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=c["months"], y=c["incidence"], mode="lines", name=label, legendgroup=label,
+                                 line=dict(color=color, width=2, shape="hv", dash=dashes.get(event, "solid")),
+                                 hovertemplate=label + ": %{y:.2f} by %{x:.1f} months<extra></extra>"))
+    fig = _layout(fig, "Cumulative incidence of competing events (Aalen-Johansen, 95% CI)", "days", 400)
+    fig.update_yaxes(title_text="cumulative incidence", range=[0, 1])
+    fig.update_xaxes(title_text="months from day 0")
+    return fig
+
+
+def forest_figure(models: pd.DataFrame) -> go.Figure:
+    """Hazard ratios with 95% CIs on a log axis, one row per comparison, model and term; PH test in the hover."""
+    m = models.dropna(subset=["hr"]).iloc[::-1]
+    labels = [f"{r.comparison} · {r.model}: {r.term}" for r in m.itertuples()]
+    main = [r.term.startswith(("cohort 2", "detected")) and (r.comparison == "cohort") == r.term.startswith("cohort 2")
+            for r in m.itertuples()]
+    colors = ["#333" if is_main else "#999" for is_main in main]
+    fig = _figure(go.Scatter(
+        x=m["hr"], y=labels, mode="markers", marker=dict(symbol="square", size=9, color=colors),
+        error_x=dict(type="data", symmetric=False, array=m["upper"] - m["hr"], arrayminus=m["hr"] - m["lower"],
+                     color="#555", thickness=1.5),
+        customdata=np.stack([m["lower"], m["upper"], m["p"], m["ph_p"], m["n"], m["events"]], axis=1),
+        hovertemplate="HR %{x:.2f} (95% CI %{customdata[0]:.2f} to %{customdata[1]:.2f}), p = %{customdata[2]:.3g}"
+                      "<br>proportional hazards test p = %{customdata[3]:.2g}<br>n = %{customdata[4]}, "
+                      "%{customdata[5]} events<extra></extra>", showlegend=False))
+    _vline(fig, 1, dict(color="#999", dash="dash"))
+    fig = _layout(fig, "Hazard ratios for progression or death (Cox, 95% CI)", "days", 60 + 28 * len(m))
+    ticks = [v for v in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)
+             if len(m) and m["lower"].min() / 1.5 <= v <= m["upper"].max() * 1.5]
+    fig.update_xaxes(type="log", title_text="hazard ratio (log scale; right of 1: higher hazard)",
+                     tickvals=ticks, ticktext=[f"{v:g}" for v in ticks])
+    fig.update_yaxes(type="category", automargin=True)
+    fig.update_layout(margin=dict(b=60))
     return fig
 
 
@@ -683,7 +797,10 @@ def lead_time_figure(leads: pd.DataFrame, no_signal: int) -> go.Figure:
 
 
 def pro_change_figure(summary: pd.DataFrame, scales: list[tuple[str, str]], mcid: dict) -> go.Figure:
-    """Mean change from baseline with 95% CI by cohort, one panel per scale; meaningful change shaded."""
+    """Mean change from baseline by cohort, one panel per scale; meaningful change shaded.
+
+    Each point is labelled with its n; a point of fewer than MIN_N_FOR_CI patients (data.cohorts) has no CI and
+    is drawn open: its mean is a handful of people, not a cohort's."""
     n = max(len(scales), 1)
     labels = []
     for inst, scale in scales:
@@ -695,17 +812,22 @@ def pro_change_figure(summary: pd.DataFrame, scales: list[tuple[str, str]], mcid
         m = mcid.get((inst, scale))
         if m is not None and not pd.isna(m):
             fig.add_hrect(y0=-m, y1=m, fillcolor="rgba(120,120,120,0.12)", line_width=0, row=i, col=1)
-        for k, cohort in enumerate((1, 2)):
+        for cohort in (1, 2):
             s = summary[(summary["instrument"] == inst) & (summary["scale"] == scale) & (summary["cohort"] == cohort)]
-            color = GROUP_COLORS[k]
-            fig.add_trace(go.Scatter(x=s["month"], y=s["mean"], mode="lines+markers", name=f"cohort {cohort}",
-                                     showlegend=i == 1, line=dict(color=color),
-                                     error_y=dict(type="data", symmetric=False, array=s["upper"] - s["mean"],
-                                                  arrayminus=s["mean"] - s["lower"], color=color),
-                                     hovertemplate="month %{x}: %{y:.1f}<extra></extra>"), row=i, col=1)
+            color = COHORT_COLORS[str(cohort)]
+            has_ci = s["lower"].notna()
+            fig.add_trace(go.Scatter(x=s["month"], y=s["mean"], mode="lines+markers+text", name=COHORT_NAMES[str(cohort)],
+                                     legendgroup=str(cohort), showlegend=i == 1, line=dict(color=color),
+                                     marker=dict(color=[color if c else "white" for c in has_ci], size=8,
+                                                 line=dict(color=color, width=1.5)),
+                                     text=[f"n={k}" for k in s["n"]], textposition="top center",
+                                     textfont=dict(size=9, color=color),
+                                     error_y=dict(type="data", symmetric=False, array=(s["upper"] - s["mean"]).fillna(0),
+                                                  arrayminus=(s["mean"] - s["lower"]).fillna(0), color=color),
+                                     customdata=s["n"],
+                                     hovertemplate="month %{x}: %{y:.1f} (n = %{customdata})<extra></extra>"), row=i, col=1)
         fig.add_hline(y=0, line=dict(color="#999", width=1), row=i, col=1)
-    fig = _layout(fig, "Change from baseline by cohort (mean, 95% CI; grey: within the meaningful change)",
-                  "days", 200 * n + 100)
+    fig = _layout(fig, "Change from baseline by cohort (mean; 95% CI from n = 5)", "days", 220 * n + 100)
     fig.update_xaxes(title_text=None)
     fig.update_xaxes(title_text="months from day 0", row=n, col=1)
     return fig

@@ -12,7 +12,7 @@ from data import cohorts, queries
 from data.clinical import RESPONSE_CODES
 from data.csvsafe import safe_csv
 from services import access
-from ui import charts, components, session
+from ui import charts, components, exports, session
 
 FILTERS = {  # label -> (patient_summary column, options)
     "HR status": ("hr_status", ["positive", "negative"]),
@@ -50,6 +50,36 @@ def _filters(frame: pd.DataFrame) -> dict:
     return chosen
 
 
+def _provenance(snap, chosen: dict, n: int, pseudonymous: bool) -> dict:
+    """What every exported figure and table says about itself: snapshot, cut-off, filters, patients, when."""
+    info = components.snapshot_info(snap.key)
+    filters = "; ".join(f"{label}: " + ", ".join({True: "yes", False: "no"}.get(v, str(v)) for v in chosen[column])
+                        for label, (column, _) in FILTERS.items())
+    return {"snapshot_id": str(info["snapshot_id"]), "data_cutoff": f"{pd.Timestamp(info['data_cutoff']):%Y-%m-%d}",
+            "filters": filters + f"; sites: {len(chosen['site'])}", "patients": n,
+            "ids": "pseudonymous" if pseudonymous else "identified",
+            "made_at": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def _exports(name: str, fig, data: pd.DataFrame, provenance: dict, key: str) -> None:
+    """PNG, SVG and CSV of one figure, each with the snapshot and filters written into the file; made on click."""
+    line = ("STOP-HER2 · snapshot {snapshot_id} (cut-off {data_cutoff}) · {patients} patients, {ids} · "
+            "filters: {filters} · made {made_at}").format(**provenance)
+    problem = exports.static_images_problem()
+    with st.popover("Export this figure (PNG, SVG, CSV)"):
+        st.caption(line)
+        for fmt, mime in (("png", "image/png"), ("svg", "image/svg+xml")):
+            if problem is None:
+                session.export_button("cohort_figure", f"{fmt.upper()} image",
+                                      lambda fmt=fmt: exports.figure_file(fig, fmt, line),
+                                      f"stop-her2-{name}.{fmt}", mime, key=f"{key}_{fmt}")
+        session.export_button("cohort_figure", "CSV of the data drawn",
+                              lambda: safe_csv(exports.with_provenance_columns(data, provenance)),
+                              f"stop-her2-{name}.csv", "text/csv", key=f"{key}_csv")
+        if problem is not None:
+            st.caption(problem)
+
+
 def render(snap) -> None:
     st.title("Cohorts")
     viewer = session.viewer()
@@ -69,9 +99,13 @@ def render(snap) -> None:
         st.info("No patient matches these filters.")
         return
     st.caption(f"{len(frame):,} patients after filters (cohort 1 continues anti-HER2 therapy, cohort 2 stops it).")
+    prov = _provenance(snap, chosen, len(frame), pseudonymous)
+    st.warning(cohorts.SELF_SELECTED, icon="⚖️")  # beside every comparison of the cohorts: they chose their arm
 
     st.subheader("Table 1")
     st.dataframe(cohorts.table_one(frame), hide_index=True)
+    st.caption("Progression-free survival is the Kaplan-Meier median (with its 95% CI; 'not reached' while fewer "
+               "than half have progressed); follow-up is the reverse Kaplan-Meier median.")
     session.export_button("cohort_table", "Download the filtered patients (CSV: pseudonyms, no dates)",
                           lambda: safe_csv(viewer.research_extract(frame)),  # made on click only
                           "stop-her2-cohort.csv", "text/csv", key="cohort_export")
@@ -79,18 +113,52 @@ def render(snap) -> None:
     st.subheader("Progression-free survival from day 0")
     c1, c2 = st.columns(2)
     curves, at_risk, test = cohorts.km_curves(frame, "cohort")
-    c1.plotly_chart(charts.km_figure(curves, at_risk, test, "By cohort", {"1": "cohort 1 (continue)",
-                                                                          "2": "cohort 2 (stop)"}), key="km_cohort")
-    at12 = [cohorts.survival_at(curves, 12).assign(by="cohort")]
+    km_cohort = charts.km_figure(curves, at_risk, test, "By cohort", charts.COHORT_NAMES, charts.COHORT_COLORS,
+                                 risk_labels={"1": "cohort 1", "2": "cohort 2"})
+    c1.plotly_chart(km_cohort, key="km_cohort")
+    with c1:
+        _exports("km-by-cohort", km_cohort, curves, prov, "km_cohort")
+    c1.caption("Log-rank p between self-selected cohorts: a description, not the effect of stopping.")
+    at12 = [cohorts.survival_at(curves, 12).assign(by="cohort", group=lambda d: d["group"].map(charts.COHORT_NAMES))]
     if viewer.sees_ctdna:
         ct = frame.assign(ctdna=frame["ctdna_detected_at_index"].map({True: "detected", False: "not detected"}))
         curves2, at_risk2, test2 = cohorts.km_curves(ct, "ctdna")
-        c2.plotly_chart(charts.km_figure(curves2, at_risk2, test2, "By ctDNA at day 0"), key="km_ctdna")
+        km_ctdna = charts.km_figure(curves2, at_risk2, test2, "By ctDNA at day 0", colors=charts.CTDNA_COLORS)
+        c2.plotly_chart(km_ctdna, key="km_ctdna")
+        with c2:
+            _exports("km-by-ctdna", km_ctdna, curves2, prov, "km_ctdna")
         at12.append(cohorts.survival_at(curves2, 12).assign(by="ctDNA at day 0"))
     else:
         positive_draws = positive_draws.iloc[0:0]
         c2.info(access.CTDNA_BLINDED, icon="🙈")
     st.dataframe(pd.concat(at12).round(3), hide_index=True)
+
+    st.subheader("Hazard ratios")
+    models = cohorts.cox_models(frame)
+    if not viewer.sees_ctdna:  # a blinded person sees no ctDNA comparison
+        models = models[models["comparison"] != "ctDNA at day 0"]
+    st.caption("Cox proportional-hazards models for progression or death, unadjusted and adjusted for covariates "
+               "fixed in advance (" + ", ".join(cohorts.COX_ADJUSTED_FOR.values()) + "), complete cases. 'PH test "
+               "p' is the Schoenfeld-residual test of proportional hazards for that term: below 0.05, the hazard "
+               "ratio changes over time and one number misdescribes it.")
+    forest = charts.forest_figure(models)
+    st.plotly_chart(forest, key="forest")
+    # a static table: it wraps into the page's width (a grid of ten columns scrolled the CIs out of view)
+    st.table(cohorts.cox_table(models))
+    weak = models[(models["ph_p"] < 0.05)]
+    for r in weak.itertuples():
+        st.warning(f"{r.comparison}, {r.model}: the proportional-hazards test for {r.term} gives p = {r.ph_p:.2g}; "
+                   "its hazard ratio is an average over time that may not hold at any one time.", icon="⚠️")
+    _exports("hazard-ratios", forest, models, prov, "forest")
+
+    st.subheader("Competing events")
+    st.caption("What ended each patient's time first: progression, restarting therapy without progression, or death "
+               "before progression. Aalen-Johansen cumulative incidence: unlike 1 - Kaplan-Meier, it does not treat a "
+               "restart or a death as if the patient could still progress later.")
+    cif = cohorts.cumulative_incidence(cohorts.competing_events(frame))
+    incidence = charts.cumulative_incidence_figure(cif)
+    st.plotly_chart(incidence, key="competing")
+    _exports("competing-events", incidence, cif, prov, "competing")
 
     st.subheader("Swimmer plot")
     lanes = cohorts.swimmer_sample(frame, SWIMMER_LANES)
@@ -99,15 +167,24 @@ def render(snap) -> None:
                    "Narrow the filters to see particular patients.")
     shown, draws = cohorts.swimmer_lanes(lanes.assign(label=lanes["pseudonym"] if pseudonymous else lanes["patient_id"]),
                                          positive_draws)
-    st.plotly_chart(charts.swimmer_figure(shown, draws), key="swimmer")
+    swimmer = charts.swimmer_figure(shown, draws)
+    st.plotly_chart(swimmer, key="swimmer")
+    _exports("swimmer", swimmer, shown[["label", "cohort", "os_months", "progressed_months", "restarted_months",
+                                        "died_months"]], prov, "swimmer")
 
     if viewer.sees_ctdna:
         st.subheader("ctDNA lead time")
         leads, no_signal = cohorts.lead_times(positive_draws[positive_draws["patient_id"].isin(frame["patient_id"])], frame)
-        st.plotly_chart(charts.lead_time_figure(leads, no_signal), key="lead_time")
+        lead = charts.lead_time_figure(leads, no_signal)
+        st.plotly_chart(lead, key="lead_time")
+        _exports("ctdna-lead-time", lead, leads[["lead_months"]], prov, "lead")
 
     st.subheader("Patient-reported outcomes")
     catalogue = components.pro_catalogue(snap.key)
     mcid = {(r.instrument, r.scale): r.meaningful_change for r in catalogue.itertuples()}
     change = cohorts.pro_change(pro_sums[cohorts.keep(pro_sums, chosen)])
-    st.plotly_chart(charts.pro_change_figure(change, PRO_SCALES, mcid), key="pro_change")
+    pro = charts.pro_change_figure(change, PRO_SCALES, mcid)
+    st.plotly_chart(pro, key="pro_change")
+    st.caption(f"Each point is labelled with its number of patients (n); an open point has fewer than "
+               f"{cohorts.MIN_N_FOR_CI} and no interval. Grey: within the scale's meaningful change.")
+    _exports("pro-change", pro, change, prov, "pro")

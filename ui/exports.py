@@ -1,7 +1,10 @@
 """Exports a person opens elsewhere: CSV that a spreadsheet cannot execute, and printable HTML sheets."""
 from __future__ import annotations
 
+import copy
 import html
+import importlib.util
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -36,7 +39,8 @@ def meeting_sheets(patients: list[dict], title: str, footer: str) -> str:
     """One printable page per patient. Every value is HTML-escaped: nothing from the data is markup.
 
     Each patient dict has: patient_id, summary (dict), eligibility (DataFrame criterion/met/detail),
-    estimate (str), alerts (list[str]), scans (DataFrame of recent scans).
+    estimate (str), alerts (list[str]), scans (DataFrame of recent scans), decisions (list[str], the board's
+    current decisions for the patient).
     """
     sheets = []
     for p in patients:
@@ -48,6 +52,7 @@ def meeting_sheets(patients: list[dict], title: str, footer: str) -> str:
         scans = "".join(f"<tr><td>{_e(pd.Timestamp(r.scanned_on))}</td><td>{_e(r.overall_response or 'baseline')}</td>"
                         f"<td>{_e(r.sld_mm)}</td></tr>" for r in p["scans"].itertuples())
         alerts = "".join(f"<li>{_e(a)}</li>" for a in p["alerts"]) or "<li>none</li>"
+        board = "".join(f"<li>{_e(d)}</li>" for d in p.get("decisions", [])) or "<li>none recorded</li>"
         called = s.get("last_ctdna_detected")
         ctdna = (f"<p>Last ctDNA: {_e('detected' if called is True else 'not detected' if called is False else None)} "
                  f"({_e(s.get('last_ctdna_on'))})</p>") if p.get("shows_ctdna", True) else ""
@@ -64,6 +69,7 @@ def meeting_sheets(patients: list[dict], title: str, footer: str) -> str:
   {ctdna}
   <table><tr><th>scan</th><th>overall response</th><th>SLD (mm)</th></tr>{scans}</table>
   <h2>Alerts</h2><ul>{alerts}</ul>
+  <h2>Tumour board decisions</h2><ul>{board}</ul>
   <div class="foot">{_e(footer)}</div>
 </section>""")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
@@ -135,3 +141,43 @@ def visit_summary(p: dict, footer: str) -> str:
             f"{digest}</table><p class='estimate'>{_e(p['estimate'])}</p>"
             f"<div class='charts'>{''.join(p['charts'])}</div>"
             f"<div class='foot'>{_e(footer)}</div></section></body></html>")
+
+
+# ------------------------------------------------------------------------------ figures as files
+#: Where a Chromium for static images may be (kaleido drives a headless browser to draw plotly figures).
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+def static_images_problem() -> str | None:
+    """Why PNG/SVG files cannot be made on this server (None: they can)."""
+    if importlib.util.find_spec("kaleido") is None:
+        return "PNG and SVG files need the kaleido package on the server (pip install -r requirements.txt)."
+    if not any(shutil.which(name) for name in CHROMIUM_NAMES):
+        return ("PNG and SVG files need Chromium on the server (Debian: apt-get install chromium). The camera "
+                "button on each chart still saves a PNG from your browser.")
+    return None
+
+
+def with_provenance(fig, provenance: str):
+    """A copy of the figure with where it came from written under it (snapshot, cut-off, filters, when)."""
+    out = copy.deepcopy(fig)
+    bottom = (out.layout.margin.b or 80) + 40
+    out.update_layout(margin=dict(b=bottom))
+    out.add_annotation(text=html.escape(provenance), x=0, y=0, xref="paper", yref="paper", xanchor="left",
+                       yanchor="top", yshift=-(bottom - 12), showarrow=False, align="left",
+                       font=dict(size=10, color="#555"))
+    return out
+
+
+def figure_file(fig, fmt: str, provenance: str, width: int = 1100) -> bytes:
+    """The figure as a PNG (2x, for print) or SVG file with its provenance drawn into it."""
+    import plotly.io as pio
+
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"unknown image format {fmt!r}")
+    return pio.to_image(with_provenance(fig, provenance), format=fmt, width=width, scale=2 if fmt == "png" else 1)
+
+
+def with_provenance_columns(frame: pd.DataFrame, provenance: dict) -> pd.DataFrame:
+    """A figure's data as a file says it: the snapshot, cut-off and filters as columns of every row."""
+    return frame.assign(**{k: v for k, v in provenance.items()})

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from data import eligibility, queries
+from data import decisions, eligibility, queries
 from services import access
-from ui import charts, components, exports, session
+from ui import board, charts, components, exports, session
 
 #: The meeting list's one state: the multiselect's own. A second copy beside it was overwritten by the
 #: widget's old value on the rerun after "Add N selected", so the button did nothing.
@@ -177,7 +177,12 @@ def render(snap, horizon: int) -> None:
     meeting = st.multiselect("Patients for the meeting", options.tolist(), key=MEETING_KEY)
     if not meeting:
         st.info("Select candidates above and add them, or pick patients here.")
-        return
+    else:
+        _meeting_list(snap, viewer, table, meeting, horizon)
+    board.meeting_section(snap, viewer, meeting, table["patient_id"])
+
+
+def _meeting_list(snap, viewer: access.Viewer, table: pd.DataFrame, meeting: list[str], horizon: int) -> None:
     listed = table.set_index("patient_id").loc[meeting].reset_index()
     info = components.snapshot_info(snap.key)
     # the file says what it is: the question's horizon, the snapshot and its cut-off, rounded as shown
@@ -197,6 +202,11 @@ def render(snap, horizon: int) -> None:
 def _sheets(snap, viewer: access.Viewer, listed: pd.DataFrame, horizon: int) -> str:
     """One printable page per listed patient, each record passed through the viewer (ctDNA blinding)."""
     info = components.snapshot_info(snap.key)
+    try:
+        recorded = decisions.read()
+        recorded = recorded[recorded["current"]]
+    except decisions.DecisionsUnavailable as exc:  # the sheets say so rather than show none
+        recorded, unreadable = None, f"the decisions record cannot be read: {exc}"
     patients = []
     for row in listed.to_dict("records"):
         pid = row["patient_id"]
@@ -207,7 +217,10 @@ def _sheets(snap, viewer: access.Viewer, listed: pd.DataFrame, horizon: int) -> 
         patients.append({"patient_id": pid, "summary": rec.summary.to_dict(), "shows_ctdna": viewer.sees_ctdna,
                          "eligibility": queries.patient_eligibility(snap, pid),
                          "estimate": estimate, "alerts": list(rec.summary["alerts"]),
-                         "scans": rec.scans.tail(4)})
+                         "scans": rec.scans.tail(4),
+                         "decisions": [unreadable] if recorded is None else [
+                             f"{d.meeting_date:%Y-%m-%d}: {d.decision} ({d.reason}), recorded by {d.recorded_by}"
+                             for d in recorded[recorded["patient_id"] == pid].itertuples()]})
     footer = (f"STOP-HER2 decision support · snapshot {info['snapshot_id']}"
               + (" · SYNTHETIC DATA" if info["is_synthetic"] else "") + " · decision support, not a decision")
     return exports.meeting_sheets(patients, "STOP-HER2 tumour board", footer)

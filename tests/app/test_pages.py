@@ -400,6 +400,13 @@ def test_cohorts_page_with_filters_and_pseudonymous_ids():
     assert names[:2] == ["By cohort", "By ctDNA at day 0"]
     assert any(n.startswith("Swimmer") for n in names) and any(n.startswith("ctDNA lead time") for n in names)
     assert any(n.startswith("Change from baseline") for n in names)
+    assert any(n.startswith("Hazard ratios") for n in names) and any(n.startswith("Cumulative incidence") for n in names)
+    assert any("self-selected" in w.value for w in at.warning)  # beside the comparisons
+    figures = [n for n in names if not n.startswith("By ctDNA")] + ["By ctDNA at day 0"]
+    exports_ = [b.proto.label for b in at.get("download_button")]
+    assert exports_.count("CSV of the data drawn") == len(set(figures)) == 7
+    first = at.dataframe[0].value.set_index("")
+    assert "Kaplan-Meier" in " ".join(first.index) and "reverse Kaplan-Meier" in " ".join(first.index)
     swimmer = [c for c in charts(at) if c["layout"]["title"]["text"].startswith("Swimmer")][0]
     labels = swimmer["layout"]["yaxis"]["categoryarray"]
     assert all(label.startswith("R-") for label in labels) and not any("STH" in label for label in labels)

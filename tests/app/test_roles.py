@@ -92,7 +92,10 @@ def test_researchers_see_pseudonyms_and_no_identified_worklist(snapshot):
                    if "Swimmer" in json.loads(c.proto.spec)["layout"]["title"]["text"])
     labels = {str(v) for trace in swimmer["data"] for v in (trace.get("y") or []) if isinstance(v, str)}
     assert labels and not any(label.startswith("STH-") for label in labels)
-    assert [b.key for b in at.get("download_button")] == ["cohort_export"]  # the pseudonymous extract only
+    keys = [b.key for b in at.get("download_button")]  # the pseudonymous extract and the figures' files only
+    assert keys[0] == "cohort_export" and all(k.endswith(("_png", "_svg", "_csv")) for k in keys[1:])
+    figure_files = {b.key: b.proto.label for b in at.get("download_button")}
+    assert figure_files["swimmer_csv"] == "CSV of the data drawn"
     card = run_as(USERS["researcher"], "pages/model_card.py", patient="STH-0001")
     calibration = next(json.loads(c.proto.spec) for c in card.get("plotly_chart")
                        if "alibration" in json.loads(c.proto.spec)["layout"]["title"]["text"])

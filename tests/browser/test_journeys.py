@@ -164,6 +164,43 @@ def test_tumor_board_adds_the_selected_rows_to_the_meeting_list(browser, snapsho
         page.close()
 
 
+@pytest.mark.parametrize("width", [1024, 1440])
+def test_the_meeting_from_selection_to_a_recorded_decision_and_the_exported_sheet(browser, snapshot_file, model_dir,
+                                                                                 tmp_path, width):
+    from data import audit, decisions
+
+    env = {"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir),
+           "STOPHER2_AUDIT_DB": str(tmp_path / "audit.sqlite")}
+    with streamlit_server(env) as url:
+        page = browser.new_page(viewport={"width": width, "height": 2400})
+        select_candidates(page, url, [0, 1])
+        page.get_by_role("button", name="Add 2 selected to the meeting list").click()
+        meeting = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Patients for the meeting")
+        settled(page, lambda: meeting.inner_text().count("STH-"), lambda n: n == 2)
+        patient = [w for w in meeting.inner_text().split() if w.startswith("STH-")][0]  # the form's first patient
+        form = page.locator('[data-testid="stForm"]')
+        form.wait_for(timeout=60_000)
+        form.get_by_text("defer", exact=True).click()
+        form.get_by_label("Reason (required)").fill("wait for the December MRI <b>first</b>")
+        form.get_by_label("Notes").fill("=HYPERLINK(\"http://evil\")")
+        form.get_by_role("button", name="Record the decision").click()
+        page.get_by_text(f"for {patient}: defer").wait_for(timeout=60_000)
+        recorded = decisions.read(path=tmp_path / "decisions.sqlite")
+        assert recorded[["patient_id", "decision", "reason"]].values.tolist() == [
+            [patient, "defer", "wait for the December MRI <b>first</b>"]]
+        assert audit.read(path=tmp_path / "audit.sqlite", action="board_decision")["patient_id"].tolist() == [patient]
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name="Download printable sheets (one page per patient)").click()
+        sheet = Path(download.value.path()).read_text()
+        assert "defer (wait for the December MRI &lt;b&gt;first&lt;/b&gt;), recorded by demo" in sheet
+        assert "<b>first</b>" not in sheet  # typed text is never markup
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name="Download the record of the").click()
+        record = Path(download.value.path()).read_text()
+        assert patient in record and "'=HYPERLINK" in record  # formula-safe
+        page.close()
+
+
 def test_data_manager_uploads_a_bundle_checks_it_and_imports_it(browser, snapshot_file, model_dir, tmp_path):
     """Signed in as an admin (real data needs sign-in); in demo mode the same upload is checked and then
     refused at Check with the reason, so that demo mode never locks itself out."""

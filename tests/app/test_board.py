@@ -1,0 +1,101 @@
+"""AppTest of the tumour board's decision record: recorded at the meeting, audited, refused with a sentence
+when wrong, on the patient's page and timeline, and in the meeting's export."""
+from __future__ import annotations
+
+import json
+
+from data import audit, decisions
+from tests.app.test_pages import run_page
+
+
+def _submit(at):
+    [button] = [b for b in at.button if b.label == "Record the decision"]
+    return button.click().run()
+
+
+def test_the_board_records_a_decision_and_the_patient_page_shows_it(situations):
+    pid = situations["progressed"]
+    at = run_page("pages/tumor_board.py")
+    at.multiselect(key="meeting_picker").set_value([pid]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    # nothing picked: refused with a sentence, nothing stored
+    at.text_input(key="decision_reason").input("progressed on the last scan")
+    _submit(at)
+    assert any("pick one of" in e.value for e in at.error) and decisions.read().empty
+    at.selectbox(key="decision_patient").set_value(pid)
+    at.radio(key="decision_choice").set_value("restart")
+    at.text_input(key="decision_reason").input("progressed <b>on</b> the last scan")
+    at.text_area(key="decision_notes").input("restart trastuzumab + pertuzumab")
+    _submit(at)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(f"for {pid}: restart" in s.value for s in at.success)
+    recorded = decisions.read()
+    assert recorded[["patient_id", "decision", "reason", "recorded_by"]].values.tolist() == [
+        [pid, "restart", "progressed <b>on</b> the last scan", "demo"]]
+    assert audit.read(action="board_decision")["patient_id"].tolist() == [pid]
+    shown = at.dataframe[-1].value  # the meeting's record
+    assert shown["decision"].tolist() == ["restart"]
+    assert any("Download the record of the" in b.proto.label for b in at.get("download_button"))
+
+    # a second decision at the same meeting replaces the first; both stay
+    at.selectbox(key="decision_patient").set_value(pid)
+    at.radio(key="decision_choice").set_value("defer")
+    at.text_input(key="decision_reason").input("wait for the brain MRI")
+    _submit(at)
+    assert any("replaces decision" in s.value for s in at.success)
+    assert decisions.read()["current"].tolist() == [False, True]
+
+    page = run_page("pages/patient.py", patient=pid)
+    assert not page.exception, [e.value for e in page.exception]
+    assert any("Tumour board" in i.value and "defer" in i.value for i in page.info)
+    timeline = [json.loads(c.proto.spec) for c in page.get("plotly_chart")
+                if json.loads(c.proto.spec)["layout"]["title"]["text"] == "Timeline"][0]
+    board = [t for t in timeline["data"] if t.get("name") == "tumour board decision"]
+    assert board and board[0]["text"] == ["defer"]
+
+
+def test_the_meeting_date_is_the_one_picked_and_cannot_be_after_today(situations):
+    from datetime import date
+
+    at = run_page("pages/tumor_board.py")
+    at.multiselect(key="meeting_picker").set_value([situations["stopped_stable"]]).run()
+    picker = at.date_input(key="tb_meeting_date")
+    assert picker.proto.max == date.today().isoformat()  # later dates cannot be picked
+    picker.set_value(date(2026, 11, 20)).run()
+    at.radio(key="decision_choice").set_value("stop")
+    at.text_input(key="decision_reason").input("ctDNA negative on three draws, CR on the last scan")
+    _submit(at)
+    recorded = decisions.read()
+    assert recorded["meeting_date"].dt.strftime("%Y-%m-%d").tolist() == ["2026-11-20"]
+    assert recorded["patient_id"].tolist() == [situations["stopped_stable"]]
+
+
+def test_a_decision_is_kept_across_an_import(snapshot, snapshot_file, situations, tmp_path, monkeypatch):
+    import shutil
+
+    from data import importing
+    from data.bundle import export_bundle
+    from data.store import publish, snapshot_path
+
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    monkeypatch.setenv("STOPHER2_SNAPSHOT_DIR", str(folder))
+    monkeypatch.delenv("STOPHER2_SNAPSHOT", raising=False)
+    shutil.copy(snapshot_file, folder / "synthetic-first.duckdb")
+    publish(folder / "synthetic-first.duckdb")
+    pid = situations["stopped_stable"]
+    at = run_page("pages/tumor_board.py")
+    at.multiselect(key="meeting_picker").set_value([pid]).run()
+    at.radio(key="decision_choice").set_value("continue")
+    at.text_input(key="decision_reason").input("patient prefers to stay off therapy")
+    _submit(at)
+    assert any(f"for {pid}: continue" in s.value for s in at.success)
+    before = snapshot_path()
+    export_bundle(snapshot, tmp_path / "bundle")
+    importing.run_import("csv", tmp_path / "bundle")
+    assert snapshot_path() != before  # a new snapshot is live
+    from tests.app.test_access_matrix import run
+
+    page = run("clinician", "pages/patient.py", patient=pid)  # imported data is real: signed in, not demo
+    assert not page.exception, [e.value for e in page.exception]
+    assert any("Tumour board" in i.value and "continue" in i.value for i in page.info)
