@@ -44,12 +44,13 @@ def smooth_calibration(model: TrainedModel, n_boot: int = 200, seed: int = 0) ->
 
 
 def roc_points(model: TrainedModel) -> tuple[np.ndarray, np.ndarray]:
-    """ROC for the outcome 'stayed progression-free', weighted by IPCW."""
+    """ROC for the outcome 'stayed progression-free', weighted by IPCW (scikit-learn: tied scores are one
+    point, so the curve does not depend on the order in which tied patients happen to be listed)."""
+    from sklearn.metrics import roc_curve
+
     t = used(model)
-    order = np.argsort(-t["p"].to_numpy())
-    y, w = t["y"].to_numpy()[order], t["weight"].to_numpy()[order]
-    tpr = np.r_[0, np.cumsum(w * y) / np.sum(w * y)]
-    fpr = np.r_[0, np.cumsum(w * (1 - y)) / np.sum(w * (1 - y))]
+    fpr, tpr, _ = roc_curve(t["y"].to_numpy(), t["p"].to_numpy(), sample_weight=t["weight"].to_numpy(),
+                            drop_intermediate=False)
     return fpr, tpr
 
 

@@ -103,26 +103,28 @@ def smoothed_calibration(y, p, weights=None, grid=None) -> tuple[np.ndarray, np.
 
 
 def _weighted_auc(y, p, w) -> float:
-    """Weighted AUROC (probability a random positive outranks a random negative; ties count half)."""
-    values, inverse = np.unique(p, return_inverse=True)
-    pos = np.bincount(inverse, weights=np.where(y == 1, w, 0.0), minlength=values.size)
-    neg = np.bincount(inverse, weights=np.where(y == 0, w, 0.0), minlength=values.size)
-    if pos.sum() == 0 or neg.sum() == 0:
+    """Weighted AUROC (scikit-learn: tied scores count half); NaN when only one class is present."""
+    from sklearn.metrics import roc_auc_score
+
+    if np.sum(w * (y == 1)) == 0 or np.sum(w * (y == 0)) == 0:
         return float("nan")
-    below = np.cumsum(neg) - neg  # negatives strictly below each value
-    return float(np.sum(pos * (below + neg / 2)) / (pos.sum() * neg.sum()))
+    return float(roc_auc_score(y, p, sample_weight=w))
 
 
 def _auc_ci(y, p, w, level=0.95, n_boot=1000, seed=0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    values = []
-    for _ in range(n_boot):
-        i = rng.integers(0, n, n)
-        if y[i].min() == y[i].max():
-            continue
-        values.append(_weighted_auc(y[i], p[i], w[i]))
-    lo, hi = np.nanpercentile(values, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    """Percentile bootstrap CI of the weighted AUROC (scipy.stats.bootstrap, patients resampled whole).
+
+    A resample with one class only has no AUROC; its NaN is left out of the percentiles rather than
+    making the whole interval NaN (scipy's own percentile would propagate it).
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # scipy warns of the one-class resamples' NaN, which are dropped below
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        res = stats.bootstrap((y, p, w), lambda yy, pp, ww: _weighted_auc(yy, pp, ww), paired=True,
+                              vectorized=False, n_resamples=n_boot, method="percentile", confidence_level=level,
+                              random_state=np.random.default_rng(seed))
+    lo, hi = np.nanpercentile(res.bootstrap_distribution, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     return float(lo), float(hi)
 
 
@@ -177,13 +179,16 @@ def _weighted_quantile(x, w, q):
 
 # ----------------------------------------------------------------------------- censored data
 def kaplan_meier(time, event) -> tuple[np.ndarray, np.ndarray]:
-    """Kaplan-Meier survival: (distinct event times, S just after each)."""
+    """Kaplan-Meier survival (lifelines): (distinct event times, S just after each)."""
+    from lifelines import KaplanMeierFitter
+
     time = np.asarray(time, dtype=float)
     event = np.asarray(event, dtype=bool)
-    times = np.unique(time[event])
-    at_risk = np.array([(time >= t).sum() for t in times])
-    deaths = np.array([((time == t) & event).sum() for t in times])
-    return times, np.cumprod(1 - deaths / at_risk)
+    if not event.any():
+        return np.array([]), np.array([])
+    kmf = KaplanMeierFitter().fit(time, event)
+    at_events = kmf.event_table.index[kmf.event_table["observed"] > 0]
+    return at_events.to_numpy(dtype=float), kmf.survival_function_.loc[at_events].iloc[:, 0].to_numpy()
 
 
 def km_at(times, surv, t, left=False) -> np.ndarray:
@@ -215,24 +220,18 @@ def ipcw_weights(time, event, horizon) -> tuple[np.ndarray, np.ndarray]:
 
 
 def harrell_c(time, event, risk) -> float:
-    """Harrell's C: among usable pairs, how often the higher risk fails first (ties in risk = 1/2).
+    """Harrell's C (lifelines' concordance_index): among usable pairs, how often the higher risk fails first
+    (ties in risk count half; a pair tied in time counts when exactly one had the event)."""
+    from lifelines.utils import concordance_index
 
-    A pair is usable when the shorter time is an event; pairs tied in time count when exactly one
-    of the two had the event at that time (the event is taken as earlier).
-    """
     time = np.asarray(time, dtype=float)
     event = np.asarray(event, dtype=bool)
-    risk = np.asarray(risk, dtype=float)
-    concordant = usable = 0.0
-    for i in np.flatnonzero(event):
-        later = (time > time[i]) | ((time == time[i]) & ~event)
-        later[i] = False
-        n = later.sum()
-        if n == 0:
-            continue
-        usable += n
-        concordant += (risk[i] > risk[later]).sum() + 0.5 * (risk[i] == risk[later]).sum()
-    return float(concordant / usable) if usable else float("nan")
+    if not event.any():
+        return float("nan")
+    try:  # lifelines scores "higher predicts longer survival": the risk enters negated
+        return float(concordance_index(time, -np.asarray(risk, dtype=float), event))
+    except ZeroDivisionError:  # no usable pair
+        return float("nan")
 
 
 def _cox(columns: dict[str, np.ndarray], time: np.ndarray, event: np.ndarray):

@@ -113,3 +113,71 @@ def test_calibration_by_subgroup():
     assert table.loc["a", "observed"] == 0.5 and table.loc["a", "expected"] == 0.5
     assert table.loc["b", "observed"] == 1.0 and table.loc["b", "expected"] == pytest.approx(0.7)
     assert table.loc["b", "observed_lo"] < 1.0 <= table.loc["b", "observed_hi"] + 1e-12
+
+
+# ------------------------------------------------------------------ the libraries give today's numbers
+def _old_harrell_c(time, event, risk):
+    """The pairwise loop model/evaluate.py used before lifelines' concordance_index (today's numbers)."""
+    concordant = usable = 0.0
+    for i in np.flatnonzero(event):
+        later = (time > time[i]) | ((time == time[i]) & ~event)
+        later[i] = False
+        if later.sum() == 0:
+            continue
+        usable += later.sum()
+        concordant += (risk[i] > risk[later]).sum() + 0.5 * (risk[i] == risk[later]).sum()
+    return concordant / usable
+
+
+def _old_kaplan_meier(time, event):
+    times = np.unique(time[event])
+    at_risk = np.array([(time >= t).sum() for t in times])
+    deaths = np.array([((time == t) & event).sum() for t in times])
+    return times, np.cumprod(1 - deaths / at_risk)
+
+
+def _old_auc(y, p, w):
+    values, inverse = np.unique(p, return_inverse=True)
+    pos = np.bincount(inverse, weights=np.where(y == 1, w, 0.0), minlength=values.size)
+    neg = np.bincount(inverse, weights=np.where(y == 0, w, 0.0), minlength=values.size)
+    below = np.cumsum(neg) - neg
+    return np.sum(pos * (below + neg / 2)) / (pos.sum() * neg.sum())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_library_versions_give_the_hand_written_numbers_on_tied_censored_data(seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    time = rng.integers(1, 40, n).astype(float)  # many ties in time
+    event = rng.random(n) < 0.4
+    risk = np.round(rng.random(n), 1)  # many ties in risk
+    assert ev.harrell_c(time, event, risk) == pytest.approx(_old_harrell_c(time, event, risk), abs=1e-12)
+    t_new, s_new = ev.kaplan_meier(time, event)
+    t_old, s_old = _old_kaplan_meier(time, event)
+    np.testing.assert_allclose(t_new, t_old)
+    np.testing.assert_allclose(s_new, s_old, rtol=1e-12)
+    y = (rng.random(n) < 0.3).astype(float)
+    w = rng.uniform(0.5, 2.0, n)
+    assert ev._weighted_auc(y, risk, w) == pytest.approx(_old_auc(y, risk, w), abs=1e-12)
+    lo, hi = ev._auc_ci(y, risk, w, n_boot=200, seed=seed)
+    assert lo < ev._weighted_auc(y, risk, w) < hi
+    assert (lo, hi) == ev._auc_ci(y, risk, w, n_boot=200, seed=seed)  # repeatable
+
+
+def test_kaplan_meier_and_c_without_events():
+    assert [len(a) for a in ev.kaplan_meier([1.0, 2.0], [False, False])] == [0, 0]
+    assert np.isnan(ev.harrell_c(np.array([1.0, 2.0]), np.array([False, False]), np.array([0.1, 0.2])))
+
+
+def test_roc_points_put_tied_scores_on_one_point():
+    """The hand-written ROC ordered tied scores arbitrarily: with every score tied it drew a staircase
+    whose shape depended on the order of the rows; one point per distinct score is the diagonal."""
+    import pandas as pd
+
+    from model.card import roc_points
+
+    class Fake:  # roc_points reads the training frame only
+        training = pd.DataFrame({"y": [1, 0, 1, 0, 1, 0, 0, 1], "p": [0.5] * 8, "weight": 1.0})
+
+    fpr, tpr = roc_points(Fake())
+    assert list(zip(fpr, tpr, strict=True)) == [(0.0, 0.0), (1.0, 1.0)]
