@@ -1,10 +1,10 @@
 """Build, import, export and roll back snapshots.
 
     python -m data build --source synthetic [--patients N] [--seed S] [--out PATH]
-    python -m data build --source csv|sdtm|fhir PATH (any source in services/importers.py) [--data-cutoff YYYY-MM-DD]
+    python -m data build --source csv|sdtm|fhir|parquet PATH (any source in services/importers.py) [--data-cutoff YYYY-MM-DD]
                          [--arm-map ARM=1,ARM=2] [--report FILE] [--out FILE]
-    python -m data check --source csv|sdtm|fhir PATH [--arm-map ARM=1,ARM=2]   (validate only; writes nothing)
-    python -m data export --out DIR                       (the live snapshot as a CSV bundle)
+    python -m data check --source csv|sdtm|fhir|parquet PATH [--arm-map ARM=1,ARM=2]   (validate only; writes nothing)
+    python -m data export --out DIR [--format csv|parquet]  (the live snapshot as a CSV bundle or Parquet by site)
     python -m data history | rollback SNAPSHOT_ID | parameters
 """
 from __future__ import annotations
@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("path", type=Path)
     c.add_argument("--report", type=Path, default=None, help="write the report (CSV) here")
     c.add_argument("--arm-map", default=None, help="SDTM/FHIR arms to cohorts, e.g. CONT=1,STOP=2")
-    x = sub.add_parser("export", help="write the live snapshot's canonical tables as a CSV bundle")
+    x = sub.add_parser("export", help="write the live snapshot's canonical tables as a CSV bundle or as Parquet")
     x.add_argument("--out", type=Path, required=True)
+    x.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                   help="csv: one file per table; parquet: one folder per table, partitioned by site")
     sub.add_parser("history", help="list the kept snapshots")
     r = sub.add_parser("rollback", help="make a kept snapshot the live one again")
     r.add_argument("snapshot_id")
@@ -121,8 +123,10 @@ def _real_data(parser, args) -> int:
             print(f"live snapshot is now {path.name}")
         elif args.command == "export":
             from data.bundle import export_bundle
+            from data.importers import parquet
 
-            for path in export_bundle(Snapshot(snapshot_path()), args.out):
+            write = parquet.export if args.format == "parquet" else export_bundle
+            for path in write(Snapshot(snapshot_path()), args.out):
                 print(path)
         elif args.command == "check":
             _, report = importing.check(args.source, args.path, options=_options(args))

@@ -41,6 +41,12 @@ def _read_fhir(source, **options):
     return fhir.read(source, **options)
 
 
+def _read_parquet(source, **options):
+    from data.importers import parquet
+
+    return parquet.read(source, **options)
+
+
 REGISTRY: dict[str, Importer] = {i.name: i for i in (
     Importer("csv", "CSV bundle", ("csv", "zip"),
              "One CSV per canonical table (or a .zip of them): see the templates below.", _read_csv),
@@ -48,6 +54,9 @@ REGISTRY: dict[str, Importer] = {i.name: i for i in (
              "Domain files dm, ex, tu, tr, rs, qs, lb/gf, ds, sv, suppdm (.csv or .xpt).", _read_sdtm, ("arm_map",)),
     Importer("fhir", "FHIR R4 / mCODE", ("json", "ndjson"), "Bundles, single resources or NDJSON.", _read_fhir,
              ("arm_map",), single_file=True),
+    Importer("parquet", "Parquet", ("parquet",),
+             "One <table>.parquet per canonical table, or <table>/ folders partitioned by site (the exchange "
+             "layout `python -m data export --format parquet` writes).", _read_parquet),
 )}
 
 

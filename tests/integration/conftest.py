@@ -27,3 +27,15 @@ def live_folder(tmp_path, monkeypatch, snapshot_file) -> Path:
     shutil.copy(snapshot_file, target)
     publish(target)
     return folder
+
+
+def assert_same_views(expected, actual) -> None:
+    """Every contract view of two snapshots holds the same rows (what a researcher querying them would see)."""
+    import pandas as pd
+
+    from data.build import CONTRACT
+
+    for view in CONTRACT:
+        a = expected.query(f"SELECT * FROM {view} ORDER BY ALL")
+        b = actual.query(f"SELECT * FROM {view} ORDER BY ALL")
+        pd.testing.assert_frame_equal(a, b, obj=view)
