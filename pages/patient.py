@@ -1,10 +1,8 @@
 """Patient review: the oncologist before a visit. What changed, what is worrying, the whole story."""
-import dataclasses
-
 import pandas as pd
 import streamlit as st
 
-from data import cohorts, decisions
+from data import cohorts
 from services import access
 from ui import board, charts, components, frame, risk_card, session
 
@@ -23,11 +21,7 @@ s, o = rec.summary, rec.outcome
 followup_end = o["died_on"] if pd.notna(o["died_on"]) else o["last_followup_on"]
 
 components.patient_header(rec, viewer.sees_ctdna)
-board_decisions = board.patient_section(patient_id)  # kept outside the snapshot: shown with it, on its timeline
-if board_decisions is not None and board_decisions["current"].any():
-    rec = dataclasses.replace(rec, timeline=pd.concat(
-        [rec.timeline, decisions.timeline_rows(board_decisions, s["index_date"]).dropna(axis=1, how="all")],
-        ignore_index=True))
+rec = board.patient_section(rec, viewer)  # decisions are kept outside the snapshot: shown here and on the timeline
 
 st.subheader("Since last visit")
 since = components.since_last_visit(rec)

@@ -5,6 +5,7 @@ module only draws them. Every value typed by a person is shown as text (data fra
 """
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 import pandas as pd
@@ -25,6 +26,17 @@ COLUMNS = {
 }
 SHOWN = ["meeting_date", "seq", "patient_id", "decision", "reason", "notes", "recorded_by", "recorded_at", "replaces",
          "current"]
+
+
+#: What a person whose role may not see ctDNA reads instead of a decision's free text (it may cite ctDNA results).
+TEXT_HIDDEN = "hidden: free text may cite ctDNA results, which your role does not see"
+
+
+def visible(recorded: pd.DataFrame, viewer: access.Viewer) -> pd.DataFrame:
+    """The decisions as this person may read them: a ctDNA-blinded role gets the decision, not the reasons."""
+    if viewer.sees_ctdna or recorded.empty:
+        return recorded
+    return recorded.assign(reason=TEXT_HIDDEN, notes=None)
 
 
 def _read(**where) -> pd.DataFrame | None:
@@ -48,6 +60,7 @@ def meeting_section(snap, viewer: access.Viewer, meeting: list[str], known_patie
     recorded = _read(meeting_date=held_on)
     if recorded is None:
         return
+    recorded = visible(recorded, viewer)
     if recorded.empty:
         st.info(f"No decision recorded for the meeting of {held_on:%Y-%m-%d}.")
         return
@@ -109,19 +122,21 @@ def _submit(who: access.Person, held_on, known_patients, snapshot_id) -> None:
                               + (f" (replaces decision {replaces}, which stays in the record)." if replaces else "."))
 
 
-def patient_section(patient_id: str) -> pd.DataFrame | None:
-    """The patient's decisions, the latest first; returns them for the timeline (None: they cannot be read)."""
-    recorded = _read(patient_id=patient_id)
+def patient_section(rec, viewer: access.Viewer):
+    """The patient's decisions under the header (the latest first), and the record with them on its timeline."""
+    recorded = _read(patient_id=rec.summary["patient_id"])
     if recorded is None:
-        return None
+        return rec
+    recorded = visible(recorded, viewer)
     current = recorded[recorded["current"]]
     if current.empty:
         st.caption("No tumour board decision on record.")
-        return recorded
+        return rec
     last = current.iloc[-1]
     st.info(f"Tumour board, {pd.Timestamp(last['meeting_date']):%Y-%m-%d}: **{components.as_text(last['decision'])}**"
             f" · {components.as_text(last['reason'])}", icon="🗂️")
     with st.expander(f"All tumour board decisions ({len(recorded)} on record)"):
         st.dataframe(recorded.sort_values("seq", ascending=False)[[c for c in SHOWN if c != "patient_id"]],
                      hide_index=True, column_config=COLUMNS)
-    return recorded
+    rows = decisions.timeline_rows(recorded, rec.summary["index_date"]).dropna(axis=1, how="all")
+    return dataclasses.replace(rec, timeline=pd.concat([rec.timeline, rows], ignore_index=True))

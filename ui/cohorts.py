@@ -140,7 +140,8 @@ def render(snap) -> None:
     st.caption("Cox proportional-hazards models for progression or death, unadjusted and adjusted for covariates "
                "fixed in advance (" + ", ".join(cohorts.COX_ADJUSTED_FOR.values()) + "), complete cases. 'PH test "
                "p' is the Schoenfeld-residual test of proportional hazards for that term: below 0.05, the hazard "
-               "ratio changes over time and one number misdescribes it.")
+               "ratio changes over time and one number misdescribes it. The cohorts are self-selected: a hazard ratio between "
+               "them describes who chose to stop, not the effect of stopping.")
     forest = charts.forest_figure(models)
     st.plotly_chart(forest, key="forest")
     # a static table: it wraps into the page's width (a grid of ten columns scrolled the CIs out of view)
@@ -154,7 +155,8 @@ def render(snap) -> None:
     st.subheader("Competing events")
     st.caption("What ended each patient's time first: progression, restarting therapy without progression, or death "
                "before progression. Aalen-Johansen cumulative incidence: unlike 1 - Kaplan-Meier, it does not treat a "
-               "restart or a death as if the patient could still progress later.")
+               "restart or a death as if the patient could still progress later. Between self-selected cohorts, a description, "
+               "not an effect.")
     cif = cohorts.cumulative_incidence(cohorts.competing_events(frame))
     incidence = charts.cumulative_incidence_figure(cif)
     st.plotly_chart(incidence, key="competing")

@@ -220,7 +220,7 @@ def _sheets(snap, viewer: access.Viewer, listed: pd.DataFrame, horizon: int) -> 
                          "scans": rec.scans.tail(4),
                          "decisions": [unreadable] if recorded is None else [
                              f"{d.meeting_date:%Y-%m-%d}: {d.decision} ({d.reason}), recorded by {d.recorded_by}"
-                             for d in recorded[recorded["patient_id"] == pid].itertuples()]})
+                             for d in board.visible(recorded[recorded["patient_id"] == pid], viewer).itertuples()]})
     footer = (f"STOP-HER2 decision support · snapshot {info['snapshot_id']}"
               + (" · SYNTHETIC DATA" if info["is_synthetic"] else "") + " · decision support, not a decision")
     return exports.meeting_sheets(patients, "STOP-HER2 tumour board", footer)

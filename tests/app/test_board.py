@@ -99,3 +99,24 @@ def test_a_decision_is_kept_across_an_import(snapshot, snapshot_file, situations
     page = run("clinician", "pages/patient.py", patient=pid)  # imported data is real: signed in, not demo
     assert not page.exception, [e.value for e in page.exception]
     assert any("Tumour board" in i.value and "continue" in i.value for i in page.info)
+
+
+def test_a_ctdna_blinded_role_reads_the_decision_but_not_its_free_text(situations):
+    """A board's reason may cite ctDNA ('ctDNA detected, 5.7 MTM/mL'): a blinded role sees the decision only."""
+    from datetime import date
+
+    from tests.app.test_access_matrix import leaks, run
+
+    pid = situations["stopped_stable"]
+    decisions.record(decisions.Decision(date(2026, 11, 20), pid, "defer", "ctDNA detected, 5.7 MTM/mL on the last draw",
+                                        "repeat ctDNA in 6 weeks"), who="b@x.org", role="tumor_board",
+                     snapshot_id="s", known_patients=[pid])
+    page = run("clinician", "pages/patient.py", patient=pid)  # clinicians are blinded in this configuration
+    assert not page.exception, [e.value for e in page.exception]
+    shown = [i.value for i in page.info if "Tumour board" in i.value]
+    assert shown and "defer" in shown[0] and "MTM" not in shown[0] and "hidden" in shown[0]
+    specs = [c.proto.spec for c in page.get("plotly_chart")]
+    assert not any("MTM" in spec or "repeat ctDNA" in spec for spec in specs)
+    assert not leaks(" ".join(shown))
+    tables = " ".join(df.value.to_csv() for df in page.dataframe)
+    assert "5.7" not in tables and "repeat ctDNA" not in tables
