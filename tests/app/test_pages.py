@@ -458,7 +458,7 @@ def test_data_page_history_rollback_quality_and_templates(two_kept_snapshots):
     at = run_page("pages/data.py")
     assert not at.exception, [e.value for e in at.exception]
     assert [t.label for t in at.tabs] == ["Import", "Snapshots", "Data quality", "Templates"]
-    assert at.radio(key="data_source").options == ["CSV bundle", "CDISC SDTM", "FHIR R4 / mCODE"]
+    assert at.radio(key="data_source").options == ["CSV bundle", "CDISC SDTM", "FHIR R4 / mCODE", "Parquet"]
     history = at.dataframe[0].value
     assert list(history["snapshot_id"]) == ["csv-newer", "csv-older"] and list(history["live"]) == [True, False]
     assert (history["rows: patients"] == 82).all()
