@@ -70,6 +70,11 @@ class Decision:
     replaces: int | None = None
 
 
+def latest_meeting_date() -> date:
+    """Today in UTC (the records' own clock): the latest meeting a decision may be recorded for."""
+    return datetime.now(UTC).date()
+
+
 def decisions_path() -> Path:
     configured = os.environ.get("STOPHER2_DECISIONS_DB")
     return Path(configured) if configured else audit.audit_path().with_name("decisions.sqlite")
@@ -97,7 +102,7 @@ def _text(value, field: str, limit: int, required: bool) -> str:
 
 def check(d: Decision, known_patients, today: date | None = None) -> Decision:
     """The decision with its text cleaned, or DecisionRefused naming the field that is wrong."""
-    today = today or datetime.now(UTC).date()
+    today = today or latest_meeting_date()
     try:
         meeting = pd.Timestamp(d.meeting_date).date()
     except (ValueError, TypeError) as exc:

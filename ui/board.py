@@ -6,7 +6,7 @@ module only draws them. Every value typed by a person is shown as text (data fra
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
+import logging
 
 import pandas as pd
 import streamlit as st
@@ -16,6 +16,7 @@ from data.clinical import BOARD_DECISIONS
 from services import access
 from ui import components, exports, session
 
+_LOG = logging.getLogger("stopher2.audit")
 COLUMNS = {
     "meeting_date": st.column_config.DateColumn("meeting"),
     "seq": st.column_config.NumberColumn("no.", format="%d", width="small"),
@@ -50,11 +51,12 @@ def _read(**where) -> pd.DataFrame | None:
 def meeting_section(snap, viewer: access.Viewer, meeting: list[str], known_patients) -> None:
     """Record the decisions of one meeting and export its record (the meeting is its date)."""
     st.subheader("The board's decisions")
-    held_on = st.date_input("Meeting date", value=date.today(), max_value=date.today(),
-                            min_value=decisions.EARLIEST_MEETING, key="tb_meeting_date")
+    latest = decisions.latest_meeting_date()  # the rule's own today: a server ahead of UTC would offer tomorrow
+    held_on = st.date_input("Meeting date", value=latest, max_value=latest, min_value=decisions.EARLIEST_MEETING,
+                            key="tb_meeting_date")
     if viewer.records_decisions:
         if meeting:
-            _form(snap, viewer, held_on, meeting, known_patients)
+            _form(viewer, held_on, meeting, known_patients)
         else:
             st.caption("Add patients to the meeting list to record the board's decision for each.")
     recorded = _read(meeting_date=held_on)
@@ -77,7 +79,7 @@ def meeting_section(snap, viewer: access.Viewer, meeting: list[str], known_patie
 OUTCOME_KEY = "decision_outcome"
 
 
-def _form(snap, viewer: access.Viewer, held_on, meeting: list[str], known_patients) -> None:
+def _form(viewer: access.Viewer, held_on, meeting: list[str], known_patients) -> None:
     with st.form("decision_form", clear_on_submit=True, enter_to_submit=False):
         st.caption("Decisions are kept outside the data snapshots (an import does not change them), cannot be edited "
                    "or deleted, and are on the audit trail. Recording a patient again at the same meeting replaces "
@@ -113,7 +115,8 @@ def _submit(who: access.Person, held_on, known_patients, snapshot_id) -> None:
             who=who.email, role=who.audit_role, snapshot_id=snapshot_id, known_patients=known_patients)
     except decisions.DecisionRefused as exc:
         state[OUTCOME_KEY] = ("error", f"Not recorded. {components.as_text(exc)}")
-    except audit.AuditUnavailable:
+    except audit.AuditUnavailable as exc:
+        _LOG.error("audit trail unavailable, board decision for %s not recorded: %s", patient, exc)
         state[OUTCOME_KEY] = ("error", session.AUDIT_DOWN)
     except decisions.DecisionsUnavailable as exc:
         state[OUTCOME_KEY] = ("error", f"Not recorded. {components.as_text(exc)}")

@@ -786,8 +786,9 @@ def lead_time_figure(leads: pd.DataFrame, no_signal: int) -> go.Figure:
     if len(leads):
         med = float(leads["lead_months"].median())
         _vline(fig, med, dict(color="#333", dash="dash"))
-        fig.add_annotation(x=med, y=0.98, yref="paper", text=f" median {med:.1f} months", showarrow=False,
-                           xanchor="left", yanchor="top")
+        # named in the legend: a label beside the line printed over the bars
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color="#333", dash="dash"),
+                                 name=f"median {med:.1f} months"))
     fig.add_annotation(text=f"{len(leads)} progressions with a positive draw before them; {no_signal} without any "
                             "ctDNA signal", x=0, y=1.08, xref="paper", yref="paper", showarrow=False, xanchor="left")
     fig = _layout(fig, "ctDNA lead time: first positive draw to radiological progression", "days", 340)

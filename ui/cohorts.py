@@ -41,12 +41,13 @@ def _filters(frame: pd.DataFrame) -> dict:
     """The filter widgets; returns column -> chosen values."""
     chosen = {}
     with st.expander("Filters (apply to everything on this page)", expanded=True):
-        cols = st.columns(len(FILTERS) + 1)
+        # two per row: four in a row cut the chosen values to "p." at 1024 px
+        cols = [c for _ in range((len(FILTERS) + 2) // 2) for c in st.columns(2)]
         for col, (label, (column, options)) in zip(cols, FILTERS.items(), strict=False):
             chosen[column] = col.multiselect(label, options, default=options, key=f"cohort_filter_{column}",
                                              format_func=lambda v: {True: "yes", False: "no"}.get(v, v))
         sites = sorted(frame["site"].dropna().unique())
-        chosen["site"] = cols[-1].multiselect("Site", sites, default=sites, key="cohort_filter_site")
+        chosen["site"] = cols[len(FILTERS)].multiselect("Site", sites, default=sites, key="cohort_filter_site")
     return chosen
 
 
