@@ -36,13 +36,13 @@ def export(snap, folder: Path) -> list[Path]:
     written = []
     for name, table in TABLES.items():
         target = folder / name
-        columns = ", ".join(f"t.{c}" for c in table.column_names)
+        # identifiers from the canonical table list only (data/canonical.py); the path goes to DuckDB as a value
+        columns = ", ".join("t." + c for c in table.column_names)
         site = "t.site" if name == "patients" else "p.site"
         join = "" if name == "patients" else " JOIN patients p USING (patient_id)"
-        # the path is ours (a canonical table's name under the folder the operator gave), quoted as a literal
-        literal = "'" + str(target).replace("'", "''") + "'"
-        snap.con.cursor().execute(f"COPY (SELECT {columns}, coalesce({site}, 'unknown') AS {PARTITION} FROM {name} t{join}) "
-                         f"TO {literal} (FORMAT parquet, PARTITION_BY ({PARTITION}), OVERWRITE_OR_IGNORE true)")
+        rel = snap.con.cursor().sql("SELECT " + columns + ", coalesce(" + site + ", 'unknown') AS " + PARTITION
+                                    + " FROM " + name + " t" + join)
+        rel.write_parquet(str(target), partition_by=[PARTITION], overwrite=True)
         written.append(target)
     return written
 
@@ -76,11 +76,11 @@ def read(source, **_options):
                 continue
             shown = f"{name}.parquet" if paths == [source / f"{name}.parquet"] else f"{name}/ ({len(paths)} files)"
             files[name] = shown
-            listed = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
             try:
-                rel = con.sql(f"SELECT * FROM read_parquet({listed}, hive_partitioning = true, union_by_name = true)")
-                present = [c for c in rel.columns if c != PARTITION]
-                frame = rel.select(*[duckdb.ColumnExpression(c) for c in present]).df()
+                frame = con.execute("SELECT * FROM read_parquet($files, hive_partitioning = true, "
+                                    "union_by_name = true)", {"files": [str(p) for p in paths]}).df()
+                frame = frame.drop(columns=[PARTITION], errors="ignore")
+                present = list(frame.columns)
             except duckdb.Error as exc:
                 report.add("error", shown, None, "", "", f"cannot be read as Parquet: {str(exc).splitlines()[0][:300]}")
                 continue

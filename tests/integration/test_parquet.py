@@ -105,3 +105,15 @@ def test_the_command_line_exports_parquet(live_folder, tmp_path):
     check = subprocess.run([sys.executable, "-m", "data", "check", "--source", "parquet", str(out)],
                            cwd=REPO, capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_paths_are_values_not_sql(snapshot, exchange, tmp_path):
+    """A folder named like SQL (a quote, a statement) is read and written as a path, nothing else."""
+    import shutil
+
+    odd = tmp_path / "o'brien'); DROP TABLE patients; --"
+    shutil.copytree(exchange, odd)
+    tables, _, _, report = parquet.read(odd)
+    assert report.ok and len(tables["patients"]) == 82
+    parquet.export(snapshot, tmp_path / "out'; --")
+    assert {p.name for p in (tmp_path / "out'; --").iterdir()} == set(TABLES)
