@@ -517,13 +517,8 @@ def estimate_trajectory_figure(trajectory: pd.DataFrame, index_date, *, axis: st
                            xref="paper", yref="paper", showarrow=False)
         return _layout(fig, "Estimated chance over time", axis, 260)
     t = trajectory.assign(x=[_to_axis(d, index_date, axis) for d in trajectory["date"]])
-    # the band as two step lines filled between them (a closed "toself" path of steps is drawn one step
-    # off on its way back)
-    fig.add_trace(go.Scatter(x=t["x"], y=t["lower"] * 100, mode="lines", line=dict(width=0, shape="hv"),
-                             showlegend=False, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=t["x"], y=t["upper"] * 100, mode="lines", line=dict(width=0, shape="hv"),
-                             fill="tonexty", fillcolor="rgba(69,117,180,0.15)", name="95% interval",
-                             hoverinfo="skip"))
+    fig.add_traces(step_band(t["x"], t["lower"] * 100, t["upper"] * 100, "rgba(69,117,180,0.15)",
+                             name="95% interval", showlegend=True))
     fig.add_trace(go.Scatter(x=t["x"], y=t["estimate"] * 100, mode="lines+markers", line=dict(color="#4575b4",
                              shape="hv"), name=f"chance of no progression in the next {horizon} months",
                              customdata=pd.to_datetime(t["date"]).dt.strftime("%Y-%m-%d"),
@@ -639,6 +634,17 @@ def group_colors(groups, colors: dict | None = None) -> dict:
     return {g: colors.get(str(g), GROUP_COLORS[k % len(GROUP_COLORS)]) for k, g in enumerate(groups)}
 
 
+def step_band(x, lower, upper, fillcolor: str, **filled) -> list[go.Scatter]:
+    """A confidence band of a step function: the upper and the lower limit each drawn as steps, filled between.
+
+    A closed "toself" path of steps is drawn one step off on its way back (a KM band reached 0.38 at t = 0).
+    `filled` goes to the lower (filled) trace: its name, legend group, showlegend.
+    """
+    edge = dict(mode="lines", line=dict(width=0, shape="hv"), hoverinfo="skip")
+    return [go.Scatter(x=x, y=upper, showlegend=False, legendgroup=filled.get("legendgroup"), **edge),
+            go.Scatter(x=x, y=lower, fill="tonexty", fillcolor=fillcolor, **{"showlegend": False, **filled}, **edge)]
+
+
 def _rgba(hex_color: str, alpha: float) -> str:
     r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"
@@ -646,11 +652,7 @@ def _rgba(hex_color: str, alpha: float) -> str:
 
 def km_figure(curves: pd.DataFrame, at_risk: pd.DataFrame, test: dict, title: str, names: dict | None = None,
               colors: dict | None = None, risk_labels: dict | None = None) -> go.Figure:
-    """Kaplan-Meier with 95% CI bands, censoring ticks, the numbers at risk under the plot and the log-rank p.
-
-    The band is the upper and the lower limit each drawn as a step function, filled between them: a closed
-    path of steps drawn back along the lower limit ("toself") stepped one interval early on its way back.
-    """
+    """Kaplan-Meier with 95% CI bands (step_band), censoring ticks, the numbers at risk and the log-rank p."""
     names = names or {}
     groups = list(dict.fromkeys(curves["group"]))
     palette = group_colors(groups, colors)
@@ -659,11 +661,8 @@ def km_figure(curves: pd.DataFrame, at_risk: pd.DataFrame, test: dict, title: st
         c = curves[curves["group"] == g]
         color = palette[g]
         label = names.get(g, g)
-        fig.add_trace(go.Scatter(x=c["time"], y=c["upper"], mode="lines", line=dict(width=0, shape="hv"),
-                                 legendgroup=label, hoverinfo="skip", showlegend=False), row=1, col=1)
-        fig.add_trace(go.Scatter(x=c["time"], y=c["lower"], mode="lines", line=dict(width=0, shape="hv"),
-                                 fill="tonexty", fillcolor=_rgba(color, 0.15), legendgroup=label, name=f"{label} 95% CI",
-                                 hoverinfo="skip", showlegend=False), row=1, col=1)
+        fig.add_traces(step_band(c["time"], c["lower"], c["upper"], _rgba(color, 0.15), legendgroup=label,
+                                 name=f"{label} 95% CI"), rows=1, cols=1)
         fig.add_trace(go.Scatter(x=c["time"], y=c["survival"], mode="lines", name=label, legendgroup=label,
                                  line=dict(color=color, width=2, shape="hv"),
                                  hovertemplate=label + ": %{y:.2f} at %{x:.1f} months<extra></extra>"), row=1, col=1)
@@ -740,11 +739,7 @@ def cumulative_incidence_figure(cif: pd.DataFrame, names: dict | None = None) ->
         c = cif[(cif["group"] == g) & (cif["event"] == event)]
         color = COHORT_COLORS.get(str(g), GROUP_COLORS[0])
         label = f"{names.get(str(g), g)}: {event}"
-        fig.add_trace(go.Scatter(x=c["months"], y=c["upper"], mode="lines", line=dict(width=0, shape="hv"),
-                                 legendgroup=label, showlegend=False, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=c["months"], y=c["lower"], mode="lines", line=dict(width=0, shape="hv"),
-                                 fill="tonexty", fillcolor=_rgba(color, 0.08), legendgroup=label, showlegend=False,
-                                 hoverinfo="skip"))
+        fig.add_traces(step_band(c["months"], c["lower"], c["upper"], _rgba(color, 0.08), legendgroup=label))
         fig.add_trace(go.Scatter(x=c["months"], y=c["incidence"], mode="lines", name=label, legendgroup=label,
                                  line=dict(color=color, width=2, shape="hv", dash=dashes.get(event, "solid")),
                                  hovertemplate=label + ": %{y:.2f} by %{x:.1f} months<extra></extra>"))
