@@ -35,7 +35,7 @@ from data.keyfile import KeyFileDamaged, local_key
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "audit" / "audit.sqlite"
 ACTIONS = ("view_patient", "export", "import", "import_refused", "rollback", "retrain", "page_refused",
-           "not_found", "sign_in", "board_decision")
+           "not_found", "sign_in", "board_decision", "export_download")
 FIELDS = ("at", "who", "role", "action", "patient_id", "snapshot_id", "detail")
 CHAIN = "hmac-sha256/1"  # what the chain's MACs are; a file without it predates the keyed chain
 KEY_ENV = "STOPHER2_AUDIT_KEY"

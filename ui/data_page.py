@@ -208,8 +208,9 @@ def render(snap) -> None:
     with templates:
         st.markdown("The CSV bundle: one file per table, UTF-8, a header row, dates as YYYY-MM-DD, booleans as "
                     "true/false, empty cells for missing values. `COLUMNS.csv` describes every column.")
-        st.download_button("Download the templates (.zip)", bundle.zip_bytes(bundle.templates()),
-                           file_name="stop-her2-csv-templates.zip", mime="application/zip")
+        session.export_button("csv_templates", "Download the templates (.zip)",
+                              lambda: bundle.zip_bytes(bundle.templates()), "stop-her2-csv-templates.zip",
+                              "application/zip", key="csv_templates_dl")
         if st.button("Prepare the live snapshot as an example bundle", key="prepare_example"):
             with tempfile.TemporaryDirectory() as tmp:
                 paths = bundle.export_bundle(snap, Path(tmp))

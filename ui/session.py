@@ -10,7 +10,7 @@ import logging
 
 import streamlit as st
 
-from data import audit
+from data import audit, downloads
 from data.store import snapshot_dir
 from services import access
 
@@ -133,15 +133,25 @@ def export_button(kind: str, label: str, data, file_name: str, mime: str, key: s
                   container=None) -> None:
     """A download button for roles allowed this export. The bytes are handed over only when the person
     clicks, after the export is on record: nothing is served before a click, and nothing at all when the
-    record cannot be written (the download then fails with Streamlit's message)."""
+    record cannot be written (the download then fails with Streamlit's message). Behind the deployment's
+    proxy (deploy/) the file is then granted to this browser only, and fetching it is recorded too
+    (data/downloads.py)."""
     who = current()
     if not access.may_export(who.roles, kind):
         return
     snapshot_id = st.session_state.get("_snapshot_id")
+    # read now: the click runs outside the script; None when not behind the deployment's proxy
+    browser = downloads.browser_token(st.context.cookies.get(downloads.BROWSER_COOKIE))
+    detail = f"{kind}: {file_name}"
 
     def deliver():  # runs in a server thread at the click, outside the script: no st.* here
         audit.record(who.email, who.audit_role, "export", patient_id=patient_id, snapshot_id=snapshot_id,
-                     detail=f"{kind}: {file_name}")
-        return data() if callable(data) else data  # made now, for this click, when the caller deferred it too
+                     detail=detail)
+        payload = data() if callable(data) else data  # made now, for this click, when the caller deferred it too
+        payload = payload.encode() if isinstance(payload, str) else payload
+        if browser:
+            downloads.grant(downloads.streamlit_file_id(payload, mime, file_name), browser, who.email,
+                            who.audit_role, detail, patient_id=patient_id, snapshot_id=snapshot_id)
+        return payload
 
     (container or st).download_button(label, deliver, file_name=file_name, mime=mime, key=key, on_click="ignore")

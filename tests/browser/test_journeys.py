@@ -488,3 +488,48 @@ def test_timeline_labels_do_not_print_over_each_other(browser, snapshot_file, mo
         labels, overlaps = settled(page, lambda: page.evaluate(OVERLAPPING_LABELS, "Timeline"), lambda v: v[0] >= 3)
         assert labels >= 3 and overlaps == [], (labels, overlaps)
         page.close()
+
+
+def test_behind_nginx_a_download_reaches_only_the_browser_that_clicked_and_each_fetch_is_on_record(
+        browser, snapshot_file, model_dir, tmp_path):
+    """Two replicas behind nginx (python -m deploy): the file Streamlit serves at /media is refused to another
+    browser and to a request without cookies, and every fetch of it is an export_download record."""
+    from data import audit
+    from deploy.serve import Deployment
+
+    db = tmp_path / "audit.sqlite"
+    env = {"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir), "STOPHER2_AUDIT_DB": str(db)}
+    with Deployment(2, env=env, run_dir=tmp_path / "run") as deployment:
+        clicker = browser.new_context(viewport={"width": 1440, "height": 2000})
+        page = clicker.new_page()
+        page.goto(f"{deployment.url}/audit")
+        page.get_by_text("chain intact").first.wait_for(timeout=90_000)
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download (CSV)").click()
+        assert download.value.failure() is None and "who" in Path(download.value.path()).read_text()
+        media = download.value.url
+        assert "/media/" in media
+        assert list(audit.read(path=db, action="export")["detail"]) == ["audit_log: stop-her2-audit.csv"]
+        fetched = len(audit.read(path=db, action="export_download"))
+        assert fetched >= 1  # Chromium fetches a download twice (nginx's log shows both): each is on record
+        # the same URL: another browser, and no cookies at all, get nothing and leave no download record
+        stranger = browser.new_context()
+        assert stranger.request.get(media).status == 403
+        assert urllib_status(media) == 403
+        assert len(audit.read(path=db, action="export_download")) == fetched
+        # the browser that clicked may fetch it again: on record again
+        assert clicker.request.get(media).status == 200
+        assert len(audit.read(path=db, action="export_download")) == fetched + 1
+        stranger.close()
+        clicker.close()
+
+
+def urllib_status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code

@@ -1,0 +1,3 @@
+from deploy.serve import main
+
+raise SystemExit(main())
