@@ -27,7 +27,7 @@ covariance uses the Godambe (sandwich) information clustered by patient, plus th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
@@ -70,8 +70,8 @@ def landmark_rows(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.Data
 
     patients: patient_id, index_date, best_response, visceral; draws: patient_id, drawn_on, detected,
     value, lod, qc; outcomes: patient_id, progressed_on, died_on, restarted_on, last_followup_on.
-    `landmarks` are months since each patient's day 0; with `as_of` (a date) each patient gets the one
-    landmark of that date instead. A patient is at risk at s when alive, progression-free and still
+    `landmarks` are months since each patient's day 0; with `as_of` (a date, or a list of dates) each patient
+    gets the landmark of that date (of each date, in the order given) instead. A patient is at risk at s when alive, progression-free and still
     followed at s. Columns: patient_id, landmark (months), landmark_date, the INPUTS, ctdna_drawn_on,
     ctdna_days_before, months_since_first_positive, consecutive_positive, restarted_before, and the
     outcome columns time_pfs, event_pfs, time_off_therapy, event_off_therapy (months after the landmark).
@@ -83,8 +83,9 @@ def landmark_rows(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.Data
     if as_of is None:
         grid = p.merge(pd.DataFrame({"landmark": list(landmarks)}), how="cross")
         grid["landmark_date"] = grid["index_date"] + pd.to_timedelta(np.round(grid["landmark"] * DAYS_PER_MONTH), "D")
-    else:
-        grid = p.assign(landmark_date=pd.Timestamp(as_of))
+    else:  # one date, or several at once (a patient's estimate over time: one pass, not one per date)
+        dates = [as_of] if np.isscalar(as_of) or isinstance(as_of, (pd.Timestamp, date)) else list(as_of)
+        grid = p.merge(pd.DataFrame({"landmark_date": pd.to_datetime(dates).astype("datetime64[ns]")}), how="cross")
         grid["landmark"] = (grid["landmark_date"] - grid["index_date"]).dt.days / DAYS_PER_MONTH
     ld = grid["landmark_date"]
     event_on = grid[["progressed_on", "died_on"]].min(axis=1)

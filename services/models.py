@@ -330,16 +330,17 @@ class FittedLandmark:
         end = pd.Timestamp(end if end is not None else snap.info()["data_cutoff"])
         dates = set(pd.date_range(day0, end, freq="91D")) | set(pd.to_datetime(draws.loc[
             (draws["qc"] == "pass") & (pd.to_datetime(draws["drawn_on"]) >= day0), "drawn_on"]))
-        out = []
-        for d in sorted(x for x in dates if x <= end):
-            rows = self._lm.landmark_rows(patients, draws, outcomes, as_of=d)
-            if int(patients["cohort"].iloc[0]) == 1:
-                rows["landmark_years"] = 0.0
-            p = self._model.predict(rows, [horizon]).iloc[0]
-            if p["refusal"]:
-                continue
-            out.append({"date": d, "estimate": p["estimate"], "lower": p["lower"], "upper": p["upper"]})
-        return pd.DataFrame(out, columns=["date", "estimate", "lower", "upper"])
+        dates = sorted(x for x in dates if x <= end)
+        if not dates:
+            return pd.DataFrame(columns=["date", "estimate", "lower", "upper"])
+        # every date in one pass (one frame of landmark rows, one prediction): a loop over the dates was
+        # 40% of a patient page's server time
+        rows = self._lm.landmark_rows(patients, draws, outcomes, as_of=dates)
+        if int(patients["cohort"].iloc[0]) == 1:
+            rows["landmark_years"] = 0.0
+        p = self._model.predict(rows, [horizon]).reset_index(drop=True)
+        out = pd.DataFrame({"date": dates, "estimate": p["estimate"], "lower": p["lower"], "upper": p["upper"]})
+        return out[~p["refusal"].fillna("").astype(bool).to_numpy()].reset_index(drop=True)
 
     def hazard_ratios(self, estimand: str = "pfs") -> pd.DataFrame:
         return self._model.hazard_ratios(estimand)

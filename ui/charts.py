@@ -240,9 +240,12 @@ STACKED_MARGIN = dict(l=100, r=24)
 
 def align(fig: go.Figure, window: tuple, index_date, axis: str) -> go.Figure:
     """Give a figure the shared x-range (every x-axis of it, subplots included) and the shared side margins."""
-    fig.update_xaxes(range=[_to_axis(window[0], index_date, axis), _to_axis(window[1], index_date, axis)])
-    fig.update_layout(margin=STACKED_MARGIN)
-    fig.update_yaxes(automargin=False)  # automargin would widen one chart's margin and undo the alignment
+    x_range = [_to_axis(window[0], index_date, axis), _to_axis(window[1], index_date, axis)]
+    # one layout update naming every axis: update_xaxes/update_yaxes search the subplots on each call
+    axes = {"xaxis", "yaxis", *(name for name in fig.layout.to_plotly_json() if name.startswith(("xaxis", "yaxis")))}
+    fig.update_layout(margin=STACKED_MARGIN, **{
+        # automargin would widen one chart's margin and undo the alignment
+        name: dict(range=x_range) if name.startswith("x") else dict(automargin=False) for name in axes})
     return fig
 
 
@@ -413,6 +416,26 @@ def sld_figure(scans: pd.DataFrame, index_date, *, axis: str = "days") -> go.Fig
     return _layout(fig, "Scans (RECIST 1.1): sum of target diameters", axis, 340)
 
 
+def _stacked_panels(titles: list[str], spacing: float) -> tuple[dict, list[dict]]:
+    """The axes of len(titles) panels stacked over one shared x axis, and their titles: what
+    make_subplots(rows=n, shared_xaxes=True, subplot_titles=titles) makes, as plain dicts. A figure given
+    as one dict is validated once (14 ms for the PRO chart); make_subplots and the updates after it
+    validated again at every step (160-570 ms a page, the patient page's largest cost)."""
+    n = len(titles)
+    height = (1 - spacing * (n - 1)) / n
+    bottom_axis = f"x{n}" if n > 1 else "x"
+    axes, notes = {}, []
+    for i, title in enumerate(titles, start=1):
+        top = 1 - (i - 1) * (height + spacing)
+        sfx = "" if i == 1 else str(i)
+        shared = {} if i == n else dict(matches=bottom_axis, showticklabels=False)
+        axes[f"xaxis{sfx}"] = dict(anchor=f"y{sfx}", domain=[0.0, 1.0], **shared)
+        axes[f"yaxis{sfx}"] = dict(anchor=f"x{sfx}", domain=[round(max(top - height, 0.0), 12), round(top, 12)])
+        notes.append(dict(text=title, x=0.5, xanchor="center", xref="paper", y=top, yanchor="bottom", yref="paper",
+                          showarrow=False, font=dict(size=16)))
+    return axes, notes
+
+
 def pro_figure(pros: pd.DataFrame, catalogue: pd.DataFrame, scales: list[tuple[str, str]],
                index_date, progressed_on=None, *, axis: str = "days") -> go.Figure:
     """One panel per scale: score over time, the meaningful-change band around baseline, cut-offs.
@@ -421,17 +444,12 @@ def pro_figure(pros: pd.DataFrame, catalogue: pd.DataFrame, scales: list[tuple[s
     """
     scales = scales or []
     n = max(len(scales), 1)
-    titles = []
-    for instrument, scale in scales:
-        c = catalogue[(catalogue["instrument"] == instrument) & (catalogue["scale"] == scale)].iloc[0]
-        titles.append(f"{c['label']} ({'higher is better' if c['higher_is_better'] else 'higher is worse'})")
-    fig = make_subplots(figure=_figure(), rows=n, cols=1, shared_xaxes=True, subplot_titles=titles or ["No scale selected"],
-                        vertical_spacing=0.22 / n if n > 1 else 0.1)
-    # Reference lines and bands go in as plain shape dicts in one layout update: plotly's add_hline /
-    # add_vline with row= re-inspect every subplot on each call and were most of this chart's cost.
-    shapes, notes = [], []
-    for i, (instrument, scale) in enumerate(scales, start=1):
-        c = catalogue[(catalogue["instrument"] == instrument) & (catalogue["scale"] == scale)].iloc[0]
+    entries = [catalogue[(catalogue["instrument"] == instrument) & (catalogue["scale"] == scale)].iloc[0]
+               for instrument, scale in scales]
+    titles = [f"{c['label']} ({'higher is better' if c['higher_is_better'] else 'higher is worse'})" for c in entries]
+    axes, notes = _stacked_panels(titles or ["No scale selected"], 0.22 / n if n > 1 else 0.1)
+    traces, shapes = [], []
+    for i, ((instrument, scale), c) in enumerate(zip(scales, entries, strict=True), start=1):
         d = pros[(pros["instrument"] == instrument) & (pros["scale"] == scale)].copy()
         if d.empty:
             continue
@@ -454,28 +472,27 @@ def pro_figure(pros: pd.DataFrame, catalogue: pd.DataFrame, scales: list[tuple[s
                 notes.append(dict(text=name, x=0, xref=f"{xa} domain", y=float(value), yref=ya, showarrow=False,
                                   xanchor="left", yanchor="bottom", font=dict(size=10, color="#b35806")))
         colors = d["meaningful_change"].map({"worsened": "#d73027", "improved": "#1b7837"}).fillna("#4575b4")
-        fig.add_trace(go.Scatter(
-            x=d["x"], y=d["score"], mode="lines+markers", name=scale, showlegend=False,
-            line=dict(color="#4575b4", width=2), marker=dict(color=colors, size=8),
+        traces.append(dict(
+            type="scatter", x=d["x"], y=d["score"], xaxis=xa, yaxis=ya, mode="lines+markers", name=scale,
+            showlegend=False, line=dict(color="#4575b4", width=2), marker=dict(color=colors, size=8),
             customdata=np.stack([pd.to_datetime(d["completed_on"]).dt.strftime("%Y-%m-%d"),
                                  d["change_from_baseline"].round(1), d["meaningful_change"].fillna("n/a")], axis=1),
             hovertemplate="%{customdata[0]}: %{y:.1f}<br>change from baseline %{customdata[1]} "
-                          "(%{customdata[2]})<extra></extra>"), row=i, col=1)
-        fig.layout[f"yaxis{'' if i == 1 else i}"].range = [c["low"] - 2, c["high"] + 2]
+                          "(%{customdata[2]})<extra></extra>"))
+        axes[f"yaxis{'' if i == 1 else i}"]["range"] = [c["low"] - 2, c["high"] + 2]
         if progressed_on is not None and pd.notna(progressed_on):
             x = _to_axis(progressed_on, index_date, axis)
             shapes.append(dict(type="line", x0=x, x1=x, line=dict(color="#d73027", width=1.5), **down))
         x = _to_axis(index_date, index_date, axis)
         shapes.append(dict(type="line", x0=x, x1=x, line=dict(color="#333", width=1, dash="dot"), **down))
-    fig.update_layout(shapes=shapes, annotations=list(fig.layout.annotations) + notes)
-    fig.add_annotation(text="grey band: baseline ± meaningful change; red line: progression; "
-                            "red/green points: meaningfully worse/better than baseline",
-                       x=0, y=-0.08 if n > 2 else -0.2, xref="paper", yref="paper", showarrow=False,
-                       xanchor="left", font=dict(size=11, color="#555"))
-    fig = _layout(fig, "Patient-reported outcomes", axis, 180 * n + 120)
-    fig.update_xaxes(title_text=None)
-    fig.update_xaxes(title_text="date" if axis == "dates" else "days from index (day 0)", row=n, col=1)
-    return fig
+    notes.append(dict(text="grey band: baseline ± meaningful change; red line: progression; "
+                           "red/green points: meaningfully worse/better than baseline",
+                      x=0, y=-0.08 if n > 2 else -0.2, xref="paper", yref="paper", showarrow=False,
+                      xanchor="left", font=dict(size=11, color="#555")))
+    axes[f"xaxis{n if n > 1 else ''}"]["title"] = dict(text="date" if axis == "dates" else "days from index (day 0)")
+    return go.Figure(dict(data=traces, layout=dict(
+        template=TEMPLATE, shapes=shapes, annotations=notes, height=180 * n + 120 + 60,
+        title=dict(text="Patient-reported outcomes", x=0, xanchor="left"), **axes)))
 
 
 # ------------------------------------------------------------------------------ the estimate

@@ -177,3 +177,17 @@ def test_patients_like_with_no_event_get_an_exact_bound_not_a_collapsed_interval
     like = patients_like(LandmarkModel("s", {}, training), 30, False, 12)
     assert like["km"] == 1.0 and like["events"] == 0
     assert like["lower"] == pytest.approx(0.025 ** (1 / n)) and like["lower"] < 0.83 and like["upper"] == 1.0
+
+
+def test_rows_for_many_dates_at_once_are_the_rows_of_each_date_alone():
+    """The patient page's estimate over time asks for every date in one pass; nothing may differ from asking
+    date by date (a ctDNA draw of another date, or another patient's, must not leak in)."""
+    p, d, o = _cohort()
+    dates = [pd.Timestamp("2024-03-01"), pd.Timestamp("2025-01-15"), pd.Timestamp("2026-06-01")]
+    together = landmark.landmark_rows(p, d, o, as_of=dates)
+    alone = pd.concat([landmark.landmark_rows(p, d, o, as_of=day) for day in dates])
+    key = ["patient_id", "landmark_date"]
+    together = together.sort_values(key).reset_index(drop=True)
+    alone = alone.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(together, alone[together.columns], check_dtype=False)
+    assert len(together) == len(dates) * p["patient_id"].nunique()
