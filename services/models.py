@@ -19,6 +19,7 @@ from data.store import Snapshot, snapshot_dir
 from model import artifacts, card, predict
 from model.artifacts import ModelUnavailable
 from model.train import N_BOOT, TrainedModel, save, train
+from services import jobs
 
 __all__ = ["Evidence", "Estimator", "FittedEstimator", "DayZeroClassifier", "FittedModel", "ModelFacts", "ModelUnavailable",
            "ESTIMATORS", "DEFAULT_ESTIMATOR", "find", "load", "ensure", "train_and_save", "versions",
@@ -181,6 +182,16 @@ def ensure(snap: Snapshot, snapshot_id: str, horizon: int, progress: Progress | 
             if on_trained is not None:
                 on_trained(f"{horizon}-month model trained (none existed for this snapshot)")
     return manifest
+
+
+def training_job(snap: Snapshot, snapshot_id: str, horizon: int,
+                 on_trained: Callable[[str], None] | None = None) -> jobs.Job:
+    """The server's job that trains the day-0 classifier for this snapshot and horizon (services/jobs.py):
+    one per process whatever the number of sessions asking, on after the tab that started it closes, and
+    kept to one across processes by `ensure`'s lock."""
+    # asked only while there is no model: a finished job whose model is gone trains again
+    return jobs.run_once(f"train:{artifacts.artifact_dir()}:{snapshot_id}:{horizon}",
+                         lambda progress: ensure(snap, snapshot_id, horizon, progress, on_trained), again_if_done=True)
 
 
 def versions() -> pd.DataFrame:

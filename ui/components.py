@@ -6,15 +6,16 @@ see what or computes a statistic.
 """
 from __future__ import annotations
 
+import logging
 import re
 
 import pandas as pd
 import streamlit as st
 
-from data import clinical, queries
+from data import audit, clinical, queries
 from data.clinical import DEFAULT_HORIZON, HORIZONS
 from data.store import Snapshot, SnapshotMissing, clean_leftovers, file_key, snapshot_dir, snapshot_path
-from services import access, models, snapshots
+from services import access, jobs, models, snapshots
 from ui import exports, session
 
 PATIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -28,14 +29,42 @@ def _leftovers_cleaned(folder: str) -> tuple:
 
 
 def ensure_snapshot() -> None:
-    """On the very first start, build the synthetic snapshot with visible progress."""
+    """On the very first start, the server's first-start job (build the synthetic snapshot, fit the landmark
+    model) with its progress: every session shows the same job, and closing this tab does not stop it."""
     _leftovers_cleaned(str(snapshot_dir()))
     if not _missing():
         return
-    with st.status("First start: building the synthetic STOP-HER2 database", expanded=True) as status:
-        bar = st.progress(0.0, text="waiting for another session's build to finish")
-        snapshots.ensure_built(progress=lambda fraction, message: bar.progress(min(fraction, 1.0), text=message))
-        status.update(label="Synthetic database ready", state="complete", expanded=False)
+    job = snapshots.first_start_job(on_fitted=_system_retrain_record(session.current()))
+    if not follow(job, "First start: building the synthetic STOP-HER2 database", "Synthetic database ready"):
+        st.error(f"The first start failed: {job.error} (reload the page to try again)", icon="⛔")
+        st.stop()
+
+
+def follow(job: jobs.Job, running: str, done: str) -> bool:
+    """Show a server job's progress until it ends (the job goes on if this session leaves); False if it failed."""
+    with st.status(running, expanded=True) as status:
+        bar = st.progress(job.fraction, text=job.message)
+        while not job.wait(0.4):
+            bar.progress(job.fraction, text=job.message)
+        if job.state == "failed":
+            status.update(label=f"{running}: failed", state="error")
+            return False
+        bar.progress(1.0, text=job.message)
+        status.update(label=done, state="complete", expanded=False)
+    return True
+
+
+def _system_retrain_record(who):
+    """The audit record of a model fitted by a server job: named after the person whose visit started it
+    (recorded from the job's thread, where there is no session; a trail that is down is logged)."""
+
+    def record(snapshot_id: str, detail: str) -> None:
+        try:
+            audit.record(who.email, who.audit_role, "retrain", snapshot_id=snapshot_id, detail=detail)
+        except audit.AuditUnavailable as exc:
+            logging.getLogger("stopher2.audit").error("audit trail unavailable, retrain not recorded: %s", exc)
+
+    return record
 
 
 def _missing() -> bool:
@@ -446,16 +475,14 @@ def current_model(snap: Snapshot, horizon: int) -> tuple[models.FittedModel | No
     manifest = models.find(snapshot_id, horizon)
     try:
         if manifest is None:
-            with st.status(f"Training the {horizon}-month model on this snapshot (once)", expanded=True) as status:
-                bar = st.progress(0.0, text="waiting for another session's training to finish")
-                try:
-                    manifest = models.ensure(
-                        snap, snapshot_id, horizon, progress=lambda f, m: bar.progress(min(f, 1.0), text=m),
-                        on_trained=lambda detail: session.record_or_log("retrain", snapshot_id=snapshot_id, detail=detail))
-                except models.ModelUnavailable:
-                    status.update(label="No model for this snapshot", state="error")
-                    raise
-                status.update(label=f"{horizon}-month model ready", state="complete", expanded=False)
+            retrained = _system_retrain_record(session.current())
+            job = models.training_job(snap, snapshot_id, horizon, on_trained=lambda d: retrained(snapshot_id, d))
+            if not follow(job, f"The {horizon}-month model is being made on this snapshot (once, by the server: "
+                               "leaving this page does not stop it)", f"{horizon}-month model ready"):
+                raise models.ModelUnavailable(job.error)
+            manifest = models.find(snapshot_id, horizon)
+            if manifest is None:
+                raise models.ModelUnavailable(f"the {horizon}-month model was made but cannot be found: retrain it")
         return loaded_model(snapshot_id, horizon, manifest["sha256"]), None
     except models.ModelUnavailable as exc:
         return None, f"The estimate is not available: {exc}"
