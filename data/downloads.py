@@ -16,6 +16,7 @@ audit file): every replica on the host and the gate share it, as they share the 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import re
 import sqlite3
@@ -39,6 +40,22 @@ CREATE TABLE IF NOT EXISTS grants (
 );
 CREATE INDEX IF NOT EXISTS grants_file ON grants (file_id, browser);
 """
+
+
+#: nginx adds this header, with the deployment's gate secret, to every request it passes on (deploy/): a
+#: browser that reaches a replica without nginx cannot know the secret, and its downloads would not be gated.
+GATE_HEADER = "X-Stopher2-Gate"
+GATE_SECRET_ENV = "STOPHER2_GATE_SECRET"
+
+
+def behind_the_gate(headers) -> bool:
+    """Did this session come through the deployment's nginx (so that its downloads are gated)?"""
+    secret = os.environ.get(GATE_SECRET_ENV, "")
+    try:
+        presented = str(headers.get(GATE_HEADER, "") or "")
+    except Exception:  # noqa: BLE001 - no request headers at all (AppTest, a bare script): not behind it
+        return False
+    return bool(secret) and hmac.compare_digest(presented.encode(), secret.encode())
 
 
 class DownloadsUnavailable(RuntimeError):

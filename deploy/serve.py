@@ -22,6 +22,7 @@ import argparse
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -55,12 +56,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def render(listen: str, ports: list[int], gate_port: int, run: Path, down: set[int] = frozenset()) -> str:
+def render(listen: str, ports: list[int], gate_port: int, run: Path, down: set[int] = frozenset(),
+           gate_secret: str = "") -> str:
     """nginx.conf for these replicas. A port in `down` takes no new browsers and loses its pinned ones."""
     up = [p for p in ports if p not in down]
     values = {
         "run": str(run), "listen": listen, "gate_port": str(gate_port), "max_upload_mb": str(MAX_UPLOAD_MB),
         "cookie": downloads.BROWSER_COOKIE, "route_cookie": ROUTE_COOKIE,
+        "gate_header": downloads.GATE_HEADER, "gate_secret": gate_secret,
         "routes": "\n".join(f'        "{p}" replica_{p};' for p in up),
         "servers": "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s{' down' if p in down else ''};"
                              for p in ports),
@@ -109,7 +112,7 @@ class Deployment:
     # ------------------------------------------------------------------ the pieces
     def _start_replica(self, port: int) -> subprocess.Popen:
         log = open(self.run / f"replica-{port}.log", "a")  # noqa: SIM115 - the process keeps it
-        env = {**self.env, "STREAMLIT_SERVER_COOKIE_SECRET": self.secret,
+        env = {**self.env, "STREAMLIT_SERVER_COOKIE_SECRET": self.secret, downloads.GATE_SECRET_ENV: self.gate_secret,
                "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
         return subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
@@ -119,7 +122,9 @@ class Deployment:
     def _write_conf(self) -> Path:
         conf = self.run / "nginx.conf"
         tmp = conf.with_suffix(".tmp")
-        tmp.write_text(render(self.listen, self.ports, self.gate_port, self.run, self.down))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the gate secret
+        with os.fdopen(fd, "w") as f:
+            f.write(render(self.listen, self.ports, self.gate_port, self.run, self.down, self.gate_secret))
         os.replace(tmp, conf)
         return conf
 
@@ -139,6 +144,7 @@ class Deployment:
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.run / sub).mkdir(parents=True, exist_ok=True)
         self.secret = cookie_secret()
+        self.gate_secret = secrets.token_hex(32)  # new at every start: only this nginx and these replicas know it
         self.gate_port = free_port()
         self.gate = __import__("deploy.gate", fromlist=["serve"]).serve(self.gate_port)
         for port in self.ports:

@@ -129,6 +129,18 @@ def record_or_log(action: str, patient_id: str | None = None, detail: str | None
         _LOG.error("audit trail unavailable, %s not recorded: %s", action, exc)
 
 
+#: Why a signed-in deployment offers no download outside the proxy.
+UNGATED = ("not offered here: this server is not reached through the deployment's proxy (`python -m deploy`), "
+           "so Streamlit would hand the file to anyone holding its link. Ask the operator.")
+
+
+def downloads_gated() -> bool:
+    """May this session be offered downloads? With sign-in configured (real data), only through the
+    deployment's nginx, which lets a download's file reach only the browser that clicked
+    (data/downloads.py, deploy/gate.py). Demo mode shows synthetic data only and is served as it is."""
+    return not auth_configured() or downloads.behind_the_gate(st.context.headers)
+
+
 def export_button(kind: str, label: str, data, file_name: str, mime: str, key: str, patient_id: str | None = None,
                   container=None) -> None:
     """A download button for roles allowed this export. The bytes are handed over only when the person
@@ -138,6 +150,9 @@ def export_button(kind: str, label: str, data, file_name: str, mime: str, key: s
     (data/downloads.py)."""
     who = current()
     if not access.may_export(who.roles, kind):
+        return
+    if not downloads_gated():
+        (container or st).caption(f"{label}: {UNGATED}")
         return
     snapshot_id = st.session_state.get("_snapshot_id")
     # read now: the click runs outside the script; None when not behind the deployment's proxy

@@ -16,6 +16,7 @@ from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from data import audit
+from data.downloads import behind_the_gate as REAL_GATE_CHECK  # before tests/app/conftest.py stands in for it
 from services import access
 from tests.app.test_roles import APP, SECRETS, USERS
 from ui import exports
@@ -226,3 +227,20 @@ def test_after_an_unknown_id_the_patient_seen_before_is_not_shown_again(snapshot
     at.run()
     assert not at.get("plotly_chart") and ctdna_patient not in " ".join(c.value for c in at.caption)
     assert list(audit.read()["action"]).count("view_patient") == 1
+
+
+def test_a_signed_in_server_reached_without_the_proxy_offers_no_download(monkeypatch, ctdna_patient):
+    """Streamlit hands a download's file to anyone with its /media link; only the deployment's nginx gates it.
+    A signed-in server reached without it (no gate header, or a forged one) offers no download and says why."""
+    from data import downloads
+
+    monkeypatch.setattr(downloads, "behind_the_gate", REAL_GATE_CHECK)  # the app tests' stand-in, off
+    monkeypatch.setenv(downloads.GATE_SECRET_ENV, "s" * 64)
+    assert not downloads.behind_the_gate({downloads.GATE_HEADER: "forged"})
+    assert not downloads.behind_the_gate({})
+    assert downloads.behind_the_gate({downloads.GATE_HEADER: "s" * 64})
+    at = run("clinician", PAGES["patient"], patient=ctdna_patient)
+    assert not at.get("download_button")
+    assert any("not reached through the deployment's proxy" in c.value for c in at.caption)
+    demo = run(access.DEMO, PAGES["patient"], patient=ctdna_patient)  # synthetic data only: served as it is
+    assert demo.get("download_button")

@@ -3,6 +3,7 @@ sessions, the websocket, a replica killed mid-run, and downloads only for the br
 import asyncio
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -146,3 +147,49 @@ def test_sessions_stay_on_their_replica_and_move_with_a_reconnect_when_it_is_kil
     assert len(audit.read(path=deployment.audit_db, action="view_patient")) - before >= opened
     assert audit.verify(deployment.audit_db)[0]
     assert any("exited: taken out of service" in e for e in deployment.events), deployment.events
+
+
+def test_nginx_tells_the_replica_the_request_came_through_it_and_a_client_cannot_forge_that(tmp_path):
+    """Every request nginx passes on carries the deployment's gate secret (the app offers signed-in downloads
+    only then); a client's own X-Stopher2-Gate header is replaced, on the websocket path too."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from deploy.serve import free_port
+
+    seen = []
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append((self.path, self.headers.get(downloads.GATE_HEADER)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    backend = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    port = free_port()
+    conf = render(f"127.0.0.1:{port}", [backend.server_address[1]], free_port(), tmp_path, gate_secret="g" * 64)
+    assert _nginx_accepts(conf, tmp_path).returncode == 0
+    nginx = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e",
+                              str(tmp_path / "error.log"), "-g", "daemon off;"])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (tmp_path / "error.log").read_text()
+        for path in ("/", "/_stcore/stream", "/patient?patient=STH-0001"):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={downloads.GATE_HEADER: "forged"})
+            urllib.request.urlopen(req, timeout=5).close()
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+        backend.shutdown()
+    assert seen and all(header == "g" * 64 for _, header in seen), seen
+    assert {p for p, _ in seen} >= {"/", "/_stcore/stream", "/patient?patient=STH-0001"}
