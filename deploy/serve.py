@@ -36,6 +36,7 @@ from pathlib import Path
 
 from data import audit, downloads
 from data.keyfile import local_key
+from deploy import gate
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
@@ -146,7 +147,7 @@ class Deployment:
         self.secret = cookie_secret()
         self.gate_secret = secrets.token_hex(32)  # new at every start: only this nginx and these replicas know it
         self.gate_port = free_port()
-        self.gate = __import__("deploy.gate", fromlist=["serve"]).serve(self.gate_port)
+        self.gate = gate.serve(self.gate_port)
         for port in self.ports:
             self.replicas[port] = self._start_replica(port)
         deadline = time.monotonic() + wait_s
@@ -225,10 +226,10 @@ class Deployment:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
                 _wait(proc)
-        gate = getattr(self, "gate", None)
-        if gate:
-            gate.shutdown()
-            gate.server_close()
+        server = getattr(self, "gate", None)
+        if server:
+            server.shutdown()
+            server.server_close()
 
     def __enter__(self) -> Deployment:
         return self.start()

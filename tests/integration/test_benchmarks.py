@@ -37,13 +37,14 @@ def test_load_sessions_open_patient_pages_without_error_and_an_error_is_counted(
     ids = Snapshot(app_env).query("SELECT patient_id FROM patients")["patient_id"].tolist()
     port = load._free_port()
     server = load._start_server(port)
+    base = [f"http://127.0.0.1:{port}"]
     try:
-        warm = asyncio.run(load._run([port], 1, 0, 300, ids[:1]))
+        warm = asyncio.run(load._run(base, 1, 0, 300, ids[:1]))
         assert not warm["errors"], warm["errors"]
-        ok = asyncio.run(load._run([port], 3, 3, 120, ids))
+        ok = asyncio.run(load._run(base, 3, 3, 120, ids))
         assert not ok["errors"], ok["errors"]
         assert len(ok["pages"]) >= 3 and all(p["seconds"] > 0 for p in ok["pages"])
-        bad = asyncio.run(load._run([port], 1, 0, 120, ["STH-9999"]))
+        bad = asyncio.run(load._run(base, 1, 0, 120, ["STH-9999"]))
         assert any("No patient with id" in e for e in bad["errors"]), bad
     finally:
         server.terminate()
