@@ -189,9 +189,12 @@ def training_job(snap: Snapshot, snapshot_id: str, horizon: int,
     """The server's job that trains the day-0 classifier for this snapshot and horizon (services/jobs.py):
     one per process whatever the number of sessions asking, on after the tab that started it closes, and
     kept to one across processes by `ensure`'s lock."""
+    def work(progress: Progress) -> None:
+        progress(0.0, "starting (or waiting for another process that is training the same model)")
+        ensure(snap, snapshot_id, horizon, progress, on_trained)
+
     # asked only while there is no model: a finished job whose model is gone trains again
-    return jobs.run_once(f"train:{artifacts.artifact_dir()}:{snapshot_id}:{horizon}",
-                         lambda progress: ensure(snap, snapshot_id, horizon, progress, on_trained), again_if_done=True)
+    return jobs.run_once(f"train:{artifacts.artifact_dir()}:{snapshot_id}:{horizon}", work, again_if_done=True)
 
 
 def versions() -> pd.DataFrame:

@@ -37,6 +37,7 @@ def first_start_job(on_fitted: Callable[[str, str], None] | None = None) -> jobs
     def work(progress: jobs.Progress) -> None:
         from services import models
 
+        progress(0.0, "starting the build (or waiting for another process that is building it)")
         ensure_built(progress=lambda fraction, message: progress(0.9 * fraction, message))
         progress(0.9, "fitting the landmark model (every estimate on the pages)")
         snap = Snapshot(snapshot_path())
