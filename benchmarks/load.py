@@ -299,23 +299,30 @@ def main(argv=None) -> int:
 
 
 def _stickiness(result: dict, killed: list[dict]) -> dict:
-    """Did every session stay on its replica (its websocket and its plain requests alike), moving only when
-    its replica was killed?"""
+    """Did every session stay on its replica (its websocket and its plain requests alike), and did the
+    sessions of a killed replica reconnect, to another replica or to the killed one's restarted process?"""
     dead = {str(k["port"]) for k in killed}
-    moved, moved_after_kill, sessions_on_dead = 0, 0, 0
+    count = collections.Counter()
     for track in result["routes"].values():
-        replicas = [r for _, _, r in track]
-        if not replicas:
+        if not track:
             continue
-        changes = sum(a != b for a, b in itertools.pairwise(replicas))
-        on_dead = replicas[0] in dead
-        sessions_on_dead += on_dead
-        if changes and on_dead and changes == 1 and replicas[-1] not in dead:
-            moved_after_kill += 1
-        elif changes:
-            moved += 1
-    return {"sessions": len(result["routes"]), "on_the_killed_replica": sessions_on_dead,
-            "moved_to_another_after_the_kill": moved_after_kill, "moved_without_a_failure": moved,
+        by_connection: dict[int, list] = {}
+        for _, connection, replica in track:
+            by_connection.setdefault(connection, []).append(replica)
+        first = by_connection[min(by_connection)][0]
+        count["on_the_killed_replica"] += first in dead
+        # within one connection the replica never changes; a new connection follows a dropped one
+        unexplained = any(len(set(r)) > 1 for r in by_connection.values())
+        later = [r[0] for c, r in sorted(by_connection.items()) if c > min(by_connection)]
+        if first in dead and later:
+            count["reconnected_to_another_replica" if later[0] != first else
+                  "reconnected_to_the_restarted_replica"] += 1
+        unexplained |= first not in dead and any(r != first for r in later)
+        count["moved_without_a_failure"] += unexplained
+    return {"sessions": len(result["routes"]), "on_the_killed_replica": count["on_the_killed_replica"],
+            "reconnected_to_another_replica": count["reconnected_to_another_replica"],
+            "reconnected_to_the_restarted_replica": count["reconnected_to_the_restarted_replica"],
+            "moved_without_a_failure": count["moved_without_a_failure"],
             "per_replica": dict(sorted(collections.Counter(t[0][2] for t in result["routes"].values() if t).items()))}
 
 

@@ -30,8 +30,9 @@ BROWSER_COOKIE = "stopher2_browser"
 #: A download link works this long after the click (long enough for a slow connection, short enough that a
 #: copied link is useless later).
 GRANT_MINUTES = 15
-#: What a Streamlit download URL looks like: anything else is refused without a lookup.
+#: The browser cookie's shape ($request_id: 32 hex digits); nginx replaces a value of any other shape.
 BROWSER_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+#: What a Streamlit download URL looks like: anything else is refused without a lookup.
 MEDIA_PATH = re.compile(r"^/media/(?P<file_id>[0-9a-f]{16,128})\.[A-Za-z0-9]{1,10}$")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS grants (
@@ -40,8 +41,6 @@ CREATE TABLE IF NOT EXISTS grants (
 );
 CREATE INDEX IF NOT EXISTS grants_file ON grants (file_id, browser);
 """
-
-
 #: nginx adds this header, with the deployment's gate secret, to every request it passes on (deploy/): a
 #: browser that reaches a replica without nginx cannot know the secret, and its downloads would not be gated.
 GATE_HEADER = "X-Stopher2-Gate"

@@ -84,7 +84,7 @@ def landmark_rows(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.Data
         grid = p.merge(pd.DataFrame({"landmark": list(landmarks)}), how="cross")
         grid["landmark_date"] = grid["index_date"] + pd.to_timedelta(np.round(grid["landmark"] * DAYS_PER_MONTH), "D")
     else:  # one date, or several at once (a patient's estimate over time: one pass, not one per date)
-        dates = [as_of] if np.isscalar(as_of) or isinstance(as_of, (pd.Timestamp, date)) else list(as_of)
+        dates = [as_of] if np.isscalar(as_of) or isinstance(as_of, date) else list(as_of)  # a Timestamp is a date
         grid = p.merge(pd.DataFrame({"landmark_date": pd.to_datetime(dates).astype("datetime64[ns]")}), how="cross")
         grid["landmark"] = (grid["landmark_date"] - grid["index_date"]).dt.days / DAYS_PER_MONTH
     ld = grid["landmark_date"]

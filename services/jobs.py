@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,8 +25,6 @@ class Job:
     message: str = "starting"
     state: str = "running"  # running, done, failed
     error: str | None = None
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -69,7 +66,6 @@ def run_once(name: str, work: Callable[[Progress], object], again_if_done: bool 
             _LOG.exception("job %s failed", name)
             job.state, job.error = "failed", str(exc) or type(exc).__name__
         finally:
-            job.finished = time.monotonic()
             job._done.set()
 
     threading.Thread(target=run, name=f"job:{name}", daemon=True).start()

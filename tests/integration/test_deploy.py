@@ -126,22 +126,26 @@ def test_a_browser_is_pinned_to_one_replica_and_a_download_url_without_its_cooki
 
 
 def test_sessions_stay_on_their_replica_and_move_with_a_reconnect_when_it_is_killed(deployment, snapshot):
-    """The load test's own sessions (benchmarks/load.py): 4 tabs for 30 s, replica 0 killed after 10 s."""
+    """The load test's own sessions (benchmarks/load.py): 4 tabs for 30 s, the first tab's replica killed after 10 s."""
     from benchmarks import load
 
     ids = snapshot.query("SELECT patient_id FROM patients ORDER BY 1 LIMIT 12")["patient_id"].tolist()
     before = len(audit.read(path=deployment.audit_db, action="view_patient"))
     killed = []
 
-    async def kill(out):
+    async def kill(out):  # the replica the first session is on: the kill always has sessions to move
         await asyncio.sleep(10)
-        killed.append({"port": await asyncio.to_thread(deployment.kill, 0)})
+        port = int(next(track for track in out["routes"].values() if track)[0][2])
+        killed.append({"port": await asyncio.to_thread(deployment.kill, deployment.ports.index(port))})
 
     result = asyncio.run(load._run([deployment.url], 4, 30, 90, ids, think=1.5, proxied=True, kill=kill))
     assert result["errors"] == [] and len(result["pages"]) >= 8
     sticky = load._stickiness(result, killed)
     assert sticky["moved_without_a_failure"] == 0, result["routes"]
-    assert sticky["moved_to_another_after_the_kill"] == sticky["on_the_killed_replica"], result["routes"]
+    # each of the killed replica's sessions came back, on the other replica or on the restarted process
+    assert sticky["on_the_killed_replica"] >= 1
+    assert (sticky["reconnected_to_another_replica"] + sticky["reconnected_to_the_restarted_replica"]
+            == sticky["on_the_killed_replica"]), result["routes"]
     assert len(result["reconnects"]) >= sticky["on_the_killed_replica"]
     opened = sum(p["new_patient"] for p in result["pages"])
     assert len(audit.read(path=deployment.audit_db, action="view_patient")) - before >= opened
