@@ -311,14 +311,13 @@ def _stickiness(result: dict, killed: list[dict]) -> dict:
             by_connection.setdefault(connection, []).append(replica)
         first = by_connection[min(by_connection)][0]
         count["on_the_killed_replica"] += first in dead
-        # within one connection the replica never changes; a new connection follows a dropped one
-        unexplained = any(len(set(r)) > 1 for r in by_connection.values())
         later = [r[0] for c, r in sorted(by_connection.items()) if c > min(by_connection)]
-        if first in dead and later:
-            count["reconnected_to_another_replica" if later[0] != first else
-                  "reconnected_to_the_restarted_replica"] += 1
-        unexplained |= first not in dead and any(r != first for r in later)
-        count["moved_without_a_failure"] += unexplained
+        if first in dead:  # its moves have a cause (a plain request between pages may move before the websocket)
+            if later:
+                count["reconnected_to_another_replica" if later[0] != first else
+                      "reconnected_to_the_restarted_replica"] += 1
+        else:  # a session whose replica never failed stays on it, connection after connection
+            count["moved_without_a_failure"] += any(r != first for _, _, r in track)
     return {"sessions": len(result["routes"]), "on_the_killed_replica": count["on_the_killed_replica"],
             "reconnected_to_another_replica": count["reconnected_to_another_replica"],
             "reconnected_to_the_restarted_replica": count["reconnected_to_the_restarted_replica"],
