@@ -2,10 +2,12 @@
 and able to prove it was not edited, cut short or replaced.
 
 Kept outside the snapshots (a rollback must not roll back the record of who looked): an SQLite file
-at $STOPHER2_AUDIT_DB, else data/audit/audit.sqlite. Why SQLite: every record is one transaction,
-so a process killed mid-write leaves the record either whole or absent, never torn; many sessions
-and processes write at once through its file lock (WAL, busy timeout); and it is in the standard
-library. Triggers refuse UPDATE and DELETE.
+at $STOPHER2_AUDIT_DB, else data/audit/audit.sqlite; or, when $STOPHER2_DATABASE_URL names one, a
+PostgreSQL database that every host of a deployment shares (data/shared.py). Why these: every record
+is one transaction, so a process killed mid-write leaves the record either whole or absent, never
+torn; many sessions and processes write at once (SQLite's file lock, WAL and busy timeout; on
+PostgreSQL a transaction-scoped advisory lock makes writers take turns); SQLite is in the standard
+library. Triggers refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL).
 
 Proof against someone with access to the file:
 
@@ -14,7 +16,10 @@ Proof against someone with access to the file:
   made at first use beside the file, mode 0600, which only protects while the file is copied without
   it), so an edit cannot be hidden by recomputing the later hashes;
 * the head (the last record's number and MAC, itself MACed) is written to a file beside the database
-  after every record, so removing the last records, emptying the file or deleting it is seen too.
+  after every record, so removing the last records, emptying the file or deleting it is seen too. On
+  PostgreSQL the head is a row written in the record's own transaction, and the next record's number
+  and predecessor are taken from it, so a removed last record stays a visible gap even after later
+  records are written.
 
 `verify` names every kind of damage with its place and never raises.
 """
@@ -31,6 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from data import shared
 from data.keyfile import KeyFileDamaged, local_key
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "audit" / "audit.sqlite"
@@ -40,7 +46,7 @@ FIELDS = ("at", "who", "role", "action", "patient_id", "snapshot_id", "detail")
 CHAIN = "hmac-sha256/1"  # what the chain's MACs are; a file without it predates the keyed chain
 KEY_ENV = "STOPHER2_AUDIT_KEY"
 MIN_KEY_CHARS = 32
-SCHEMA = """
+_SQLITE = """
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL, who TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL,
@@ -53,6 +59,25 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """
+_POSTGRESQL = """
+CREATE TABLE IF NOT EXISTS audit (
+    seq BIGINT PRIMARY KEY,
+    at TEXT NOT NULL, who TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL,
+    patient_id TEXT, snapshot_id TEXT, detail TEXT,
+    prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_head (
+    one INTEGER PRIMARY KEY CHECK (one = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL, mac TEXT NOT NULL
+);
+CREATE OR REPLACE FUNCTION stopher2_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the % table is append-only', TG_TABLE_NAME; END $$;
+CREATE OR REPLACE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+    FOR EACH ROW EXECUTE FUNCTION stopher2_append_only();
+CREATE OR REPLACE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION stopher2_append_only();
+"""
+SCHEMA = shared.Schema("audit", _SQLITE, _POSTGRESQL)
 GENESIS = "0" * 64
 MAX_TEXT = 500  # a hostile value is recorded, truncated, never interpreted
 MAX_FINDINGS = 12  # verify names this many places, then counts the rest
@@ -91,14 +116,8 @@ def chain_key(path: Path | None = None, create: bool = True) -> bytes | None:
         raise AuditUnavailable(str(exc)) from exc
 
 
-def _connect(path: Path | None = None) -> sqlite3.Connection:
-    path = Path(path or audit_path())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, timeout=30, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=FULL")  # a record acknowledged is a record on disk
-    con.executescript(SCHEMA)
-    return con
+def _connect(path: Path | None = None) -> shared.Connection:
+    return shared.connect(Path(path or audit_path()), SCHEMA)
 
 
 def _mac(key: bytes, prev: str, values: tuple) -> str:
@@ -132,7 +151,8 @@ def record(who: str, role: str, action: str, patient_id: str | None = None, snap
     """Append one record (one transaction) and move the head; returns its sequence number.
 
     Raises AuditUnavailable with a sentence when it cannot be written (read-only file, full disk, a
-    damaged database): the caller must then not show or hand out what it was recording.
+    damaged database, a database that went away): the caller must then not show or hand out what it was
+    recording.
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
@@ -140,6 +160,8 @@ def record(who: str, role: str, action: str, patient_id: str | None = None, snap
     values = (datetime.now(UTC).isoformat(timespec="milliseconds"), _clean(who) or "unknown", _clean(role) or "none",
               action, _clean(patient_id), _clean(snapshot_id), _clean(detail))
     try:
+        if shared.database_url():
+            return _append_postgresql(shared_key(), values)
         key = chain_key(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         # one writer at a time from the read of the last MAC to the head written after the commit
@@ -147,27 +169,76 @@ def record(who: str, role: str, action: str, patient_id: str | None = None, snap
             fcntl.flock(lock, fcntl.LOCK_EX)
             con = _connect(path)
             try:
-                con.execute("BEGIN IMMEDIATE")
+                con.begin()
                 # a new file is stamped with the chain it uses; a file that predates the keyed chain never is
                 con.execute("INSERT OR IGNORE INTO audit_meta SELECT 'chain', ? WHERE NOT EXISTS "
                             "(SELECT 1 FROM audit)", (CHAIN,))
-                row = con.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-                prev = row[0] if row else GENESIS
+                row = con.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1")
+                prev = row[0][0] if row else GENESIS
                 digest = _mac(key, prev, values)
-                cur = con.execute("INSERT INTO audit (at, who, role, action, patient_id, snapshot_id, detail, "
-                                  "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, prev, digest))
-                con.execute("COMMIT")
+                seq = int(con.execute("INSERT INTO audit (at, who, role, action, patient_id, snapshot_id, detail, "
+                                      "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                                      (*values, prev, digest))[0][0])
+                con.commit()
             except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
+                con.rollback()
                 raise
             finally:
                 con.close()
-            seq = int(cur.lastrowid)
             _write_head(path, key, seq, digest)
             return seq
-    except (sqlite3.Error, OSError) as exc:
-        raise AuditUnavailable(f"the audit trail at {path.name} cannot be written ({type(exc).__name__}: {exc})") from exc
+    except (*shared.ERRORS, OSError) as exc:
+        raise AuditUnavailable(f"the audit trail {_where(path)} cannot be written ({type(exc).__name__}: {exc})") from exc
+
+
+def _where(path: Path) -> str:
+    """Where the trail is, for a sentence (never the database URL: it may hold a password)."""
+    try:
+        return "in PostgreSQL" if shared.database_url() else f"at {path.name}"
+    except shared.StoreMisconfigured:
+        return "in PostgreSQL"
+
+
+def shared_key() -> bytes:
+    """The chain's key when the trail is shared by several hosts: it must be configured, the same everywhere
+    ($STOPHER2_AUDIT_KEY). A key file made on one host would chain records that another host cannot check."""
+    if not os.environ.get(KEY_ENV):
+        raise AuditUnavailable(f"with {shared.URL_ENV} set, every host must chain the audit trail with the same "
+                               f"secret: set {KEY_ENV} (at least {MIN_KEY_CHARS} characters)")
+    return chain_key()
+
+
+def _append_postgresql(key: bytes, values: tuple) -> int:
+    """One record and the head that anchors it, in one transaction. The number and the predecessor come from
+    the head, so a record removed at the end leaves a gap that the next record makes permanent."""
+    con = shared.connect(audit_path(), SCHEMA)
+    try:
+        con.begin(lock="audit")  # writers take turns from the read of the head to the commit
+        con.execute("INSERT INTO audit_meta (name, value) SELECT 'chain', ? WHERE NOT EXISTS (SELECT 1 FROM audit) "
+                    "ON CONFLICT (name) DO NOTHING", (CHAIN,))
+        head = con.execute("SELECT seq, hash, mac FROM audit_head WHERE one = 1")
+        if head:
+            last_seq, prev, mac = head[0]
+            if not hmac.compare_digest(_head_mac(key, int(last_seq), prev), mac):
+                raise AuditUnavailable("the audit trail's head was altered (its MAC does not match): nothing more is "
+                                       "recorded until it is examined (Audit page, verify)")
+        else:
+            row = con.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            last_seq, prev = row[0] if row else (0, GENESIS)
+        seq = int(last_seq) + 1
+        digest = _mac(key, prev, values)
+        con.execute("INSERT INTO audit (seq, at, who, role, action, patient_id, snapshot_id, detail, prev_hash, hash) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (seq, *values, prev, digest))
+        con.execute("INSERT INTO audit_head (one, seq, hash, mac) VALUES (1, ?, ?, ?) ON CONFLICT (one) DO UPDATE "
+                    "SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, mac = EXCLUDED.mac",
+                    (seq, digest, _head_mac(key, seq, digest)))
+        con.commit()
+        return seq
+    except BaseException:
+        con.rollback()
+        raise
+    finally:
+        con.close()
 
 
 def read(limit: int | None = None, path: Path | None = None, **where) -> pd.DataFrame:
@@ -188,10 +259,10 @@ def read(limit: int | None = None, path: Path | None = None, **where) -> pd.Data
     try:
         con = _connect(path)
         try:
-            return pd.read_sql_query(sql, con, params=params)
+            return con.frame(sql, params)
         finally:
             con.close()
-    except (sqlite3.Error, OSError, pd.errors.DatabaseError) as exc:
+    except (*shared.ERRORS, OSError) as exc:
         raise AuditUnavailable(f"the audit trail cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
@@ -209,8 +280,10 @@ def damage(path: Path | None = None) -> list[str]:
     """Every finding, in order of place; ["intact: N records, chain intact"] when there is none. Never raises."""
     path = Path(path or audit_path())
     try:
+        if shared.database_url():
+            return _damage_postgresql()
         key = chain_key(path, create=False)
-    except AuditUnavailable as exc:
+    except (AuditUnavailable, shared.StoreMisconfigured) as exc:
         return [str(exc)]
     head, head_problem = _read_head(path, key)
     if not path.exists():
@@ -239,12 +312,42 @@ def damage(path: Path | None = None) -> list[str]:
         return findings + [f"the audit file {path.name} cannot be read: {exc}"]
     finally:
         con.close()
-    if rows and (chain is None or chain[0] != CHAIN):
+    return _chain_findings(findings, rows, chain[0] if chain else None, key, head, head_problem,
+                           f"the head file {head_path(path).name}", f"set {KEY_ENV} or restore {_key_path(path).name}")
+
+
+def _damage_postgresql() -> list[str]:
+    """damage() for a trail kept in PostgreSQL: the same chain, the head read from its row."""
+    key = shared_key()
+    try:
+        con = shared.connect(audit_path(), SCHEMA)
+        try:
+            chain = con.execute("SELECT value FROM audit_meta WHERE name = 'chain'")
+            rows = con.execute("SELECT seq, " + ", ".join(FIELDS) + ", prev_hash, hash FROM audit ORDER BY seq")
+            stored = con.execute("SELECT seq, hash, mac FROM audit_head WHERE one = 1")
+        finally:
+            con.close()
+    except shared.ERRORS as exc:
+        return [f"the audit trail in PostgreSQL cannot be read: {type(exc).__name__}: {exc}"]
+    head, head_problem = None, None
+    if stored:
+        seq, digest, mac = stored[0]
+        if hmac.compare_digest(_head_mac(key, int(seq), str(digest)), str(mac)):
+            head = (int(seq), str(digest))
+        else:
+            head_problem = "the head row was altered (its MAC does not match)"
+    return _chain_findings([], rows, chain[0][0] if chain else None, key, head, head_problem, "the head row",
+                           f"set {KEY_ENV}")
+
+
+def _chain_findings(findings: list[str], rows: list, chain: str | None, key: bytes | None, head, head_problem,
+                    head_name: str, key_hint: str) -> list[str]:
+    """Walk the chain record by record and compare its end with the anchored head (both backends)."""
+    if rows and chain != CHAIN:
         return findings + [f"the {len(rows)} records were written before the chain was keyed ({CHAIN}): they "
                            "cannot be proven; keep this file as it is and start a new one"]
     if rows and key is None:
-        return findings + [f"the chain's key is missing (set {KEY_ENV} or restore {_key_path(path).name}): "
-                           "the records cannot be checked"]
+        return findings + [f"the chain's key is missing ({key_hint}): the records cannot be checked"]
     prev, last_seq, macs = GENESIS, 0, {}
     for seq, *values, prev_hash, digest in rows:
         values = tuple(values)
@@ -259,7 +362,7 @@ def damage(path: Path | None = None) -> list[str]:
     if head_problem:
         findings.append(head_problem)
     elif head is None and rows:
-        findings.append(f"the head file {head_path(path).name} is missing: the end of the trail cannot be proven")
+        findings.append(f"{head_name} is missing: the end of the trail cannot be proven")
     elif head is not None:
         seq, digest = head
         if seq > last_seq:

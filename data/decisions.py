@@ -2,8 +2,9 @@
 
 A decision is clinical record, not data derived from a snapshot: it is kept outside the snapshots (an
 import or a rollback must not change what the board decided), beside the audit trail, in an SQLite file
-at $STOPHER2_DECISIONS_DB, else decisions.sqlite next to the audit file. It is append-only (triggers
-refuse UPDATE and DELETE): a correction is a new record that names the one it replaces, so what was
+at $STOPHER2_DECISIONS_DB, else decisions.sqlite next to the audit file, or in the PostgreSQL database
+that $STOPHER2_DATABASE_URL names (data/shared.py). It is append-only (triggers refuse UPDATE and DELETE,
+and TRUNCATE on PostgreSQL): a correction is a new record that names the one it replaces, so what was
 decided first stays readable. Every record is audited in the same step: when the audit trail cannot take
 the record, the decision is not stored either (fail closed), and the caller hears why.
 
@@ -12,7 +13,6 @@ A meeting is its date: the patients discussed are those with a decision recorded
 from __future__ import annotations
 
 import os
-import sqlite3
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from data import audit
+from data import audit, shared
 from data.clinical import BOARD_DECISIONS
 
 REASON_MAX_CHARS = 500
@@ -29,7 +29,7 @@ NOTES_MAX_CHARS = 5_000
 EARLIEST_MEETING = date(2023, 1, 1)
 FIELDS = ("meeting_date", "patient_id", "decision", "reason", "notes", "recorded_by", "role", "recorded_at",
           "snapshot_id", "replaces")
-SCHEMA = """
+_SQLITE = """
 CREATE TABLE IF NOT EXISTS decisions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     meeting_date TEXT NOT NULL,
@@ -50,6 +50,30 @@ BEGIN SELECT RAISE(ABORT, 'decisions are append-only: record a correction instea
 CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
 BEGIN SELECT RAISE(ABORT, 'decisions are append-only: record a correction instead'); END;
 """
+_POSTGRESQL = """
+CREATE TABLE IF NOT EXISTS decisions (
+    seq BIGSERIAL PRIMARY KEY,
+    meeting_date TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    notes TEXT,
+    recorded_by TEXT NOT NULL,
+    role TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    snapshot_id TEXT,
+    replaces BIGINT REFERENCES decisions(seq)
+);
+CREATE INDEX IF NOT EXISTS decisions_patient ON decisions (patient_id);
+CREATE INDEX IF NOT EXISTS decisions_meeting ON decisions (meeting_date);
+CREATE OR REPLACE FUNCTION stopher2_decisions_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'decisions are append-only: record a correction instead'; END $$;
+CREATE OR REPLACE TRIGGER decisions_no_change BEFORE UPDATE OR DELETE ON decisions
+    FOR EACH ROW EXECUTE FUNCTION stopher2_decisions_append_only();
+CREATE OR REPLACE TRIGGER decisions_no_truncate BEFORE TRUNCATE ON decisions
+    FOR EACH STATEMENT EXECUTE FUNCTION stopher2_decisions_append_only();
+"""
+SCHEMA = shared.Schema("decisions", _SQLITE, _POSTGRESQL)
 
 
 class DecisionRefused(ValueError):
@@ -80,14 +104,8 @@ def decisions_path() -> Path:
     return Path(configured) if configured else audit.audit_path().with_name("decisions.sqlite")
 
 
-def _connect(path: Path | None = None) -> sqlite3.Connection:
-    path = Path(path or decisions_path())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, timeout=30, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=FULL")
-    con.executescript(SCHEMA)
-    return con
+def _connect(path: Path | None = None) -> shared.Connection:
+    return shared.connect(Path(path or decisions_path()), SCHEMA)
 
 
 def _text(value, field: str, limit: int, required: bool) -> str:
@@ -132,31 +150,29 @@ def record(d: Decision, *, who: str, role: str, snapshot_id: str | None, known_p
     d = check(d, known_patients, today)
     try:
         con = _connect(path)
-    except (sqlite3.Error, OSError) as exc:
+    except (*shared.ERRORS, OSError) as exc:
         raise DecisionsUnavailable(f"the decisions record cannot be opened ({type(exc).__name__}: {exc})") from exc
     try:
-        con.execute("BEGIN IMMEDIATE")
+        con.begin(lock="decisions")
         if d.replaces is not None:
-            earlier = con.execute("SELECT meeting_date, patient_id FROM decisions WHERE seq = ?",
-                                  (int(d.replaces),)).fetchone()
-            if earlier != (d.meeting_date.isoformat(), d.patient_id):
+            earlier = con.execute("SELECT meeting_date, patient_id FROM decisions WHERE seq = ?", (int(d.replaces),))
+            if not earlier or tuple(earlier[0]) != (d.meeting_date.isoformat(), d.patient_id):
                 raise DecisionRefused(f"replaces: decision {d.replaces} is not {d.patient_id}'s at the meeting "
                                       f"of {d.meeting_date:%Y-%m-%d}")
         at = datetime.now(UTC).isoformat(timespec="seconds")
         seq = con.execute(
-            "INSERT INTO decisions (" + ", ".join(FIELDS) + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO decisions (" + ", ".join(FIELDS) + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
             (d.meeting_date.isoformat(), d.patient_id, d.decision, d.reason, d.notes or None, who, role, at,
-             snapshot_id, d.replaces)).lastrowid
+             snapshot_id, d.replaces))[0][0]
         # in the same step: no audit record, no decision
         audit.record(who, role, "board_decision", patient_id=d.patient_id, snapshot_id=snapshot_id,
                      detail=f"decision {seq}, meeting {d.meeting_date:%Y-%m-%d}: {d.decision}"
                             + (f" (replaces {d.replaces})" if d.replaces is not None else ""))
-        con.execute("COMMIT")
+        con.commit()
         return int(seq)
     except BaseException as exc:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.Error):
+        con.rollback()
+        if isinstance(exc, shared.ERRORS):
             raise DecisionsUnavailable(f"the decision was not stored ({type(exc).__name__}: {exc})") from exc
         raise
     finally:
@@ -175,17 +191,17 @@ def read(patient_id: str | None = None, meeting_date=None, path: Path | None = N
     sql = "SELECT seq, " + ", ".join(FIELDS) + " FROM decisions"
     sql += (" WHERE " + " AND ".join(clauses)) if clauses else ""
     path = Path(path or decisions_path())
-    if not path.exists():
-        frame = pd.DataFrame(columns=["seq", *FIELDS])
-    else:
-        try:
+    try:
+        if shared.backend() == "sqlite" and not path.exists():
+            frame = pd.DataFrame(columns=["seq", *FIELDS])  # nothing recorded yet: no file made by a read
+        else:
             con = _connect(path)
             try:
-                frame = pd.read_sql_query(sql + " ORDER BY seq", con, params=params)
+                frame = con.frame(sql + " ORDER BY seq", params)
             finally:
                 con.close()
-        except (sqlite3.Error, OSError, pd.errors.DatabaseError) as exc:
-            raise DecisionsUnavailable(f"the decisions record cannot be read ({type(exc).__name__}: {exc})") from exc
+    except (*shared.ERRORS, OSError) as exc:
+        raise DecisionsUnavailable(f"the decisions record cannot be read ({type(exc).__name__}: {exc})") from exc
     replaced = set(frame["replaces"].dropna().astype(int))
     frame["current"] = ~frame["seq"].isin(replaced)
     frame["meeting_date"] = pd.to_datetime(frame["meeting_date"])

@@ -11,7 +11,8 @@ request on, and the gate answers from here:
   `GRANT_MINUTES`, and writes an `export_download` audit record before it does; without a record no file.
 
 Kept beside the audit trail in an SQLite file ($STOPHER2_DOWNLOADS_DB, else downloads.sqlite next to the
-audit file): every replica on the host and the gate share it, as they share the audit trail.
+audit file), or in the PostgreSQL database $STOPHER2_DATABASE_URL names (data/shared.py): every replica and
+the gate share it, as they share the audit trail (the click may reach one host and the fetch another).
 """
 from __future__ import annotations
 
@@ -19,11 +20,10 @@ import hashlib
 import hmac
 import os
 import re
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from data import audit
+from data import audit, shared
 
 #: Set by nginx (deploy/nginx.conf.template) on every response: a random value per browser.
 BROWSER_COOKIE = "stopher2_browser"
@@ -34,13 +34,14 @@ GRANT_MINUTES = 15
 BROWSER_TOKEN = re.compile(r"^[0-9a-f]{32}$")
 #: What a Streamlit download URL looks like: anything else is refused without a lookup.
 MEDIA_PATH = re.compile(r"^/media/(?P<file_id>[0-9a-f]{16,128})\.[A-Za-z0-9]{1,10}$")
-SCHEMA = """
+_GRANTS = """
 CREATE TABLE IF NOT EXISTS grants (
     file_id TEXT NOT NULL, browser TEXT NOT NULL, granted_at TEXT NOT NULL,
     who TEXT NOT NULL, role TEXT NOT NULL, patient_id TEXT, snapshot_id TEXT, detail TEXT
 );
 CREATE INDEX IF NOT EXISTS grants_file ON grants (file_id, browser);
 """
+SCHEMA = shared.Schema("downloads", _GRANTS, _GRANTS)  # plain SQL both backends read alike
 #: nginx adds this header, with the deployment's gate secret, to every request it passes on (deploy/): a
 #: browser that reaches a replica without nginx cannot know the secret, and its downloads would not be gated.
 GATE_HEADER = "X-Stopher2-Gate"
@@ -75,13 +76,8 @@ def _browser(cookie_value: str) -> str:
     return hashlib.sha256(cookie_value.encode()).hexdigest()
 
 
-def _connect(path: Path | None) -> sqlite3.Connection:
-    path = path or downloads_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, timeout=30, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.executescript(SCHEMA)
-    return con
+def _connect(path: Path | None) -> shared.Connection:
+    return shared.connect(path or downloads_path(), SCHEMA)
 
 
 def streamlit_file_id(payload: bytes, mime: str, file_name: str) -> str:
@@ -102,10 +98,12 @@ def grant(file_id: str, cookie_value: str, who: str, role: str, detail: str, pat
             con.execute("INSERT INTO grants VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (file_id, _browser(cookie_value), datetime.now(UTC).isoformat(timespec="seconds"), who,
                          role, patient_id, snapshot_id, detail))
+            if con.postgres:
+                con.commit()  # SQLite's connection commits each statement itself (autocommit)
         finally:
             con.close()
-    except sqlite3.Error as exc:
-        raise DownloadsUnavailable(f"the download grants at {path or downloads_path()} cannot be written: {exc}") from exc
+    except (*shared.ERRORS, OSError) as exc:
+        raise DownloadsUnavailable(f"the download grants cannot be written ({type(exc).__name__}: {exc})") from exc
 
 
 def granted(url_path: str, cookie_value: str | None, path: Path | None = None,
@@ -118,11 +116,11 @@ def granted(url_path: str, cookie_value: str | None, path: Path | None = None,
     try:
         con = _connect(path)
         try:
-            row = con.execute("SELECT who, role, patient_id, snapshot_id, detail FROM grants "
-                              "WHERE file_id = ? AND browser = ? AND granted_at >= ? ORDER BY granted_at DESC LIMIT 1",
-                              (match["file_id"], _browser(cookie_value), since)).fetchone()
+            rows = con.execute("SELECT who, role, patient_id, snapshot_id, detail FROM grants "
+                               "WHERE file_id = ? AND browser = ? AND granted_at >= ? ORDER BY granted_at DESC LIMIT 1",
+                               (match["file_id"], _browser(cookie_value), since))
         finally:
             con.close()
-    except sqlite3.Error as exc:
-        raise DownloadsUnavailable(f"the download grants at {path or downloads_path()} cannot be read: {exc}") from exc
-    return dict(zip(("who", "role", "patient_id", "snapshot_id", "detail"), row, strict=True)) if row else None
+    except (*shared.ERRORS, OSError) as exc:
+        raise DownloadsUnavailable(f"the download grants cannot be read ({type(exc).__name__}: {exc})") from exc
+    return dict(zip(("who", "role", "patient_id", "snapshot_id", "detail"), rows[0], strict=True)) if rows else None

@@ -8,13 +8,13 @@ Today's day-0 calibrated classifier is one implementation (:class:`DayZeroClassi
 """
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
+from data import shared
 from data.store import Snapshot, snapshot_dir
 from model import artifacts, card, predict
 from model.artifacts import ModelUnavailable
@@ -169,10 +169,7 @@ def ensure(snap: Snapshot, snapshot_id: str, horizon: int, progress: Progress | 
     manifest = find(snapshot_id, horizon)
     if manifest is not None:
         return manifest
-    folder = snapshot_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f".train-{horizon}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with shared.exclusive(f"train-{horizon}", snapshot_dir()):
         manifest = find(snapshot_id, horizon)
         if manifest is None:
             try:
@@ -416,10 +413,7 @@ def ensure_landmark(snap: Snapshot, snapshot_id: str, on_trained: Callable[[str]
     manifest = find(snapshot_id, LANDMARK)
     if manifest is not None:
         return manifest
-    folder = snapshot_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".train-landmark.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with shared.exclusive("train-landmark", snapshot_dir()):
         manifest = find(snapshot_id, LANDMARK)
         if manifest is None:
             try:

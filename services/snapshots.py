@@ -2,9 +2,9 @@
 job the server owns (services/jobs.py), so that closing the tab that started it strands no one."""
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Callable
 
+from data import shared
 from data.store import Snapshot, has_snapshot, snapshot_dir, snapshot_path
 from services import jobs
 
@@ -12,17 +12,15 @@ from services import jobs
 def ensure_built(progress: Callable[[float, str], None] | None = None) -> bool:
     """Build the synthetic snapshot if there is none yet; True when this call built it.
 
-    A file lock in the snapshot folder makes the second process wait for the first one's build and
-    then find the snapshot instead of building another.
+    A lock (a file lock in the snapshot folder, or a PostgreSQL advisory lock when several hosts share the
+    folder: data/shared.py) makes the second process wait for the first one's build and then find the
+    snapshot instead of building another.
     """
     if has_snapshot():
         return False
     from data.build import build_synthetic
 
-    folder = snapshot_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with shared.exclusive("build", snapshot_dir()):
         if has_snapshot():
             return False
         build_synthetic(progress=progress)

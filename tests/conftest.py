@@ -20,6 +20,28 @@ def audit_db(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for this test session (tests/postgres.py), stopped at the end."""
+    from tests.postgres import Server
+
+    server = Server()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, monkeypatch) -> str:
+    """Point the shared stores at a fresh PostgreSQL database, with the chain key every host must share."""
+    from data import audit, shared
+
+    url = postgres_server.new_database()
+    monkeypatch.setenv(shared.URL_ENV, url)
+    monkeypatch.setenv(audit.KEY_ENV, "test-key-" + "k" * 40)
+    return url
+
+
+@pytest.fixture(scope="session")
 def snapshot_file(tmp_path_factory) -> Path:
     from data.build import build_synthetic
 

@@ -594,6 +594,34 @@ def test_an_unwritable_audit_trail_shows_no_patient_on_any_run(situations, audit
         assert not at.get("plotly_chart") and not any("first-line" in c.value for c in at.caption)
 
 
+def test_a_shared_database_lost_mid_session_shows_nothing_and_the_page_recovers(situations, postgres_url,
+                                                                                 postgres_server):
+    """With the audit trail in PostgreSQL (several hosts): a patient is shown while the database answers; the
+    next patient opened once it is gone is not shown (its opening cannot be recorded); the same session shows
+    that patient when the database is back."""
+    from data import audit
+
+    first, second = situations["continuing"], situations["progressed"]
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.query_params["patient"] = first
+    at.switch_page("pages/patient.py")
+    at.run()
+    assert not at.exception and at.get("plotly_chart")
+    postgres_server.stop()
+    try:
+        at.selectbox(key="patient_picker").set_value(second).run()
+        assert not at.exception
+        assert any("audit trail cannot record it" in e.value for e in at.error)
+        assert not at.get("plotly_chart") and not any("first-line" in c.value for c in at.caption)
+    finally:
+        postgres_server.start()
+    at.run()
+    assert not at.exception and at.get("plotly_chart") and not at.error
+    assert any(second in c.value for c in [*at.caption, *at.markdown, *at.title, *at.header, *at.subheader])
+    opened = audit.read(action="view_patient")
+    assert list(opened["patient_id"]) == [second, first] and audit.verify()[0]  # nothing while it was gone
+
+
 def test_exports_are_made_only_at_the_click_and_only_once_on_record(audit_db):
     """Nothing is served at a /media URL before the click; the click records first and then hands over the bytes."""
     from data import audit

@@ -183,7 +183,7 @@ def test_a_configured_key_is_used_and_the_wrong_key_breaks_every_record(audit_db
 
 def test_a_file_from_before_the_keyed_chain_is_named_so(audit_db):
     con = sqlite3.connect(audit_db)
-    con.executescript(audit.SCHEMA.replace("CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, "
+    con.executescript(audit.SCHEMA.sqlite.replace("CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, "
                                            "value TEXT NOT NULL);", ""))
     con.execute("INSERT INTO audit (at, who, role, action, prev_hash, hash) VALUES ('t', 'w', 'r', 'sign_in', ?, ?)",
                 (audit.GENESIS, "f" * 64))

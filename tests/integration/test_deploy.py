@@ -153,6 +153,26 @@ def test_sessions_stay_on_their_replica_and_move_with_a_reconnect_when_it_is_kil
     assert any("exited: taken out of service" in e for e in deployment.events), deployment.events
 
 
+def test_replicas_sharing_postgresql_keep_one_audit_trail(snapshot_file, model_dir, snapshot, postgres_url,
+                                                          tmp_path):
+    """Two replicas (as on two hosts) write one audit trail in PostgreSQL: every patient opened on either is
+    on record once, in one intact chain, and nothing is written to a local audit file."""
+    from benchmarks import load
+
+    env = {"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir),
+           "STOPHER2_AUDIT_DB": str(tmp_path / "audit.sqlite")}  # the URL and key come from the fixture
+    ids = snapshot.query("SELECT patient_id FROM patients ORDER BY 1 LIMIT 12")["patient_id"].tolist()
+    with Deployment(2, env=env, run_dir=tmp_path / "run") as d:
+        result = asyncio.run(load._run([d.url], 4, 15, 90, ids, think=1.0, proxied=True))
+    assert result["errors"] == [] and len(result["pages"]) >= 4
+    replicas = {track[0][2] for track in result["routes"].values() if track}
+    assert len(replicas) == 2, result["routes"]  # least_conn spread the 4 sessions over both
+    opened = sum(p["new_patient"] for p in result["pages"])
+    assert len(audit.read(action="view_patient")) >= opened
+    assert audit.verify()[0]
+    assert not (tmp_path / "audit.sqlite").exists()
+
+
 def test_nginx_tells_the_replica_the_request_came_through_it_and_a_client_cannot_forge_that(tmp_path):
     """Every request nginx passes on carries the deployment's gate secret (the app offers signed-in downloads
     only then); a client's own X-Stopher2-Gate header is replaced, on the websocket path too."""
