@@ -46,12 +46,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(port: int, log: Path | None = None) -> subprocess.Popen:
+def _start_server(port: int, log: Path | None = None, script: Path = REPO / "app.py") -> subprocess.Popen:
     """A server whose output goes to a file (a pipe nobody reads would block it once full)."""
     log = log or Path(tempfile.gettempdir()) / f"stop-her2-load-{port}.log"
     with open(log, "w") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
              "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120

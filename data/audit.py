@@ -191,6 +191,16 @@ def record(who: str, role: str, action: str, patient_id: str | None = None, snap
         raise AuditUnavailable(f"the audit trail {_where(path)} cannot be written ({type(exc).__name__}: {exc})") from exc
 
 
+def location() -> str:
+    """Where the trail is kept, for the Audit page (never the database URL: it may hold a password)."""
+    try:
+        if shared.database_url():
+            return "Kept in PostgreSQL ($STOPHER2_DATABASE_URL), shared by every host of the deployment."
+    except shared.StoreMisconfigured as exc:
+        return str(exc)
+    return f"Kept in the SQLite file {audit_path().name} on this host, with its head in {head_path().name}."
+
+
 def _where(path: Path) -> str:
     """Where the trail is, for a sentence (never the database URL: it may hold a password)."""
     try:

@@ -12,6 +12,7 @@ def render() -> None:
     st.title("Audit log")
     intact, sentence = audit.verify()
     (st.success if intact else st.error)(f"Append-only trail: {sentence}.", icon="✅" if intact else "⛔")
+    st.caption(audit.location())
     c1, c2, c3 = st.columns(3)
     action = c1.selectbox("Action", ["all", *audit.ACTIONS], key="audit_action")
     who = c2.text_input("Who (exact e-mail)", key="audit_who")

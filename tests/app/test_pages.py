@@ -627,6 +627,7 @@ def test_exports_are_made_only_at_the_click_and_only_once_on_record(audit_db):
     from data import audit
 
     at = run_page("pages/audit.py")
+    assert any("Kept in the SQLite file audit.sqlite on this host" in c.value for c in at.caption)
     button = next(b for b in at.get("download_button") if b.key == "audit_export")
     assert button.proto.HasField("deferred_file_id") and not button.proto.url
     assert audit.read(action="export").empty

@@ -49,3 +49,14 @@ def test_load_sessions_open_patient_pages_without_error_and_an_error_is_counted(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_wait_benchmark_times_the_patient_page_and_a_bare_page_drawing_the_same_charts(app_env):
+    """`python -m benchmarks.wait` end to end in Chromium, on 2 patients: the same charts on both servers."""
+    from benchmarks import wait
+
+    result = wait.run(patients=2, width=1024)
+    assert result["patient_page"]["n"] == 2 and result["floor_same_charts_bare_streamlit"]["n"] == 2
+    assert min(result["charts_per_page"]) >= 4  # timeline, ctDNA, SLD, PROs, the estimate over time ...
+    assert result["patient_page"]["median_s"] > 0 and result["floor_same_charts_bare_streamlit"]["median_s"] > 0
+    assert result["ratio_of_medians"] > 0

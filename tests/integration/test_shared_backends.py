@@ -180,6 +180,14 @@ def test_a_forged_head_row_stops_the_trail_rather_than_being_overwritten(postgre
     assert len(audit.read()) == 3
 
 
+def test_the_audit_page_says_where_the_trail_is_kept_without_the_url(backend, monkeypatch):
+    monkeypatch.setenv(shared.URL_ENV, os.environ.get(shared.URL_ENV, "").replace("postgres@", "postgres:s3cret@"))
+    where = audit.location()
+    assert ("PostgreSQL" in where and "shared by every host" in where) if backend == "postgresql" \
+        else "SQLite file audit.sqlite on this host" in where
+    assert "s3cret" not in where and "127.0.0.1" not in where
+
+
 def test_a_misconfigured_url_is_a_sentence_that_does_not_echo_it(monkeypatch):
     monkeypatch.setenv(shared.URL_ENV, "mysql://root:hunter2@db/x")
     with pytest.raises(audit.AuditUnavailable) as caught:
