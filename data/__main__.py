@@ -1,10 +1,12 @@
 """Build, import, export and roll back snapshots.
 
     python -m data build --source synthetic [--patients N] [--seed S] [--out PATH]
-    python -m data build --source csv|sdtm|fhir|parquet PATH (any source in services/importers.py) [--data-cutoff YYYY-MM-DD]
-                         [--arm-map ARM=1,ARM=2] [--report FILE] [--out FILE]
-    python -m data check --source csv|sdtm|fhir|parquet PATH [--arm-map ARM=1,ARM=2]   (validate only; writes nothing)
-    python -m data export --out DIR [--format csv|parquet]  (the live snapshot as a CSV bundle or Parquet by site)
+    python -m data build --source csv|sdtm|fhir|parquet|redcap PATH (any source in services/importers.py)
+                         [--data-cutoff YYYY-MM-DD] [--arm-map ARM=1,ARM=2] [--mapping FILE] [--report FILE] [--out FILE]
+    python -m data check --source csv|sdtm|fhir|parquet|redcap PATH [--arm-map ARM=1,ARM=2] [--mapping FILE]
+                         (validate only; writes nothing)
+    python -m data export --out DIR [--format csv|parquet|redcap]  (the live snapshot as a CSV bundle, Parquet by site,
+                         or the STOP-HER2 REDCap project's export with its mapping)
     python -m data history | rollback SNAPSHOT_ID | parameters
 """
 from __future__ import annotations
@@ -34,15 +36,19 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--seed", type=int, default=20230419)
     b.add_argument("--out", type=Path, default=None, help="write the snapshot to this file instead of making it the live one")
     b.add_argument("--arm-map", default=None, help="SDTM/FHIR arms to cohorts, e.g. CONT=1,STOP=2")
+    b.add_argument("--mapping", type=Path, default=None, help="REDCap: the mapping CSV (else the one in PATH)")
     c = sub.add_parser("check", help="validate a source and print the report; writes nothing")
     c.add_argument("--source", choices=list(importers.names()), required=True)
     c.add_argument("path", type=Path)
     c.add_argument("--report", type=Path, default=None, help="write the report (CSV) here")
     c.add_argument("--arm-map", default=None, help="SDTM/FHIR arms to cohorts, e.g. CONT=1,STOP=2")
-    x = sub.add_parser("export", help="write the live snapshot's canonical tables as a CSV bundle or as Parquet")
+    c.add_argument("--mapping", type=Path, default=None, help="REDCap: the mapping CSV (else the one in PATH)")
+    x = sub.add_parser("export", help="write the live snapshot's canonical tables as a CSV bundle, as Parquet or "
+                                      "as a REDCap export")
     x.add_argument("--out", type=Path, required=True)
-    x.add_argument("--format", choices=["csv", "parquet"], default="csv",
-                   help="csv: one file per table; parquet: one folder per table, partitioned by site")
+    x.add_argument("--format", choices=["csv", "parquet", "redcap"], default="csv",
+                   help="csv: one file per table; parquet: one folder per table, partitioned by site; redcap: the "
+                        "STOP-HER2 REDCap project's export (dictionary, events, arms, records) and its mapping")
     sub.add_parser("history", help="list the kept snapshots")
     r = sub.add_parser("rollback", help="make a kept snapshot the live one again")
     r.add_argument("snapshot_id")
@@ -94,7 +100,10 @@ def _print_report(report, path: Path | None) -> None:
 
 
 def _options(args) -> dict:
-    return {"arm_map": args.arm_map} if getattr(args, "arm_map", None) else {}
+    options = {"arm_map": args.arm_map} if getattr(args, "arm_map", None) else {}
+    if getattr(args, "mapping", None):
+        options["mapping"] = args.mapping
+    return options
 
 
 def _record(action: str, snapshot_id: str, detail: str) -> None:
@@ -123,9 +132,9 @@ def _real_data(parser, args) -> int:
             print(f"live snapshot is now {path.name}")
         elif args.command == "export":
             from data.bundle import export_bundle
-            from data.importers import parquet
+            from data.importers import parquet, redcap_export
 
-            write = parquet.export if args.format == "parquet" else export_bundle
+            write = {"parquet": parquet.export, "redcap": redcap_export.export}.get(args.format, export_bundle)
             for path in write(Snapshot(snapshot_path()), args.out):
                 print(path)
         elif args.command == "check":

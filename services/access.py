@@ -56,6 +56,7 @@ EXPORTS: dict[str, frozenset[str]] = {
     "audit_log": frozenset({"admin", DEMO}),
     "example_bundle": frozenset({"admin", DEMO}),
     "csv_templates": frozenset({"admin", DEMO}),
+    "redcap_design": frozenset({"admin", DEMO}),
 }
 #: roles that may record the tumour board's decisions (everyone who opens a patient reads them)
 RECORDS_DECISIONS = frozenset({"tumor_board", DEMO})

@@ -47,6 +47,12 @@ def _read_parquet(source, **options):
     return parquet.read(source, **options)
 
 
+def _read_redcap(source, **options):
+    from data.importers import redcap
+
+    return redcap.read(source, **options)
+
+
 REGISTRY: dict[str, Importer] = {i.name: i for i in (
     Importer("csv", "CSV bundle", ("csv", "zip"),
              "One CSV per canonical table (or a .zip of them): see the templates below.", _read_csv),
@@ -57,6 +63,10 @@ REGISTRY: dict[str, Importer] = {i.name: i for i in (
     Importer("parquet", "Parquet", ("parquet",),
              "One <table>.parquet per canonical table, or <table>/ folders partitioned by site (the exchange "
              "layout `python -m data export --format parquet` writes).", _read_parquet),
+    Importer("redcap", "REDCap", ("csv",),
+             "REDCap's own exports: the data dictionary, the records (raw or labels), the events file for a "
+             "longitudinal project, and a mapping (table,column,source,event,values) from REDCap fields to the "
+             "canonical columns: start from the template below.", _read_redcap, ("mapping",)),
 )}
 
 

@@ -9,6 +9,7 @@ import streamlit as st
 
 from data import bundle, importing, queries
 from data.csvsafe import safe_csv
+from data.importers import redcap
 from data.store import snapshot_dir
 from data.validate import ImportRejected, validate
 from services import access, importers
@@ -211,6 +212,12 @@ def render(snap) -> None:
         session.export_button("csv_templates", "Download the templates (.zip)",
                               lambda: bundle.zip_bytes(bundle.templates()), "stop-her2-csv-templates.zip",
                               "application/zip", key="csv_templates_dl")
+        st.markdown("REDCap: the STOP-HER2 project's design (data dictionary, events, arms) and the mapping that "
+                    "imports its exports. A project of another design needs its own mapping: the same five "
+                    "columns (table, column, source, event, values), documented in `data/importers/redcap.py`.")
+        session.export_button("redcap_design", "Download the REDCap design and mapping (.zip)",
+                              lambda: bundle.zip_bytes(redcap.design_files()), "stop-her2-redcap-design.zip",
+                              "application/zip", key="redcap_design_dl")
         if st.button("Prepare the live snapshot as an example bundle", key="prepare_example"):
             with tempfile.TemporaryDirectory() as tmp:
                 paths = bundle.export_bundle(snap, Path(tmp))

@@ -458,7 +458,7 @@ def test_data_page_history_rollback_quality_and_templates(two_kept_snapshots):
     at = run_page("pages/data.py")
     assert not at.exception, [e.value for e in at.exception]
     assert [t.label for t in at.tabs] == ["Import", "Snapshots", "Data quality", "Templates"]
-    assert at.radio(key="data_source").options == ["CSV bundle", "CDISC SDTM", "FHIR R4 / mCODE", "Parquet"]
+    assert at.radio(key="data_source").options == ["CSV bundle", "CDISC SDTM", "FHIR R4 / mCODE", "Parquet", "REDCap"]
     history = at.dataframe[0].value
     assert list(history["snapshot_id"]) == ["csv-newer", "csv-older"] and list(history["live"]) == [True, False]
     assert (history["rows: patients"] == 82).all()
@@ -474,6 +474,8 @@ def test_data_page_history_rollback_quality_and_templates(two_kept_snapshots):
     missing = at.dataframe[1].value
     assert {"table", "column", "missing", "missing_pct"} <= set(missing.columns)
     assert "patients" not in set(missing.loc[missing["column"] == "patient_id", "table"])
+    design = next(b for b in at.get("download_button") if b.key == "redcap_design_dl")
+    assert design.proto.HasField("deferred_file_id")  # made at the click, on record, like every export
 
 
 def test_data_page_offers_every_registered_source(monkeypatch):
