@@ -102,18 +102,20 @@ def design(questionnaires: dict[str, list[str]], sites: list[str]) -> tuple[pd.D
     return dictionary, pd.DataFrame(mapping, columns=["table", "column", "source", "event", "values"])
 
 
-def _text(frame: pd.DataFrame, table: str) -> pd.DataFrame:
-    """Canonical values as REDCap writes them: ISO dates, 1/0 for yes/no, choice numbers, exact numbers."""
+def _text(frame: pd.DataFrame, table: str, labels: bool = False) -> pd.DataFrame:
+    """Canonical values as REDCap writes them: ISO dates, 1/0 for yes/no, choice numbers, exact numbers (with
+    `labels`, as REDCap's "CSV (labels)" export writes choices: the choice's label, Yes/No)."""
     out = pd.DataFrame(index=frame.index)
     for column in TABLES[table].columns:
         if column.name not in frame:
             continue
         s = frame[column.name]
         if column.codes:
-            codes = {c: str(k) for k, c in enumerate(column.codes, 1)}
+            codes = {c: (c if labels else str(k)) for k, c in enumerate(column.codes, 1)}
             out[column.name] = s.astype(object).map(lambda v, codes=codes: None if pd.isna(v) else codes[str(v)])
         elif column.type == "bool":
-            out[column.name] = s.astype("boolean").map({True: "1", False: "0"}).astype(object).where(s.notna(), None)
+            yes_no = {True: "Yes", False: "No"} if labels else {True: "1", False: "0"}
+            out[column.name] = s.astype("boolean").map(yes_no).astype(object).where(s.notna(), None)
         elif column.type == "date":
             out[column.name] = pd.to_datetime(s).dt.strftime("%Y-%m-%d").astype(object).where(s.notna(), None)
         elif column.type == "int":
@@ -125,8 +127,9 @@ def _text(frame: pd.DataFrame, table: str) -> pd.DataFrame:
     return out
 
 
-def export(snap, folder: Path) -> list[Path]:
-    """Write the snapshot as a REDCap export of the STOP-HER2 project (files above) into `folder`."""
+def export(snap, folder: Path, labels: bool = False) -> list[Path]:
+    """Write the snapshot as a REDCap export of the STOP-HER2 project (files above) into `folder`; `labels`: the
+    records with choice labels instead of codes (REDCap's "CSV (labels)" values; the headers stay field names)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tables = {name: snap.query("SELECT " + ", ".join(t.column_names) + " FROM " + name)  # names from TABLES only
@@ -139,7 +142,7 @@ def export(snap, folder: Path) -> list[Path]:
     base = {"record_id": None, "redcap_event_name": None, "redcap_repeat_instrument": None,
             "redcap_repeat_instance": None, "redcap_data_access_group": None}
     lines = []
-    enrol = _text(patients, "patients")
+    enrol = _text(patients, "patients", labels)
     for (_, p), (_, values) in zip(patients.iterrows(), enrol.iterrows(), strict=True):
         lines.append(base | {"record_id": p["patient_id"], "redcap_event_name": f"enrolment_arm_{arm[p['patient_id']]}",
                              "redcap_data_access_group": None if pd.isna(p["site"]) else slug(p["site"])}
@@ -148,7 +151,7 @@ def export(snap, folder: Path) -> list[Path]:
         if table == "patients":
             continue
         frame = tables[table]
-        values = _text(frame, table)
+        values = _text(frame, table, labels)
         instance = frame.groupby("patient_id").cumcount() + 1
         for i in frame.index:
             pid = frame.at[i, "patient_id"]

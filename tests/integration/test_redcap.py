@@ -41,6 +41,18 @@ def test_the_stop_her2_export_imports_to_a_snapshot_with_identical_views(snapsho
     assert_same_views(snapshot, Snapshot(tmp_path / "again.duckdb"))
 
 
+def test_an_export_with_choice_labels_instead_of_codes_imports_to_the_same_views(snapshot, tmp_path):
+    """REDCap's "CSV (labels)" writes a choice's label ("CR", "Yes") where the raw export writes its code."""
+    folder = tmp_path / "labels"
+    redcap_export.export(snapshot, folder, labels=True)
+    records = pd.read_csv(folder / "records.csv", dtype=str)
+    assert set(records["visceral"].dropna()) == {"Yes", "No"} and "CR" in set(records["best_response"])
+    cutoff = pd.Timestamp(snapshot.info()["data_cutoff"]).strftime("%Y-%m-%d")
+    info = importing.run_import("redcap", folder, out=tmp_path / "again.duckdb", data_cutoff=cutoff)
+    assert info["warnings"] == 0
+    assert_same_views(snapshot, Snapshot(tmp_path / "again.duckdb"))
+
+
 def test_the_shipped_design_is_the_one_the_export_writes(project_export):
     for name, shipped in redcap.design_files().items():
         assert (project_export / name).read_bytes() == shipped, name
