@@ -251,6 +251,29 @@ def test_data_manager_uploads_a_bundle_checks_it_and_imports_it(browser, snapsho
             page.close()
 
 
+@pytest.mark.parametrize("width", [1024, 1440])
+def test_data_manager_checks_a_real_redcap_export_with_its_mapping(browser, snapshot_file, model_dir, width):
+    """The Data page: REDCap, the export's files and the mapping uploaded together, Check: no error and the same
+    report as the importer gives (every field left out listed, identifiers named); in demo mode no import."""
+    from data import importing
+
+    fixture = REPO / "tests" / "fixtures" / "redcap" / "redcapr_longitudinal"
+    env = {"STOPHER2_SNAPSHOT": str(snapshot_file), "STOPHER2_MODEL_DIR": str(model_dir)}
+    with streamlit_server(env) as url:
+        page = browser.new_page(viewport={"width": width, "height": 2400})
+        page.goto(f"{url}/data")
+        page.get_by_text("REDCap", exact=True).click()
+        page.get_by_text("REDCap's own exports").wait_for(timeout=60_000)
+        page.locator('input[type="file"]').first.set_input_files([str(f) for f in sorted(fixture.glob("*.csv"))])
+        page.get_by_role("button", name="Check").click()
+        page.get_by_text("No errors").first.wait_for(timeout=60_000)
+        _, report = importing.check("redcap", fixture)  # the same folder read here: the page shows its report
+        assert report.ok and any(f.column == "first_name" and "identifier" in f.message for f in report.warnings)
+        assert f"No errors, {len(report.warnings)} warning(s)" in page.inner_text("body")
+        assert page.get_by_role("button", name="Import and make it the live snapshot").count() == 0  # demo mode
+        page.close()
+
+
 def _secrets(tmp_path, port, idp, roles: str):
     secrets = tmp_path / f"secrets-{port}.toml"
     secrets.write_text(f"""
