@@ -91,13 +91,18 @@ def streamlit_file_id(payload: bytes, mime: str, file_name: str) -> str:
 
 
 def grant(file_id: str, cookie_value: str, who: str, role: str, detail: str, patient_id: str | None = None,
-          snapshot_id: str | None = None, path: Path | None = None) -> None:
+          snapshot_id: str | None = None, path: Path | None = None, now: datetime | None = None) -> None:
+    """Let this browser fetch this file for GRANT_MINUTES; grants past that are deleted here (only a live grant
+    is ever looked up, and the click itself is in the audit trail), so the table holds minutes, not years."""
+    now = now or datetime.now(UTC)
     try:
         con = _connect(path)
         try:
             con.execute("INSERT INTO grants VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (file_id, _browser(cookie_value), datetime.now(UTC).isoformat(timespec="seconds"), who,
+                        (file_id, _browser(cookie_value), now.isoformat(timespec="seconds"), who,
                          role, patient_id, snapshot_id, detail))
+            con.execute("DELETE FROM grants WHERE granted_at < ?",
+                        ((now - timedelta(minutes=GRANT_MINUTES)).isoformat(timespec="seconds"),))
             if con.postgres:
                 con.commit()  # SQLite's connection commits each statement itself (autocommit)
         finally:

@@ -242,6 +242,20 @@ def test_a_download_grant_reaches_its_browser_only_and_expires(backend):
     assert downloads.granted(url, mine, now=later) is None
 
 
+def test_expired_grants_are_deleted_so_the_table_holds_minutes_not_years(backend, audit_db):
+    long_ago = datetime.now(UTC) - timedelta(days=30)
+    for k in range(5):
+        downloads.grant(f"{k:x}" * 56, "0" * 32, "a@x.org", "clinician", "csv", now=long_ago)
+    downloads.grant("a" * 56, "0" * 32, "a@x.org", "clinician", "csv")  # a click today
+    con = downloads._connect(None)
+    try:
+        rows = con.execute("SELECT file_id FROM grants")
+    finally:
+        con.close()
+    assert [r[0] for r in rows] == ["a" * 56]
+    assert downloads.granted(f"/media/{'a' * 56}.csv", "0" * 32)["who"] == "a@x.org"
+
+
 # ----------------------------------------------------------------------------------------- locks
 def test_long_work_is_done_by_one_process_at_a_time(backend, tmp_path):
     """Three processes ask for the same lock at once: each holds it alone (the log never interleaves)."""
