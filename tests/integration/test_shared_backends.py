@@ -82,6 +82,8 @@ def test_records_read_back_newest_first_filtered_with_hostile_text_inert(backend
     assert list(audit.read(who="a@x.org")["action"]) == ["not_found", "view_patient"]
     assert list(audit.read(patient_id=hostile)["who"]) == []
     assert audit.verify() == (True, "3 records, chain intact")
+    with pytest.raises(ValueError, match="unknown audit action"):
+        audit.record("a@x.org", "clinician", "delete_everything")
 
 
 def test_the_trail_refuses_changes_and_sees_an_edit_made_around_the_triggers(backend, audit_db):
