@@ -130,7 +130,7 @@ def _find_files(folder: Path, report: Report) -> dict[str, Path]:
             continue
         if header and header[0] == DICTIONARY_FIELD.lower():
             kind = "dictionary"
-        elif header[:len(MAPPING_COLUMNS)] == MAPPING_COLUMNS:
+        elif header[:3] == MAPPING_COLUMNS[:3]:  # its full header is checked when it is read
             kind = "mapping"
         elif "unique_event_name" in header and "arm_num" in header:
             kind = "events"
@@ -149,7 +149,13 @@ def _find_files(folder: Path, report: Report) -> dict[str, Path]:
 def _mapping(path: Path, fields: dict[str, Field], events: set, report: Report) -> pd.DataFrame | None:
     name = path.name
     m = _csv(path).fillna("")
-    m = m.rename(columns=str.lower)
+    m = m.rename(columns=lambda c: str(c).strip().lower())
+    if list(m.columns) != MAPPING_COLUMNS:
+        report.add("error", name, 1, "", ",".join(m.columns), f"the header must be {','.join(MAPPING_COLUMNS)}")
+        return None
+    if m.empty:
+        report.add("error", name, None, "", "", "the mapping maps nothing: one row per canonical column to fill")
+        return None
     ok = True
     for i, r in enumerate(m.to_dict("records"), start=2):  # line 1 is the header
         table, column, source, event = (r["table"].strip().split(":")[0], r["column"].strip(), r["source"].strip(),
@@ -236,13 +242,25 @@ def read(source, mapping=None, **_options):
             report.add("error", folder.name, None, "", "", f"{what} is missing")
     if not report.ok:
         return {}, {}, {}, report
-    fields = read_dictionary(found["dictionary"])
-    events_frame = _csv(found["events"]) if "events" in found else pd.DataFrame(columns=["unique_event_name", "arm_num"])
-    arm_of = dict(zip(events_frame["unique_event_name"], events_frame["arm_num"], strict=True))
-    m = _mapping(found["mapping"], fields, set(arm_of), report)
+    try:  # a file that CSV cannot parse (a ragged row, a quote left open) is a finding that names it
+        current = found["dictionary"]
+        fields = read_dictionary(current)
+        current = found.get("events")
+        events_frame = _csv(current) if current else pd.DataFrame(columns=["unique_event_name", "arm_num"])
+        arm_of = dict(zip(events_frame["unique_event_name"], events_frame["arm_num"], strict=True))
+        current = found["mapping"]
+        m = _mapping(current, fields, set(arm_of), report)
+        current = found["records"]
+        records = _csv(current)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, KeyError, ValueError, OSError) as exc:
+        report.add("error", Path(current).name, None, "", "", f"cannot be read: {str(exc).splitlines()[0][:200]}")
+        return {}, {}, {}, report
     records_name = found["records"].name
-    records = _csv(found["records"])
-    if m is None or records.empty:
+    duplicated = records.columns[records.columns.str.contains(r"\.\d+$") &
+                                 records.columns.str.replace(r"\.\d+$", "", regex=True).isin(records.columns)]
+    for column in duplicated:  # pandas renames a repeated header "x" to "x.1": a column read twice is a guess
+        report.add("error", records_name, 1, column.rsplit(".", 1)[0], "", "this column appears more than once")
+    if m is None or records.empty or len(duplicated):
         if records.empty:
             report.add("error", records_name, None, "", "", "no records")
         return {}, {}, {}, report

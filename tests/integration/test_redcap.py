@@ -163,3 +163,22 @@ def test_the_command_line_checks_a_redcap_export_with_a_mapping_given_apart(tmp_
                           str(mapping)], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("0 error(s)") and "bp_systolic" in out.stderr  # the findings, on stderr
+
+
+@pytest.mark.parametrize("file, change, said", [
+    ("data.csv", lambda t: t + ",".join(str(i) for i in range(130)) + "\n", ("data.csv", "cannot be read")),
+    ("data.csv", lambda t: t.replace("study_id,redcap_event_name,date_enrolled",
+                                     "study_id,redcap_event_name,study_id", 1),
+     ("data.csv", "this column appears more than once")),
+    ("data.csv", lambda t: t.splitlines()[0] + "\n", ("data.csv", "no records")),
+    ("mapping.csv", lambda t: "table,column,source,event,values\n", ("mapping.csv", "the mapping maps nothing")),
+    ("mapping.csv", lambda t: "table,column,source,event\npatients,patient_id,study_id,\n",
+     ("mapping.csv", "the header must be table,column,source,event,values")),
+    ("dictionary.csv", lambda t: '"Variable / Field Name"\n"a quote left open', ("dictionary.csv", "cannot be read")),
+    ("event.csv", lambda t: 'unique_event_name,arm_num\n"a quote left open', ("event.csv", "cannot be read")),
+])
+def test_a_broken_file_is_a_finding_that_names_it_never_a_crash(file, change, said, tmp_path):
+    folder = _copy(LONGITUDINAL, tmp_path)
+    (folder / file).write_text(change((folder / file).read_text()))
+    _, report = importing.check("redcap", folder)
+    assert any(f.file == said[0] and said[1] in f.message for f in report.errors), report.frame()
