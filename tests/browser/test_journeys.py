@@ -10,12 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.wait import CHART, CHROMIUM, CHROMIUM_ARGS  # one Chromium set-up for tests and benchmarks
 from tests.conftest import REPO
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-CHART = '[data-testid="stPlotlyChart"] .main-svg'
 
 
 def free_port() -> int:
