@@ -55,7 +55,7 @@ def _read_redcap(source, **options):
 
 REGISTRY: dict[str, Importer] = {i.name: i for i in (
     Importer("csv", "CSV bundle", ("csv", "zip"),
-             "One CSV per canonical table (or a .zip of them): see the templates below.", _read_csv),
+             "One CSV per canonical table (or a .zip of them): the Templates tab has one per table.", _read_csv),
     Importer("sdtm", "CDISC SDTM", ("csv", "xpt"),
              "Domain files dm, ex, tu, tr, rs, qs, lb/gf, ds, sv, suppdm (.csv or .xpt).", _read_sdtm, ("arm_map",)),
     Importer("fhir", "FHIR R4 / mCODE", ("json", "ndjson"), "Bundles, single resources or NDJSON.", _read_fhir,
@@ -66,7 +66,7 @@ REGISTRY: dict[str, Importer] = {i.name: i for i in (
     Importer("redcap", "REDCap", ("csv",),
              "REDCap's own exports: the data dictionary, the records (raw or labels), the events file for a "
              "longitudinal project, and a mapping (table,column,source,event,values) from REDCap fields to the "
-             "canonical columns: start from the template below.", _read_redcap, ("mapping",)),
+             "canonical columns. Upload them together; the Templates tab has the STOP-HER2 design and its mapping.", _read_redcap, ("mapping",)),
 )}
 
 
