@@ -119,7 +119,11 @@ def progression_allowed(row: pd.Series, study_start: pd.Timestamp, later: bool,
 
 def _first_line(p: pd.DataFrame, prog: pd.DataFrame, as_of: pd.Timestamp):
     met, detail = [], []
-    by_patient = {k: g.sort_values("progressed_on") for k, g in prog.groupby("patient_id", sort=False)}
+    # one sort for everyone, then each patient's rows as plain records (a sort and iterrows per patient took
+    # 12 of the 25 s at 100,000 patients); stable, so equal dates keep their order as before
+    by_patient: dict = {}
+    for record in prog.sort_values(["patient_id", "progressed_on"], kind="stable").to_dict("records"):
+        by_patient.setdefault(record["patient_id"], []).append(record)
     for row in p.itertuples(index=False):
         start = row.first_line_start
         if start is None or pd.isna(start):
@@ -134,8 +138,8 @@ def _first_line(p: pd.DataFrame, prog: pd.DataFrame, as_of: pd.Timestamp):
         enrolled = getattr(row, "enrolled_on", None)
         study_start = pd.Timestamp(enrolled) if enrolled is not None and pd.notna(enrolled) else as_of
         if g is not None:
-            sites = g["site"].tolist()
-            for k, (_, pr) in enumerate(g.iterrows()):
+            sites = [pr.get("site") for pr in g]
+            for k, pr in enumerate(g):
                 ok, note = progression_allowed(pr, study_start, later=k < len(sites) - 1,
                                                later_cns="brain_only" in sites[k + 1:])
                 verdicts.append(ok)
