@@ -138,7 +138,7 @@ def _real_data(parser, args) -> int:
             for path in write(Snapshot(snapshot_path()), args.out):
                 print(path)
         elif args.command == "check":
-            _, report = importing.check(args.source, args.path, options=_options(args))
+            _, report = importing.check(args.source, args.path, options=_options(args), keep_tables=False)
             _print_report(report, args.report)
             print(report.summary())
             return 0 if report.ok else 2

@@ -34,7 +34,7 @@ MAX_LINE_BYTES = 1 << 20
 MAX_COLUMNS = 200
 
 
-def _unescape(frame: pd.DataFrame) -> pd.DataFrame:
+def unescape(frame: pd.DataFrame) -> pd.DataFrame:
     """Undo the export's formula neutralization: a leading apostrophe before = + - @ is dropped."""
     for col in frame.columns:
         s = frame[col]
@@ -93,7 +93,7 @@ def read_csv_bytes(data: bytes, file: str, report: Report) -> pd.DataFrame | Non
     if unnamed:
         report.add("error", file, 1, "", "", "the header row has an empty column name")
         return None
-    return _unescape(frame)
+    return unescape(frame)
 
 
 def read_bundle(source: Path | dict[str, bytes]) -> tuple[dict[str, pd.DataFrame], dict[str, str], Report]:

@@ -18,49 +18,94 @@ from data.csvsafe import safe_csv
 from data.store import Snapshot, publish, snapshot_dir, snapshot_path
 from data.validate import ImportRejected, Report, validate
 
-def read_source(kind: str, source, options: dict | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict, Report]:
-    """Raw canonical tables, their file names, row lines, and what reading found (services/importers.py's registry)."""
+def read_source(kind: str, source, options: dict | None = None):
+    """The source in parts of patients, the file names its tables came from, and what reading found
+    (services/importers.py's registry). The caller closes the parts (a staged source has a temporary file)."""
     from services import importers
 
     return importers.read(kind, source, options)
 
 
-def check(kind: str, source, today=None, options: dict | None = None) -> tuple[dict[str, pd.DataFrame], Report]:
-    """Read and validate without writing anything (the Data page's first step)."""
-    raw, files, lines, report = read_source(kind, source, options)
-    return validate(raw, files, lines, today=today, report=report)
+def _checked_parts(parts, files, report: Report, today, facts: dict):
+    """Validate part by part into `report`, yielding each part's typed tables; `facts` gathers what the
+    whole-source checks need (patients, the first enrolment)."""
+    for raw, lines in parts:
+        typed, _ = validate(raw, files, lines, today=today, report=report)
+        patients = typed["patients"]
+        facts["patients"] = facts.get("patients", 0) + len(patients)
+        first = pd.to_datetime(patients["enrolled_on"], errors="coerce").min()
+        if pd.notna(first) and not (pd.notna(facts.get("first_enrolled")) and facts["first_enrolled"] <= first):
+            facts["first_enrolled"] = first
+        yield typed
+
+
+def check(kind: str, source, today=None, options: dict | None = None,
+          keep_tables: bool = True) -> tuple[dict[str, pd.DataFrame] | None, Report]:
+    """Read and validate without writing anything (the Data page's first step). The typed tables are
+    returned whole unless `keep_tables` is False (a registry-size check holds one part at a time)."""
+    parts, files, report = read_source(kind, source, options)
+    kept: dict[str, list[pd.DataFrame]] = {}
+    try:
+        for typed in _checked_parts(parts, files, report, today, {}):
+            if keep_tables:
+                for name, frame in typed.items():
+                    kept.setdefault(name, []).append(frame)
+    finally:
+        parts.close()
+    if not keep_tables:
+        return None, report
+    tables = {name: frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+              for name, frames in kept.items()}
+    return tables, report
 
 
 def run_import(kind: str, source, *, progress=None, data_cutoff: str | None = None, today=None,
                out: Path | None = None, options: dict | None = None) -> dict:
-    """Validate and build; raises ImportRejected (nothing written) when there is any error."""
+    """Validate and build, part by part; raises ImportRejected (nothing written) when there is any error.
+
+    Each part is written to the new snapshot's temporary file as soon as it is checked. The first error
+    stops the writing (the remaining parts are still checked, so the report is complete) and the
+    temporary file is removed: the live snapshot is untouched, as if nothing had been written.
+    """
     say = progress or (lambda fraction, message: None)
     say(0.01, f"reading the {kind} source")
-    tables, report = check(kind, source, today=today, options=options)
-    if report.ok and tables["patients"].empty:  # valid (the templates are), but there is no trial to build
-        report.add("error", "patients.csv" if kind == "csv" else kind, None, "patient_id", "",
-                   "the patients table has no rows: nothing to import")
-    if report.ok and data_cutoff is not None:
-        _check_data_cutoff(data_cutoff, tables, report, today)
-    if not report.ok:
-        raise ImportRejected(report)
-    say(0.05, f"{len(report.warnings)} warning(s), no errors: building the snapshot")
+    parts, files, report = read_source(kind, source, options)
+    facts: dict = {}
+
+    def checked():
+        for k, typed in enumerate(_checked_parts(parts, files, report, today, facts)):
+            if report.ok:
+                say(0.05, f"part {k + 1} checked: no errors, {len(report.warnings)} warning(s) so far: "
+                    "building the snapshot")
+                yield typed
+            else:
+                say(0.05, f"part {k + 1} checked: {len(report.errors)} error(s), so nothing will be stored")
+        if report.ok and not facts.get("patients"):  # valid (the templates are), but there is no trial to build
+            report.add("error", "patients.csv" if kind == "csv" else kind, None, "patient_id", "",
+                       "the patients table has no rows: nothing to import")
+        if report.ok and data_cutoff is not None:
+            _check_data_cutoff(data_cutoff, facts.get("first_enrolled"), report, today)
+        if not report.ok:
+            raise ImportRejected(report)
+
     def keep_report(path: Path) -> None:  # written before the swap: a live snapshot always has its report
         report_path(path).write_bytes(safe_csv(report.frame()))
 
     try:
-        info = build_snapshot(tables, source=kind, out=out, data_cutoff=data_cutoff, progress=progress,
+        info = build_snapshot(checked(), source=kind, out=out, data_cutoff=data_cutoff, progress=progress,
                               before_publish=keep_report)
     except BuildError as exc:  # the database's own checks: the last line of defence
         report.add("error", "", None, "", "", f"the snapshot build refused the data: {exc}")
         raise ImportRejected(report) from exc
+    finally:
+        parts.close()
     path = Path(info["path"])
     info["warnings"] = len(report.warnings)
     info["report"] = str(report_path(path))
     return info
 
 
-def _check_data_cutoff(value: str, tables: dict, report: Report, today=None) -> None:
+def _check_data_cutoff(value: str, first_enrolled, report: Report, today=None) -> None:
     """A stated data cut-off is a real date, not in the future, and not before anyone enrolled (else every
     "months since" would be negative and every age wrong)."""
     from datetime import date
@@ -73,10 +118,10 @@ def _check_data_cutoff(value: str, tables: dict, report: Report, today=None) -> 
         report.add("error", "", None, "data_cutoff", value, "the data cut-off is not a date written YYYY-MM-DD")
         return
     today_ts = pd.Timestamp(today or pd.Timestamp.now(tz="UTC").date())
-    first = pd.to_datetime(tables["patients"]["enrolled_on"], errors="coerce").min()
+    first = first_enrolled
     if cutoff > today_ts:
         report.add("error", "", None, "data_cutoff", value, f"the data cut-off is in the future (after {today_ts:%Y-%m-%d})")
-    elif pd.notna(first) and cutoff < first:
+    elif first is not None and pd.notna(first) and cutoff < first:
         report.add("error", "", None, "data_cutoff", value,
                    f"the data cut-off is before the first enrolment ({first:%Y-%m-%d}): nothing would be observed")
 

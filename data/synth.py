@@ -580,12 +580,13 @@ def _pros(rng, pt, ev, p) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ canonical tables
 def generate(n_patients: int = 82, seed: int = 20230419, progress=None, variant: str | None = None,
-             landmark_truth: bool = False) -> dict[str, pd.DataFrame]:
+             landmark_truth: bool = False, first_id: int = 1, id_width: int | None = None) -> dict[str, pd.DataFrame]:
     """The canonical tables of a synthetic cohort, plus ``synthetic_truth`` and ``synthetic_parameters``.
 
     `variant` names one of VARIANTS. `landmark_truth` adds ``synthetic_landmark_truth``: each stopped
     patient's true chance at every landmark given what was observable then (data/synth_truth.py; ~40 ms
-    per stopped patient, so only the benchmark asks for it).
+    per stopped patient, so only the benchmark asks for it). `first_id` and `id_width` number the patients
+    of one part of a larger cohort (generate_parts).
     """
     p = parameters(variant)
     if n_patients < 2:
@@ -602,8 +603,8 @@ def generate(n_patients: int = 82, seed: int = 20230419, progress=None, variant:
                              & (ev["t_prog"] + 57 <= ev["end"]))
     ev["extra_new"] = rng.random(pt["n"]) < 0.3
     ev["new_organ"] = _choice(rng, pt["n"], {"liver": 0.35, "lung": 0.25, "bone": 0.25, "lymph node": 0.15})
-    width = max(4, len(str(n_patients)))
-    ids = np.array([f"STH-{i + 1:0{width}d}" for i in range(n_patients)], dtype=object)
+    width = id_width or max(4, len(str(n_patients)))
+    ids = np.array([f"STH-{i:0{width}d}" for i in range(first_id, first_id + n_patients)], dtype=object)
     pid = pd.Categorical.from_codes  # compact ids for the big tables (30M PRO rows at 100k)
     cat = pd.CategoricalDtype(ids)
 
@@ -676,6 +677,42 @@ def generate(n_patients: int = 82, seed: int = 20230419, progress=None, variant:
         say("the true chance at each landmark")
         out["synthetic_landmark_truth"] = synth_truth.landmark_truth(pt, ev, ct, p, ids, seed)
     return out
+
+
+def generate_parts(n_patients: int, seed: int = 20230419, progress=None, variant: str | None = None,
+                   part_size: int | None = None):
+    """A cohort of `n_patients` as successive parts of at most `part_size` patients, in patient order.
+
+    Patients are drawn independently, so a cohort in parts follows the same distribution as one drawn
+    whole. The first part uses `seed` itself: a cohort no larger than one part is exactly `generate(n, seed)`.
+    Each later part k draws from its own stream, seeded by (seed, k).
+    """
+    from data import build
+
+    if n_patients < 2:
+        raise ValueError("a synthetic cohort needs at least 2 patients")
+    part_size = part_size or build.part_size(n_patients)
+    width = max(4, len(str(n_patients)))
+    starts = range(0, n_patients, part_size)
+    for k, start in enumerate(starts):
+        size = min(part_size, n_patients - start)
+        if size < 2:  # a last part of one patient: fold it into its own stream of two and keep one
+            size = 2
+        part = generate(size, seed if k == 0 else [seed, k], progress=progress, variant=variant,
+                        first_id=start + 1, id_width=width)
+        if start + size > n_patients:
+            part = _first(part, n_patients - start)
+        if progress:
+            progress(f"part {k + 1} of {len(starts)}: {min(start + size, n_patients):,} of {n_patients:,} patients")
+        yield part
+
+
+def _first(tables: dict[str, pd.DataFrame], n: int) -> dict[str, pd.DataFrame]:
+    """The tables of a part's first n patients only."""
+    keep = set(tables["patients"]["patient_id"].iloc[:n])
+    return {name: (frame if "patient_id" not in frame.columns
+                   else frame[frame["patient_id"].astype(str).isin(keep)].reset_index(drop=True))
+            for name, frame in tables.items()}
 
 
 _REGIMEN_AGENTS = {  # first-line regimen -> (anti-HER2 agents, chemotherapy partner)

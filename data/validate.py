@@ -53,11 +53,38 @@ class Report:
 
     def __init__(self, findings: list[Finding] | None = None):
         self.findings: list[Finding] = list(findings or [])
+        # a source checked in parts (data/parts.py) meets a file-level problem once per part: said once
+        self._said = {f for f in self.findings if f.row is None}
+        self._listed: dict[tuple, int] = {}  # (severity, file, column, message) -> rows found so far
+        self._more: dict[tuple, int] = {}  # the same -> the index of its "more rows like this" finding
 
     def add(self, severity: str, file: str, row, column: str, value, message: str) -> None:
-        self.findings.append(Finding(severity, file, None if row is None else int(row), column,
-                                     "" if value is None or (not isinstance(value, str) and pd.isna(value))
-                                     else str(value)[:200], message))
+        finding = Finding(severity, file, None if row is None else int(row), column,
+                          "" if value is None or (not isinstance(value, str) and pd.isna(value))
+                          else str(value)[:200], message)
+        if finding.row is None:
+            if finding in self._said:
+                return
+            self._said.add(finding)
+        self.findings.append(finding)
+
+    def listed(self, severity: str, file: str, rows, column: str, values, message: str) -> None:
+        """One finding per row, up to MAX_LISTED per file, column and message over the whole source (all
+        its parts), then one finding that counts the rest."""
+        key = (severity, file, column, message)
+        before = self._listed.get(key, 0)
+        room = max(MAX_LISTED - before, 0)
+        for row, value in zip(rows[:room], values[:room], strict=True):
+            self.add(severity, file, row, column, value, message)
+        total = before + len(rows)
+        self._listed[key] = total
+        if total > MAX_LISTED:
+            more = Finding(severity, file, None, column, "", f"{message}: {total - MAX_LISTED} more rows like this")
+            if key in self._more:
+                self.findings[self._more[key]] = more
+            else:
+                self._more[key] = len(self.findings)
+                self.findings.append(more)
 
     def extend(self, other: Report) -> None:
         self.findings.extend(other.findings)
@@ -98,12 +125,8 @@ class ImportRejected(ValueError):
 # ----------------------------------------------------------------------------------- helpers
 def _listed(report: Report, severity: str, file: str, rows: pd.Series, column: str, values: pd.Series,
             message: str) -> None:
-    """Add one finding per offending row, up to MAX_LISTED, then one that counts the rest."""
-    n = len(rows)
-    for row, value in zip(rows.iloc[:MAX_LISTED], values.iloc[:MAX_LISTED], strict=True):
-        report.add(severity, file, row, column, value, message)
-    if n > MAX_LISTED:
-        report.add(severity, file, None, column, "", f"{message}: {n - MAX_LISTED} more rows like this")
+    """One finding per offending row, up to MAX_LISTED, then one that counts the rest (Report.listed)."""
+    report.listed(severity, file, rows.tolist(), column, values.tolist(), message)
 
 
 def _blank(s: pd.Series) -> pd.Series:

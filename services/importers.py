@@ -3,7 +3,8 @@
 The CLI (`python -m data build|check --source NAME`), the import pipeline (data/importing.py) and the
 Data page all read this registry. Adding a source is one module under data/importers/ plus one
 :class:`Importer` entry here: its reader turns the source into canonical tables, the file names they
-came from, the row line numbers and a Report; validation and the atomic build are the same for all.
+came from, the row line numbers and a Report (or, for a source too large for memory, the same handed out in
+parts of patients: data/parts.py); validation and the atomic build are the same for all.
 """
 from __future__ import annotations
 
@@ -17,15 +18,20 @@ class Importer:
     label: str  # what the Data page calls it
     file_types: tuple[str, ...]  # extensions the Data page accepts
     description: str
-    read: Callable  # (source, **options) -> (tables, files, lines, report)
+    read: Callable  # (source, **options) -> (tables, files, lines, report), or (parts, files, report)
     options: tuple[str, ...] = ()  # keyword options the reader takes (e.g. arm_map)
     single_file: bool = False  # one uploaded file is passed as that file, not its folder
 
 
 def _read_csv(source, **_options):
+    from pathlib import Path
+
+    from data import parts
     from data.bundle import read_bundle
 
-    tables, files, report = read_bundle(source)
+    if not isinstance(source, dict) and Path(source).is_dir():  # on disk: staged, any size
+        return parts.csv_folder(Path(source))
+    tables, files, report = read_bundle(source)  # a .zip or an upload: bounded by its upload size
     return tables, files, {}, report
 
 
@@ -83,10 +89,17 @@ def get(name: str) -> Importer:
 
 
 def read(name: str, source, options: dict | None = None):
-    """Read a source with its registered importer, passing only the options that importer takes."""
+    """Read a source with its registered importer, passing only the options that importer takes:
+    (parts, files, report), the parts being data/parts.py's."""
     importer = get(name)
     options = options or {}
     unknown = set(options) - set(importer.options)
     if unknown:
         raise ValueError(f"the {importer.label} importer takes no option {', '.join(sorted(unknown))}")
-    return importer.read(source, **options)
+    read = importer.read(source, **options)
+    if len(read) == 4:  # whole tables: cut into parts of patients here, like a staged source's
+        from data.parts import InMemory
+
+        tables, files, lines, report = read
+        return InMemory(tables, lines), files, report
+    return read

@@ -76,7 +76,7 @@ def _import_tab() -> None:
     if check_clicked:
         with tempfile.TemporaryDirectory() as tmp, st.spinner("reading and validating every row"):
             try:
-                _, report = importing.check(kind, _source(kind, files, Path(tmp)), options=options)
+                _, report = importing.check(kind, _source(kind, files, Path(tmp)), options=options, keep_tables=False)
             except (FileNotFoundError, ValueError) as exc:
                 st.error(f"Cannot read the upload: {components.as_text(exc)}", icon="⛔")
                 return

@@ -284,3 +284,68 @@ def test_stored_views_equal_their_definitions_and_one_patient_reads_few_rows(tmp
     # rows stored in patient order: the summary's patient ids come out sorted without being asked
     ids = a.query("SELECT patient_id FROM patient_summary_rows")["patient_id"]
     assert ids.is_monotonic_increasing
+
+
+def _parts(tables: dict, n_parts: int) -> list[dict]:
+    """The same cohort cut into parts by patient (every row of a patient in one part)."""
+    ids = tables["patients"]["patient_id"].astype(str).to_numpy()
+    cuts = [set(chunk) for chunk in np.array_split(ids, n_parts)]
+    return [{name: frame if "patient_id" not in frame.columns
+             else frame[frame["patient_id"].astype(str).isin(cut)].reset_index(drop=True)
+             for name, frame in tables.items()} for cut in cuts]
+
+
+def _contract_rows(path) -> dict[str, pd.DataFrame]:
+    from data.build import MATERIALIZED
+
+    snap = Snapshot(path)
+    return {view: snap.query("SELECT * FROM " + view + " ORDER BY ALL") for view in [*MATERIALIZED, *CONTRACT]}
+
+
+def test_a_cohort_built_in_parts_is_the_cohort_built_whole(tmp_path):
+    """Registry size is written part by part (memory of one part); the snapshot must not depend on the cut."""
+    from data import synth
+
+    tables = synth.generate(90, 12)
+    whole, parted = tmp_path / "whole.duckdb", tmp_path / "parts.duckdb"
+    build_snapshot(tables, source="synthetic", out=whole)  # cut-off: the latest date, taken across parts too
+    build_snapshot(iter(_parts(tables, 4)), source="synthetic", out=parted)
+    left, right = _contract_rows(whole), _contract_rows(parted)
+    for view in left:
+        assert len(left[view]) > 0, view
+        pd.testing.assert_frame_equal(left[view], right[view], obj=view)
+    for check in ("SELECT data_cutoff, n_patients FROM snapshot_info", "SELECT * FROM synthetic_parameters ORDER BY ALL",
+                  "SELECT * FROM synthetic_truth ORDER BY ALL", "SELECT * FROM recist_assessments ORDER BY ALL"):
+        pd.testing.assert_frame_equal(Snapshot(whole).query(check), Snapshot(parted).query(check), obj=check)
+
+
+def test_a_synthetic_build_of_one_part_is_todays_cohort_and_larger_ones_are_numbered_across_parts(tmp_path):
+    from data import synth
+    from data.build import build_synthetic
+
+    build_synthetic(82, seed=20230419, out=tmp_path / "parts.duckdb")
+    build_snapshot(synth.generate(82, 20230419), source="synthetic", out=tmp_path / "whole.duckdb",
+                   data_cutoff=synth.P["data_cutoff"])
+    left, right = _contract_rows(tmp_path / "parts.duckdb"), _contract_rows(tmp_path / "whole.duckdb")
+    for view in left:
+        pd.testing.assert_frame_equal(left[view], right[view], obj=view)
+    parts = list(synth.generate_parts(7, seed=3, part_size=3))  # 3 + 3 + 1: the last part of one patient
+    ids = [i for p in parts for i in p["patients"]["patient_id"]]
+    assert ids == [f"STH-{i:04d}" for i in range(1, 8)]
+    assert [len(p["patients"]) for p in parts] == [3, 3, 1]
+    assert {str(i) for i in parts[2]["pro_responses"]["patient_id"]} <= {"STH-0007"}
+    assert parts[1]["patients"]["age_at_enrolment"].tolist() != parts[0]["patients"]["age_at_enrolment"].tolist()
+
+
+def test_a_patient_repeated_in_another_part_or_a_row_without_patient_is_refused(tmp_path):
+    from data import synth
+
+    parts = _parts(synth.generate(20, 5), 2)
+    parts[1]["patients"] = pd.concat([parts[1]["patients"], parts[0]["patients"].iloc[[0]]], ignore_index=True)
+    with pytest.raises(BuildError, match="patients.*STH-0001"):
+        build_snapshot(iter(parts), source="synthetic", out=tmp_path / "dup.duckdb")
+    parts = _parts(synth.generate(20, 5), 2)
+    parts[1]["patients"] = parts[1]["patients"].iloc[1:]
+    with pytest.raises(BuildError, match="is not in patients"):
+        build_snapshot(iter(parts), source="synthetic", out=tmp_path / "orphan.duckdb")
+    assert not list(tmp_path.iterdir())  # nothing left behind
