@@ -55,8 +55,29 @@ def _longest_line(data: bytes) -> tuple[int, int] | None:
     return (int(over[0]) + 1, int(lengths[over[0]])) if len(over) else None
 
 
-def read_csv_bytes(data: bytes, file: str, report: Report) -> pd.DataFrame | None:
-    """One CSV as strings, or None with the reason in the report."""
+def report_long_line(report: Report, file: str, line: int, size: int) -> None:
+    report.add("error", file, line, "", "", f"line {line} is {size / (1 << 20):.1f} MiB long: no row of this "
+               f"format comes near {MAX_LINE_BYTES >> 20} MiB (a broken export or not a table of ours)")
+
+
+def header_ok(header: list[str], file: str, report: Report) -> bool:
+    """The header row's rules (how many columns, none named twice, none unnamed); False with the reason."""
+    if len(header) > MAX_COLUMNS:
+        report.add("error", file, 1, "", "", f"the header row has {len(header):,} columns; a table of this format "
+                   f"has at most {MAX_COLUMNS}")
+        return False
+    repeated = sorted(c for c, n in Counter(header).items() if n > 1)
+    if repeated:
+        report.add("error", file, 1, repeated[0], repeated[0], "the header row names this column twice")
+        return False
+    if any(not c.strip() for c in header):
+        report.add("error", file, 1, "", "", "the header row has an empty column name")
+        return False
+    return True
+
+
+def as_text(data: bytes, file: str, report: Report) -> str | None:
+    """The bytes as UTF-8 text with something in it, or None with the reason in the report."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -65,23 +86,23 @@ def read_csv_bytes(data: bytes, file: str, report: Report) -> pd.DataFrame | Non
     if not text.strip():
         report.add("error", file, None, "", "", "the file is empty (it needs at least a header row)")
         return None
+    return text
+
+
+def read_csv_bytes(data: bytes, file: str, report: Report) -> pd.DataFrame | None:
+    """One CSV as strings, or None with the reason in the report."""
+    text = as_text(data, file, report)
+    if text is None:
+        return None
     longest = _longest_line(data)
     if longest is not None:
-        line, size = longest
-        report.add("error", file, line, "", "", f"line {line} is {size / (1 << 20):.1f} MiB long: no row of this "
-                   f"format comes near {MAX_LINE_BYTES >> 20} MiB (a broken export or not a table of ours)")
+        report_long_line(report, file, *longest)
         return None
     try:  # pandas renames a repeated column ("a", "a.1"), so the header is checked as written
-        header = next(csv.reader(io.StringIO(text.split("\n", 1)[0])))
+        header = next(csv.reader(io.StringIO(text.split("\n", 1)[0].rstrip("\r"))))
     except (csv.Error, StopIteration):
         header = []
-    if len(header) > MAX_COLUMNS:
-        report.add("error", file, 1, "", "", f"the header row has {len(header):,} columns; a table of this format "
-                   f"has at most {MAX_COLUMNS}")
-        return None
-    repeated = sorted(c for c, n in Counter(header).items() if n > 1)
-    if repeated:
-        report.add("error", file, 1, repeated[0], repeated[0], "the header row names this column twice")
+    if not header_ok(header, file, report):
         return None
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""],

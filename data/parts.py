@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from data import build
-from data.bundle import MAX_COLUMNS, MAX_LINE_BYTES, bundle_csv, read_csv_bytes
+from data.bundle import MAX_LINE_BYTES, as_text, bundle_csv, header_ok, read_csv_bytes, report_long_line
 from data.canonical import TABLES
 from data.csvsafe import FORMULA_PREFIXES
 from data.store import DUCKDB_CONFIG
@@ -117,9 +117,7 @@ class Staged:
             return False
         longest = _first_long_line(path)
         if longest is not None:
-            line, size = longest
-            report.add("error", shown, line, "", "", f"line {line} is {size / (1 << 20):.1f} MiB long: no row of this "
-                       f"format comes near {MAX_LINE_BYTES >> 20} MiB (a broken export or not a table of ours)")
+            report_long_line(report, shown, *longest)
             return False
         table = self._table(name)
         types = {f"c{j}": "VARCHAR" for j in range(len(header))}
@@ -265,30 +263,16 @@ def _header(path: Path, shown: str, report: Report) -> list[str] | None:
     with path.open("rb") as handle:
         first = handle.readline(MAX_LINE_BYTES + 1)
     if len(first) > MAX_LINE_BYTES:
-        report.add("error", shown, 1, "", "", f"line 1 is longer than {MAX_LINE_BYTES >> 20} MiB: no row of this "
-                   "format comes near that (a broken export or not a table of ours)")
+        report_long_line(report, shown, *(_first_long_line(path) or (1, len(first))))
+        return None
+    text = as_text(first, shown, report)  # the rest of the file: DuckDB refuses bytes that are not UTF-8
+    if text is None:
         return None
     try:
-        text = first.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        report.add("error", shown, None, "", "", f"not UTF-8 text (byte {exc.start}): save the file as UTF-8 CSV")
-        return None
-    if not text.strip():
-        report.add("error", shown, None, "", "", "the file is empty (it needs at least a header row)")
-        return None
-    header = next(csv.reader(io.StringIO(text.rstrip("\r\n"))), [])
-    if len(header) > MAX_COLUMNS:
-        report.add("error", shown, 1, "", "", f"the header row has {len(header):,} columns; a table of this format "
-                   f"has at most {MAX_COLUMNS}")
-        return None
-    repeated = sorted({c for c in header if header.count(c) > 1})
-    if repeated:
-        report.add("error", shown, 1, repeated[0], repeated[0], "the header row names this column twice")
-        return None
-    if any(not c for c in header):
-        report.add("error", shown, 1, "", "", "the header row has an empty column name")
-        return None
-    return header
+        header = next(csv.reader(io.StringIO(text.rstrip("\r\n"))), [])
+    except csv.Error:
+        header = []
+    return header if header_ok(header, shown, report) else None
 
 
 def csv_folder(folder: Path) -> tuple[Staged, dict[str, str], Report]:
