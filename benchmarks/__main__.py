@@ -4,6 +4,8 @@ Not part of the test suite (targets live here, never in timed tests). For each c
 separate processes so that each peak memory is its own:
 
 * build: `python -m data build` of a synthetic snapshot (seconds, peak RSS);
+* imports: that snapshot exported as a CSV bundle and as Parquet, each imported again with
+  `python -m data build --source csv|parquet` (seconds, peak RSS; with --imports);
 * train: `python -m model train` on it (seconds, peak RSS; bootstrap refits as stated);
 * pages: server-side render time with streamlit.testing AppTest, warm caches, median of `repeats`
   runs, for an empty Streamlit page, the patient page reopened (and its ratio to the empty page),
@@ -147,7 +149,8 @@ def _pages(repeats: int, only: str | None = None) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
-def measure(n: int, repeats: int, folder: Path, boot: int) -> dict:
+def measure(n: int, repeats: int, folder: Path, boot: int, imports: bool = False,
+            train_and_pages: bool = True) -> dict:
     snapshot = folder / f"bench-{n}.duckdb"
     models = folder / f"models-{n}"
     env = {**os.environ, "STOPHER2_SNAPSHOT": str(snapshot), "STOPHER2_MODEL_DIR": str(models),
@@ -155,6 +158,17 @@ def measure(n: int, repeats: int, folder: Path, boot: int) -> dict:
     result = {"patients": n}
     build = _child([sys.executable, "-m", "data", "build", "--patients", str(n), "--out", str(snapshot)], env)
     result["build"] = {"seconds": build["seconds"], "peak_mib": build["peak_mib"]}
+    if imports:
+        result["imports"] = {}
+        for kind in ("csv", "parquet"):
+            exported = folder / f"export-{kind}-{n}"
+            _child([sys.executable, "-m", "data", "export", "--format", kind, "--out", str(exported)],
+                   {**env, "STOPHER2_SNAPSHOT": str(snapshot)})
+            again = _child([sys.executable, "-m", "data", "build", "--source", kind, str(exported), "--out",
+                            str(folder / f"import-{kind}-{n}.duckdb")], env)
+            result["imports"][kind] = {"seconds": again["seconds"], "peak_mib": again["peak_mib"]}
+    if not train_and_pages:
+        return result
     train = _child([sys.executable, "-m", "model", "train", "--boot", str(boot)], env)
     result["train"] = {"seconds": train["seconds"], "peak_mib": train["peak_mib"], "bootstrap_refits": boot}
     pages = subprocess.run([sys.executable, "-m", "benchmarks", "--pages-only", "--repeats", str(repeats)],
@@ -172,6 +186,10 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--boot", type=int, default=None,
                         help="bootstrap refits when training (default 200; 20 above 5,000 patients)")
+    parser.add_argument("--imports", action="store_true",
+                        help="also export each snapshot as CSV and Parquet and time importing them again")
+    parser.add_argument("--build-only", action="store_true",
+                        help="the build (and with --imports, the imports) only: no training, no pages")
     parser.add_argument("--pages-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile", metavar="PAGE",
                         help="profile one page's warm runs (patient, patient_new: a new patient each run, tumor_board, "
@@ -190,15 +208,17 @@ def main(argv=None) -> int:
         for n in (int(s) for s in args.sizes.split(",")):
             boot = args.boot or (200 if n <= 5000 else 20)
             print(f"measuring {n:,} patients", file=sys.stderr, flush=True)
-            out["sizes"].append(measure(n, args.repeats, Path(tmp), boot))
-    if len(out["sizes"]) >= 2:
+            out["sizes"].append(measure(n, args.repeats, Path(tmp), boot, imports=args.imports,
+                                        train_and_pages=not args.build_only))
+    if len(out["sizes"]) >= 2 and not args.build_only:
         small, large = out["sizes"][0]["pages"], out["sizes"][-1]["pages"]
         out["patient_page_large_over_small"] = round(large["patient_page_s"] / small["patient_page_s"], 3)
         out["patient_page_another_patient_large_over_small"] = round(
             large["patient_page_another_patient_s"] / small["patient_page_another_patient_s"], 3)
     out["targets"] = {"patient_page_large_over_small": "<= 1.2", "patient_page_s": "< 0.5 warm",
                       "tumor_board_page_s": "< 2 at 100,000", "cohorts_page_s": "< 2 at 100,000",
-                      "peak_mib": "< 1536"}
+                      "peak_mib": "< 1536", "build peak_mib": "< 500 at 20,000; < 2048 at 100,000",
+                      "imports peak_mib": "< 2048 at 100,000"}
     out["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(out, indent=2))
     return 0
