@@ -36,7 +36,7 @@ MAX_PART_SIZE = 5000
 
 def part_size(n_patients: int) -> int:
     """Patients per part for a cohort of `n_patients` (PART_SIZE, or a 25th of it up to MAX_PART_SIZE)."""
-    return int(min(max(PART_SIZE, n_patients // 25), max(MAX_PART_SIZE, PART_SIZE)))
+    return int(min(max(PART_SIZE, n_patients // 25), MAX_PART_SIZE))
 
 #: Canonical tables in load order, with the columns each must have (data/canonical.py).
 OPTIONAL = {"synthetic_truth", "synthetic_parameters", "synthetic_landmark_truth"}
@@ -200,7 +200,7 @@ def build_snapshot(tables, *, source: str, out: Path | None = None,
     `tables` is one dict of canonical tables, or an iterable of such dicts holding disjoint sets of
     patients (every row of a patient in the same part), in patient order: a large cohort is written
     part by part, so memory holds one part at a time; the views over all parts are DuckDB's, within
-    BUILD_MEMORY. With `out`, the snapshot is written to exactly that file (replacing it atomically).
+    PARTS_MEMORY and then views_memory(). With `out`, the snapshot is written to exactly that file (replacing it atomically).
     Without it, it goes into the snapshot folder under its own id and becomes the live snapshot
     (``publish``). Returns facts about the snapshot, with the row count of every contract view.
     `materialize=False` leaves every view computed on each query (tests compare the two).
@@ -228,7 +228,7 @@ def build_snapshot(tables, *, source: str, out: Path | None = None,
                         f"{n_patients + len(part['patients']):,} patients so far")
                 _write_part(con, part, extras, say if k == 0 else None)
                 n_patients += len(part["patients"])
-                latest.append(_latest_date(part, required=False))
+                latest.append(_latest_date(part))
                 del part
                 _give_back_freed_memory()
             _check_references(con)
@@ -322,22 +322,19 @@ def _write_part(con, part: dict[str, pd.DataFrame], extras: set, say=None) -> No
     _insert(con, "patient_classification", classify(part["patients"]))
 
 
-def _latest_date(tables, required: bool = True) -> pd.Timestamp:
-    """Without a stated data cut-off, the latest date anywhere in the data."""
+def _latest_date(tables) -> pd.Timestamp:
+    """The latest date anywhere in one part's data (NaT if none): without a stated data cut-off, the
+    latest over all parts is the cut-off."""
     latest = [pd.to_datetime(tables["events"]["occurred_on"]).max(),
               pd.to_datetime(tables["scans"]["scanned_on"]).max(),
               pd.to_datetime(tables["ctdna_draws"]["drawn_on"]).max()]
     known = [d for d in latest if pd.notna(d)]
-    if not known:
-        if not required:
-            return pd.NaT
-        raise BuildError("the data hold no dates at all: state the data cut-off")
-    return max(known)
+    return max(known) if known else pd.NaT
 
 
 def build_synthetic(n_patients: int = 82, seed: int = 20230419, out: Path | None = None, progress=None,
                     variant: str | None = None) -> dict:
-    """A synthetic snapshot, generated and written in parts (PART_SIZE patients at a time)."""
+    """A synthetic snapshot, generated and written in parts (part_size() patients at a time)."""
     from data import synth
 
     say = progress or (lambda fraction, message: None)

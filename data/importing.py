@@ -75,11 +75,9 @@ def run_import(kind: str, source, *, progress=None, data_cutoff: str | None = No
     def checked():
         for k, typed in enumerate(_checked_parts(parts, files, report, today, facts)):
             if report.ok:
-                say(0.05, f"part {k + 1} checked: no errors, {len(report.warnings)} warning(s) so far: "
-                    "building the snapshot")
+                if k == 0:  # later parts: the build says "writing part k" (one progress that only moves forward)
+                    say(0.05, f"part 1 checked: no errors, {len(report.warnings)} warning(s): building the snapshot")
                 yield typed
-            else:
-                say(0.05, f"part {k + 1} checked: {len(report.errors)} error(s), so nothing will be stored")
         if report.ok and not facts.get("patients"):  # valid (the templates are), but there is no trial to build
             report.add("error", "patients.csv" if kind == "csv" else kind, None, "patient_id", "",
                        "the patients table has no rows: nothing to import")

@@ -119,7 +119,7 @@ class Staged:
         if longest is not None:
             report_long_line(report, shown, *longest)
             return False
-        table = self._table(name)
+        table = f"t{len(self.staged)}"  # a staged table's name: never the file's
         types = {f"c{j}": "VARCHAR" for j in range(len(header))}
         try:
             self.con.execute(
@@ -145,7 +145,7 @@ class Staged:
 
     def add_parquet(self, name: str, paths: list[Path], shown: str, report: Report, drop: str) -> bool:
         """One table's Parquet files (one file, or a hive-partitioned folder), typed as written."""
-        table = self._table(name)
+        table = f"t{len(self.staged)}"  # a staged table's name: never the file's
         try:
             rel = self.con.sql("SELECT * FROM read_parquet($files, hive_partitioning = true, union_by_name = true)",
                                params={"files": [str(p) for p in paths]})
@@ -161,9 +161,6 @@ class Staged:
         self.columns[name], self.staged[name], self.text[name] = present, table, False
         self.where[name] = (report, shown)
         return True
-
-    def _table(self, name: str) -> str:
-        return f"t{len(self.staged)}"
 
     # ------------------------------------------------------------------------------ cutting into parts
     def cut(self) -> None:

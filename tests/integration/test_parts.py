@@ -143,3 +143,12 @@ def test_a_line_with_a_field_missing_is_refused_with_its_number(bundle_dir, tmp_
     found = report.frame().query("file == 'scans.csv' and severity == 'error' and row.notna()", engine="python")
     assert found["row"].tolist() == [7]  # (and, as for any unreadable file, the table counts as missing)
     assert "field(s) where the header has" in found["message"].iloc[0] and "/" not in found["message"].iloc[0]
+
+
+def test_an_import_in_parts_reports_progress_that_only_moves_forward(bundle_dir, tmp_path, parts_of_ten):
+    """The Data page draws this as one bar: checking and writing nine parts must not make it jump back."""
+    seen = []
+    importing.run_import("csv", bundle_dir, out=tmp_path / "p.duckdb", progress=lambda f, m: seen.append((f, m)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions), seen
+    assert sum("writing part" in m for _, m in seen) == 8 and any("building the snapshot" in m for _, m in seen)
