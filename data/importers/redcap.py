@@ -9,7 +9,14 @@ export files (found by their header, whatever their names):
 * the records (CSV with raw codes, or with labels: a value that is a choice's label is read as its code):
   one line per record, or per record x event x repeat instance, with `redcap_event_name`,
   `redcap_repeat_instrument`, `redcap_repeat_instance` and `redcap_data_access_group` when the project has
-  them; a checkbox field is one `field___code` column per option (1 = ticked);
+  them; a checkbox field is one `field___code` column per option (1 = ticked). Headers may be variable
+  names or, as REDCap's "CSV (labels)" writes them, labels: a field's label ("Date of enrolment"), "Label
+  (choice=Choice)" for a checkbox option, "Event Name", "Repeat Instrument", "Repeat Instance", "Data
+  Access Group", "Complete?". A label is read back as its field through the dictionary, in the dictionary's
+  order (REDCap exports fields in that order, so two fields with one label are told apart by place; a label
+  that still names two fields, or none, is a finding). Event names written as labels ("Enrolment (Arm 1:
+  Cohort 1)") are read through the events and arms files; an instrument or a data access group written as
+  its label is read as REDCap names it (lower case, underscores: "Treatment Log" -> treatment_log);
 * for longitudinal projects the events file (`unique_event_name`, `arm_num`), so a record's arm is known;
 * the mapping (below): a CSV whose header is `table,column,source,event,values`, in the folder or given
   with `--mapping FILE`.
@@ -40,6 +47,7 @@ a finding names the records file, its line, and the REDCap field.
 """
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +79,7 @@ class Field:
     choices: dict  # code -> label
     validation: str
     identifier: bool
+    label: str = ""  # the Field Label as a labels export writes it in a header (tags removed, spaces single)
 
 
 def _s(value) -> str:
@@ -104,8 +113,14 @@ def read_dictionary(path: Path) -> dict[str, Field]:
             "radio", "dropdown", "checkbox") else {"yesno": {"1": "Yes", "0": "No"},
                                                    "truefalse": {"1": "True", "0": "False"}}.get(kind, {})
         fields[name] = Field(name, _s(r.get("Form Name")), kind, choices,
-                             _s(r.get("Text Validation Type OR Show Slider Number")), _s(r.get("Identifier?")).lower() == "y")
+                             _s(r.get("Text Validation Type OR Show Slider Number")), _s(r.get("Identifier?")).lower() == "y",
+                             _plain(r.get("Field Label")))
     return fields
+
+
+def _plain(label) -> str:
+    """A label as a header shows it: HTML tags removed, runs of white space made one space."""
+    return " ".join(re.sub(r"<[^>]*>", " ", _s(label)).split())
 
 
 def fields_for_mapping(dictionary: Path) -> pd.DataFrame:
@@ -135,7 +150,9 @@ def _find_files(folder: Path, report: Report) -> dict[str, Path]:
         elif "unique_event_name" in header and "arm_num" in header:
             kind = "events"
         elif header == ["arm_num", "name"] or header[:2] == ["arm_num", "arm_name"]:
-            continue  # the arms file: arm numbers come with the events
+            kind = "arms"  # read only to tell event labels apart ("Enrolment (Arm 1: Cohort 1)")
+        elif {"data_access_group_name", "unique_group_name"} <= set(header):
+            kind = "data access groups"  # read only to read a group written as its label
         else:
             kind = "records"
         if kind in found:
@@ -250,16 +267,23 @@ def read(source, mapping=None, **_options):
         arm_of = dict(zip(events_frame["unique_event_name"], events_frame["arm_num"], strict=True))
         current = found["mapping"]
         m = _mapping(current, fields, set(arm_of), report)
+        current = found.get("arms")
+        arms = _csv(current) if current else pd.DataFrame(columns=["arm_num", "name"])
+        current = found.get("data access groups")
+        groups = _csv(current) if current else pd.DataFrame(columns=["data_access_group_name", "unique_group_name"])
         current = found["records"]
         records = _csv(current)
+        records.columns = _header(current)  # as written: pandas renames a repeated "x" to "x.1"
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, KeyError, ValueError, OSError) as exc:
         report.add("error", Path(current).name, None, "", "", f"cannot be read: {str(exc).splitlines()[0][:200]}")
         return {}, {}, {}, report
     records_name = found["records"].name
-    duplicated = records.columns[records.columns.str.contains(r"\.\d+$") &
-                                 records.columns.str.replace(r"\.\d+$", "", regex=True).isin(records.columns)]
-    for column in duplicated:  # pandas renames a repeated header "x" to "x.1": a column read twice is a guess
-        report.add("error", records_name, 1, column.rsplit(".", 1)[0], "", "this column appears more than once")
+    labelled = len(records.columns) and records.columns[0] not in fields  # raw exports start with the record id
+    if labelled:
+        records.columns = _field_names(list(records.columns), fields, records_name, report)
+    duplicated = records.columns[records.columns.duplicated()].unique()
+    for column in duplicated:  # a column read twice is a guess
+        report.add("error", records_name, 1, column, "", "this column appears more than once")
     if m is None or records.empty or len(duplicated):
         if records.empty:
             report.add("error", records_name, None, "", "", "no records")
@@ -267,7 +291,12 @@ def read(source, mapping=None, **_options):
     record_id = records.columns[0]
     records["_line"] = range(2, len(records) + 2)
     if "redcap_event_name" in records:
+        records["redcap_event_name"] = _event_names(records, events_frame, arms, records_name, report)
         records["redcap_arm"] = records["redcap_event_name"].map(arm_of)
+    if "redcap_data_access_group" in records and len(groups):  # a group written as its name (labels export)
+        unique = dict(zip(groups["data_access_group_name"].map(_s), groups["unique_group_name"].map(_s), strict=True))
+        unique |= {u: u for u in unique.values()}
+        records["redcap_data_access_group"] = records["redcap_data_access_group"].map(lambda v: unique.get(_s(v), v))
     _not_mapped(records, fields, m, record_id, records_name, report)
     members, lines = {}, {}
     m["group"] = m["table"].str.strip()
@@ -295,6 +324,92 @@ def read(source, mapping=None, **_options):
     out_lines = {t: pd.Series(lines[t].to_numpy(), index=frame.index) for t, frame in tables.items()
                  if len(lines[t]) == len(frame)}
     return tables, files, out_lines, report
+
+
+#: The headers a labels export writes for REDCap's own columns.
+HEADER_LABELS = {"Event Name": "redcap_event_name", "Repeat Instrument": "redcap_repeat_instrument",
+                 "Repeat Instance": "redcap_repeat_instance", "Data Access Group": "redcap_data_access_group",
+                 "Survey Identifier": "redcap_survey_identifier"}
+
+
+def _header(path: Path) -> list[str]:
+    """The records' header as written (a repeated name stays repeated)."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return [h.strip() for h in next(csv.reader(f), [])]
+
+
+def _field_names(header: list[str], fields: dict[str, Field], name: str, report: Report) -> list[str]:
+    """A labels export's headers -> field names, through the dictionary's labels. A label shared by several
+    fields is read in dictionary order when the header holds it once for each of them (REDCap writes fields in
+    dictionary order); otherwise which field it means is a guess, and a finding. A label no field has stays as
+    written (then "not in the data dictionary")."""
+    def key(text):
+        option = re.fullmatch(r"(.*) \(choice=(.*)\)", text)
+        return (option.group(1), option.group(2)) if option else (text, None)
+    meaning = {}  # (label, choice label or None) -> the column names it stands for, in dictionary order
+    for f in fields.values():
+        if f.kind == "descriptive":  # display text only: never a column
+            continue
+        if f.kind == "checkbox":
+            for code, choice in f.choices.items():
+                meaning.setdefault((f.label, _plain(choice)), []).append(f"{f.name}___{code}")
+        else:
+            meaning.setdefault((f.label, None), []).append(f.name)
+    texts = [_plain(h) for h in header]
+    times = pd.Series(texts).value_counts().to_dict()
+    seen: dict[str, int] = {}
+    out, form = [], ""
+    for line_column, text in enumerate(texts, start=1):
+        if text in HEADER_LABELS:
+            out.append(HEADER_LABELS[text])
+            continue
+        if text == "Complete?":  # the form status closes each form's columns
+            out.append(f"{form}_complete" if form else f"_status_{line_column}")
+            continue
+        if text == "Survey Timestamp":
+            out.append(f"_survey_timestamp_{line_column}")
+            continue
+        names = meaning.get(key(text), [])
+        k = seen.get(text, 0)
+        seen[text] = k + 1
+        if len(names) > 1 and times[text] != len(names):
+            report.add("error", name, 1, text, "", f"{len(names)} fields have this label ({', '.join(names[:5])}): "
+                       "export the records with variable names as headers, or give the fields different labels")
+            out.append(text)
+        elif names and k < len(names):
+            out.append(names[k])
+            form = fields[names[k].split("___")[0]].form
+        else:
+            out.append(text)
+    return out
+
+
+def _event_names(records, events, arms, name, report) -> pd.Series:
+    """Unique event names, whether written as such or as labels ("Enrolment", or "Enrolment (Arm 1: Cohort 1)" in
+    a project with several arms); a name the events file does not know is an error on its line."""
+    column = records["redcap_event_name"]
+    if events.empty:
+        return column
+    arm_names = dict(zip(arms["arm_num"].map(_s), arms.iloc[:, 1].map(_s), strict=True)) if len(arms.columns) > 1 else {}
+    by_label: dict[str, list[str]] = {}
+    for r in events.to_dict("records"):
+        label, arm, unique = _s(r.get("event_name")), _s(r.get("arm_num")), _s(r.get("unique_event_name"))
+        by_label.setdefault(label, []).append(unique)
+        by_label.setdefault(f"{label} (Arm {arm}: {arm_names.get(arm, '')})", []).append(unique)
+    known = set(events["unique_event_name"].map(_s))
+    out = []
+    for value, line in zip(column, records["_line"], strict=True):
+        text = _s(value)
+        if text in known or not text:
+            out.append(text or None)
+            continue
+        unique = by_label.get(text, [])
+        if len(unique) != 1:
+            report.add("error", name, int(line), "redcap_event_name", text,
+                       "not an event of the project (events file)" if not unique else
+                       f"this event label is in several arms ({', '.join(unique)}): which one is a guess")
+        out.append(unique[0] if len(unique) == 1 else None)
+    return pd.Series(out, index=column.index, dtype=object)
 
 
 def _line_of(lines: pd.Series | None, row: int):

@@ -9,7 +9,8 @@ STOP-HER2 project holding the snapshot's data, plus the mapping that brings it b
   and one instrument per questionnaire with one field per item (qlq_c30_q1 ... qlq_c30_q30);
 * the site is the record's data access group;
 * coded columns are radio fields with numbered choices, yes/no columns yesno fields, dates date_ymd;
-* files: dictionary.csv (the data dictionary), events.csv, arms.csv, records.csv (raw codes), mapping.csv.
+* files: dictionary.csv (the data dictionary), events.csv, arms.csv, data_access_groups.csv, records.csv (raw
+  codes, or REDCap's "CSV (labels)": label values and, if asked, label headers), mapping.csv.
 
 The dictionary and the mapping are made from data/canonical.py, so the design cannot drift from the
 canonical tables; `data/importers/redcap_stop_her2/mapping.csv` is this design's mapping for the default
@@ -127,9 +128,10 @@ def _text(frame: pd.DataFrame, table: str, labels: bool = False) -> pd.DataFrame
     return out
 
 
-def export(snap, folder: Path, labels: bool = False) -> list[Path]:
-    """Write the snapshot as a REDCap export of the STOP-HER2 project (files above) into `folder`; `labels`: the
-    records with choice labels instead of codes (REDCap's "CSV (labels)" values; the headers stay field names)."""
+def export(snap, folder: Path, labels: bool = False, label_headers: bool = False) -> list[Path]:
+    """Write the snapshot as a REDCap export of the STOP-HER2 project (files above) into `folder`. `labels`: the
+    values as REDCap's "CSV (labels)" writes them (a choice's label, Yes/No, "Enrolment (Arm 1: Cohort 1:
+    continue)", the data access group's name); `label_headers`: the headers too (field labels, "Event Name")."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tables = {name: snap.query("SELECT " + ", ".join(t.column_names) + " FROM " + name)  # names from TABLES only
@@ -175,9 +177,24 @@ def export(snap, folder: Path, labels: bool = False) -> list[Path]:
                             "custom_event_label": "", "event_id": ""}
                            for a in (1, 2) for name in ("enrolment", "follow_up")])
     arms = pd.DataFrame({"arm_num": [1, 2], "name": ["Cohort 1: continue", "Cohort 2: stop"]})
+    groups = pd.DataFrame({"data_access_group_name": sites, "unique_group_name": [slug(s) for s in sites]})
+    if labels:
+        arm_name = dict(zip(arms["arm_num"], arms["name"], strict=True))
+        event_label = {e["unique_event_name"]: f"{e['event_name']} (Arm {e['arm_num']}: {arm_name[e['arm_num']]})"
+                       for e in events.to_dict("records")}
+        records["redcap_event_name"] = records["redcap_event_name"].map(event_label)
+        records["redcap_repeat_instrument"] = records["redcap_repeat_instrument"].map(
+            lambda form: None if pd.isna(form) else form.replace("_", " ").title(), na_action="ignore")
+        site_of = dict(zip(groups["unique_group_name"], groups["data_access_group_name"], strict=True))
+        records["redcap_data_access_group"] = records["redcap_data_access_group"].map(site_of)
+    if label_headers:  # every field's label, as the dictionary gives it; REDCap's own columns by their labels
+        label_of = dict(zip(dictionary["Variable / Field Name"], dictionary["Field Label"], strict=True))
+        label_of |= {"redcap_event_name": "Event Name", "redcap_repeat_instrument": "Repeat Instrument",
+                     "redcap_repeat_instance": "Repeat Instance", "redcap_data_access_group": "Data Access Group"}
+        records.columns = [label_of[c] for c in records.columns]
     written = []
     for name, frame in (("dictionary", dictionary), ("events", events), ("arms", arms), ("records", records),
-                        ("mapping", mapping)):
+                        ("mapping", mapping), ("data_access_groups", groups)):
         path = folder / f"{name}.csv"
         frame.to_csv(path, index=False)
         written.append(path)

@@ -41,12 +41,19 @@ def test_the_stop_her2_export_imports_to_a_snapshot_with_identical_views(snapsho
     assert_same_views(snapshot, Snapshot(tmp_path / "again.duckdb"))
 
 
-def test_an_export_with_choice_labels_instead_of_codes_imports_to_the_same_views(snapshot, tmp_path):
-    """REDCap's "CSV (labels)" writes a choice's label ("CR", "Yes") where the raw export writes its code."""
+@pytest.mark.parametrize("label_headers", [False, True], ids=["variable names", "label headers"])
+def test_an_export_with_choice_labels_instead_of_codes_imports_to_the_same_views(snapshot, tmp_path, label_headers):
+    """REDCap's "CSV (labels)" writes a choice's label ("CR", "Yes") where the raw export writes its code, an
+    event's label with its arm, a data access group's name, and (if asked) every header as its label."""
     folder = tmp_path / "labels"
-    redcap_export.export(snapshot, folder, labels=True)
+    redcap_export.export(snapshot, folder, labels=True, label_headers=label_headers)
     records = pd.read_csv(folder / "records.csv", dtype=str)
-    assert set(records["visceral"].dropna()) == {"Yes", "No"} and "CR" in set(records["best_response"])
+    visceral, response, event = (("visceral", "best_response", "redcap_event_name") if not label_headers else
+                                 ("visceral metastases", "best RECIST response to first line",
+                                  "Event Name"))
+    assert set(records[visceral].dropna()) == {"Yes", "No"} and "CR" in set(records[response])
+    assert "Enrolment (Arm 2: Cohort 2: stop)" in set(records[event])
+    assert ("STOP-HER2 patient id" in records) == label_headers
     cutoff = pd.Timestamp(snapshot.info()["data_cutoff"]).strftime("%Y-%m-%d")
     info = importing.run_import("redcap", folder, out=tmp_path / "again.duckdb", data_cutoff=cutoff)
     assert info["warnings"] == 0
@@ -77,6 +84,49 @@ def test_a_real_longitudinal_export_loads_through_its_mapping_and_every_field_le
     assert all("identifier field: never imported" in f.message for f in identifiers)
     everything = pd.concat([t.astype(str) for t in tables.values()]).to_string()
     assert "Zharko" not in everything and "zlehnox" not in everything
+
+
+def _label_headers(folder):
+    """Rewrite a raw export's records header as REDCap's "CSV (labels)" writes it, from its own dictionary."""
+    fields = redcap.read_dictionary(folder / "dictionary.csv")
+    forms = {f.form for f in fields.values()}
+    text = (folder / "data.csv").read_text()
+    raw, rest = text.split("\n", 1)
+    header = []
+    for column in raw.split(","):
+        base, _, code = column.partition("___")
+        if column in redcap.HEADER_LABELS.values():
+            header.append(next(k for k, v in redcap.HEADER_LABELS.items() if v == column))
+        elif column.endswith("_complete") and column.removesuffix("_complete") in forms:
+            header.append("Complete?")
+        elif code:
+            header.append(f"{fields[base].label} (choice={fields[base].choices[code]})")
+        else:
+            header.append(fields[column].label)
+    (folder / "data.csv").write_text(",".join(f'"{h}"' for h in header) + "\n" + rest)
+    return header
+
+
+def test_a_real_export_with_label_headers_reads_as_its_variable_names(tmp_path):
+    """The real longitudinal project, headers as labels: 21 labels are shared by 2-4 fields each ("Creatinine
+    (mg/dL)" at four visits), checkboxes read "Label (choice=...)" and every form's status "Complete?"."""
+    raw_tables, raw_report = importing.check("redcap", LONGITUDINAL)
+    folder = _copy(LONGITUDINAL, tmp_path)
+    header = _label_headers(folder)
+    assert header.count("Creatinine (mg/dL)") == 4 and header.count("Complete?") > 3
+    tables, report = importing.check("redcap", folder)
+    assert report.ok, report.frame()
+    for name, frame in raw_tables.items():
+        pd.testing.assert_frame_equal(tables[name], frame)
+    assert sorted((f.column, f.message) for f in report.findings) == \
+        sorted((f.column, f.message) for f in raw_report.findings)
+    # a header that names one of four "Creatinine (mg/dL)" fields, the others left out: which one is a guess
+    data = pd.read_csv(folder / "data.csv", dtype=str)
+    data.drop(columns=[c for c in data.columns if c.startswith("Creatinine (mg/dL).")]).to_csv(
+        folder / "data.csv", index=False)
+    _, report = importing.check("redcap", folder)
+    assert any(f.row == 1 and f.column == "Creatinine (mg/dL)" and "4 fields have this label" in f.message
+               for f in report.errors), report.frame()
 
 
 def test_a_real_repeating_instruments_export_gives_one_row_per_instance():
@@ -134,6 +184,10 @@ def _edit(path, old, new):
      ("mapping.csv", 5, "table", "not a canonical table")),
     (("mapping.csv", "events,event,=last_contact,final_visit_arm_1,", "events,event,=last_contact,visit_99_arm_1,"),
      ("mapping.csv", 7, "event", "not an event of the project")),
+    (("data.csv", "100,enrollment_arm_1,2015-04-02", "100,enrollment_arm_9,2015-04-02"),
+     ("data.csv", 2, "redcap_event_name", "not an event of the project (events file)")),
+    (("data.csv", "100,enrollment_arm_1,2015-04-02", "100,Enrollment (Arm 7: nowhere),2015-04-02"),
+     ("data.csv", 2, "redcap_event_name", "not an event of the project (events file)")),
 ])
 def test_a_wrong_mapping_or_value_is_named_with_its_place_and_nothing_is_stored(change, said, tmp_path, live_folder):
     folder = _copy(LONGITUDINAL, tmp_path)
