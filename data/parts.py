@@ -33,7 +33,7 @@ from data import build
 from data.bundle import MAX_LINE_BYTES, as_text, bundle_csv, header_ok, read_csv_bytes, report_long_line
 from data.canonical import TABLES
 from data.csvsafe import FORMULA_PREFIXES
-from data.store import DUCKDB_CONFIG
+from data.store import DUCKDB_CONFIG, staging_prefix
 from data.validate import Report
 
 #: DuckDB's memory while staging and cutting a source; beyond it, DuckDB spills to its temporary folder.
@@ -99,7 +99,7 @@ class Staged:
 
     def __init__(self, part_size: int | None = None):
         self.part_size = part_size
-        self.folder = Path(tempfile.mkdtemp(prefix="stop-her2-import-"))
+        self.folder = Path(tempfile.mkdtemp(prefix=staging_prefix()))  # named by our pid: see clean_leftovers
         self.con = duckdb.connect(str(self.folder / "staging.duckdb"), config=dict(DUCKDB_CONFIG))
         self.con.execute("SET memory_limit = '" + STAGING_MEMORY + "'")
         self.columns: dict[str, list[str]] = {}  # table -> its columns as the source names them

@@ -13,6 +13,9 @@ process, so a connection opened on the same path after a swap would still read t
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,14 +92,50 @@ def publish(path: Path, keep: int = 5) -> None:
 LEFTOVER_AGE_SECONDS = 6 * 3600
 
 
+#: An import's staging folder (data/parts.py) in the system's temporary folder: this prefix, then the pid of
+#: the process that owns it, so that a folder whose process is gone (killed) is known to be left over.
+STAGING_PREFIX = "stop-her2-import-"
+
+
+def staging_prefix() -> str:
+    return f"{STAGING_PREFIX}{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True
+
+
+def _clean_staging(now: float) -> list[str]:
+    """Staging folders whose process is gone (or, named before the pid was in the name, older than
+    LEFTOVER_AGE_SECONDS). A live import's folder is never touched."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(STAGING_PREFIX + "*"):
+        pid = re.match(re.escape(STAGING_PREFIX) + r"(\d+)-", path.name)
+        try:
+            gone = not _alive(int(pid.group(1))) if pid else now - path.stat().st_mtime > LEFTOVER_AGE_SECONDS
+        except OSError:
+            continue
+        if gone and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
+
+
 def clean_leftovers(now: float | None = None) -> list[str]:
-    """Remove what killed builds and imports left in the snapshot folder (temporary snapshot files and
-    their WALs older than LEFTOVER_AGE_SECONDS, reports whose snapshot is gone); returns the names removed."""
+    """Remove what killed builds and imports left behind: in the snapshot folder, temporary snapshot files
+    and their WALs older than LEFTOVER_AGE_SECONDS and reports whose snapshot is gone; in the temporary
+    folder, import staging folders whose process is gone. Returns the names removed."""
+    now = time.time() if now is None else now
+    removed = _clean_staging(now)
     folder = snapshot_dir()
     if not folder.exists():
-        return []
-    now = time.time() if now is None else now
-    removed = []
+        return removed
     for path in folder.iterdir():
         try:
             stale = path.name.startswith(".") and ".tmp" in path.name and now - path.stat().st_mtime > LEFTOVER_AGE_SECONDS

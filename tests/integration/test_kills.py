@@ -5,12 +5,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from data.store import POINTER, clean_leftovers, snapshot_path
+from data.store import POINTER, STAGING_PREFIX, clean_leftovers, snapshot_path, staging_prefix
 from tests.conftest import REPO
 
 #: A script that imports `source` and SIGKILLs itself at `stage`: a progress message containing it, or
@@ -39,20 +40,35 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+@pytest.fixture
+def temporary(tmp_path, monkeypatch):
+    """The system's temporary folder, for this test alone (where an import stages a CSV folder)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
 def _killed_import(folder: Path, bundle: Path, stage: str) -> None:
     done = subprocess.run([sys.executable, "-c", KILLER, str(bundle), stage], cwd=REPO, capture_output=True,
-                          text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(REPO), "STOPHER2_SNAPSHOT_DIR": str(folder)})
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO), "STOPHER2_SNAPSHOT_DIR":
+                                                       str(folder), "TMPDIR": tempfile.gettempdir()})
     assert done.returncode == -signal.SIGKILL, (stage, done.returncode, done.stderr[-2000:])
 
 
 @pytest.mark.parametrize("stage", BEFORE_SWAP)
-def test_an_import_killed_before_the_swap_leaves_the_live_snapshot_as_it_was(live_folder, bundle_dir, stage):
+def test_an_import_killed_before_the_swap_leaves_the_live_snapshot_as_it_was(live_folder, bundle_dir, stage,
+                                                                             temporary):
     live = snapshot_path()
     before = _sha(live), (live_folder / POINTER).read_text()
     _killed_import(live_folder, bundle_dir, stage)
     assert snapshot_path() == live and (_sha(live), (live_folder / POINTER).read_text()) == before
+    staged = [p.name for p in temporary.iterdir()]
+    # the killed import's staging folder (none when it died while reading the first file)
+    assert len(staged) == (stage != "reading the csv source") and all(n.startswith(STAGING_PREFIX) for n in staged)
+    running = Path(tempfile.mkdtemp(prefix=staging_prefix()))  # an import still running (this process)
     clean_leftovers(now=time.time() + 10 * 24 * 3600)  # the next start, long after: nothing half-made stays
+    assert [p.name for p in temporary.iterdir()] == [running.name]
     left = sorted(p.name for p in live_folder.iterdir())
     assert not [n for n in left if n.endswith((".tmp", ".wal"))], left
     finished = [n for n in left if n.endswith(".duckdb") and n != live.name]
