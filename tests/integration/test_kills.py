@@ -78,11 +78,14 @@ def test_an_import_killed_before_the_swap_leaves_the_live_snapshot_as_it_was(liv
         assert finished == [], left
 
 
-def test_an_import_killed_just_after_the_swap_is_live_with_its_report(live_folder, bundle_dir):
+def test_an_import_killed_just_after_the_swap_is_live_with_its_report(live_folder, bundle_dir, temporary):
     live = snapshot_path()
     _killed_import(live_folder, bundle_dir, "after publish")
     new = snapshot_path()
     assert new != live and new.with_suffix(".report.csv").exists()
+    assert len(list(temporary.iterdir())) == 1  # its staging folder, until the next start
+    clean_leftovers()
+    assert list(temporary.iterdir()) == []
 
 
 def _children(pid: int) -> set[int]:
