@@ -89,6 +89,21 @@ def as_text(data: bytes, file: str, report: Report) -> str | None:
     return text
 
 
+def _ragged_line(text: str, width: int) -> tuple[int, int] | None:
+    """(line, fields) of the first record whose number of fields is not the header's (a blank line is no
+    record), the rule the staged reader's DuckDB applies to a CSV folder; None when every record fits."""
+    reader = csv.reader(io.StringIO(text))
+    try:
+        start = 1
+        for row in reader:
+            if row and len(row) != width:
+                return start, len(row)
+            start = reader.line_num + 1  # the next record starts on the line after this one ends
+    except csv.Error:
+        return None  # a quote left open: pandas' own message says so
+    return None
+
+
 def read_csv_bytes(data: bytes, file: str, report: Report) -> pd.DataFrame | None:
     """One CSV as strings, or None with the reason in the report."""
     text = as_text(data, file, report)
@@ -103,6 +118,12 @@ def read_csv_bytes(data: bytes, file: str, report: Report) -> pd.DataFrame | Non
     except (csv.Error, StopIteration):
         header = []
     if not header_ok(header, file, report):
+        return None
+    ragged = _ragged_line(text, len(header))
+    if ragged is not None:  # pandas would pad a short line with blanks and read a long one shifted
+        line, fields = ragged
+        report.add("error", file, line, "", "", f"line {line} has {fields} field(s) where the header has "
+                   f"{len(header)}: not a readable CSV")
         return None
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""],

@@ -133,16 +133,30 @@ def test_a_huge_text_cell_in_parquet_is_a_finding_that_names_the_table(snapshot,
     assert errors["message"].str.contains("MiB long").any()
 
 
-def test_a_line_with_a_field_missing_is_refused_with_its_number(bundle_dir, tmp_path):
-    folder = tmp_path / "short"
+@pytest.mark.parametrize("how", ["folder", "zip", "upload"])
+@pytest.mark.parametrize("change, fields", [(lambda line: line.rsplit(",", 1)[0], "has 3 field(s)"),
+                                            (lambda line: line + ",extra", "has 5 field(s)")],
+                         ids=["a field missing", "a field too many"])
+def test_a_line_with_a_field_missing_or_too_many_is_refused_with_its_number(bundle_dir, tmp_path, how, change,
+                                                                            fields):
+    """Every way in, one rule: pandas alone would pad a short line with blanks and read a long one shifted."""
+    folder = tmp_path / "ragged"
     shutil.copytree(bundle_dir, folder)
     lines = (folder / "scans.csv").read_text().splitlines()
-    lines[6] = lines[6].rsplit(",", 1)[0]  # line 7 loses its last field
+    assert lines[0].count(",") == 3
+    lines[6] = change(lines[6])  # line 7
     (folder / "scans.csv").write_text("\n".join(lines) + "\n")
-    _, report = importing.check("csv", folder)
+    files = {p.name: p.read_bytes() for p in sorted(folder.glob("*.csv"))}
+    if how == "zip":
+        with zipfile.ZipFile(tmp_path / "ragged.zip", "w") as z:
+            for name, data in files.items():
+                z.writestr(name, data)
+    source = {"folder": folder, "zip": tmp_path / "ragged.zip", "upload": files}[how]
+    _, report = importing.check("csv", source)
     found = report.frame().query("file == 'scans.csv' and severity == 'error' and row.notna()", engine="python")
     assert found["row"].tolist() == [7]  # (and, as for any unreadable file, the table counts as missing)
-    assert "field(s) where the header has" in found["message"].iloc[0] and "/" not in found["message"].iloc[0]
+    message = found["message"].iloc[0]
+    assert message == f"line 7 {fields} where the header has 4: not a readable CSV" and "/" not in message
 
 
 def test_an_import_in_parts_reports_progress_that_only_moves_forward(bundle_dir, tmp_path, parts_of_ten):
