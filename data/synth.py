@@ -492,10 +492,13 @@ def _make_recist_consistent(les: pd.DataFrame, ev) -> pd.DataFrame:
     stable patient's follow-up targets are set back to baseline), so the events table and the
     derived responses never disagree.
     """
-    for _ in range(3):
-        m = les.rename(columns={"pidx": "patient_id", "seq": "scan_id", "day": "scanned_on"})
+    def assess(rows):
+        m = rows.rename(columns={"pidx": "patient_id", "seq": "scan_id", "day": "scanned_on"})
         m["scanned_on"] = _date(m["scanned_on"])
-        a = recist.assess(m)
+        return recist.assess(m)
+
+    a = assess(les)
+    for _ in range(3):
         pd_scan = a[a["overall_response"] == "PD"]
         prog_day = ev["t_prog"][pd_scan["patient_id"]]
         early = pd_scan[(_days(pd_scan["scanned_on"].to_numpy()) < prog_day) | ~ev["progressed"][pd_scan["patient_id"]]]
@@ -513,6 +516,9 @@ def _make_recist_consistent(les: pd.DataFrame, ev) -> pd.DataFrame:
         baseline_value = base_d.reindex(idx).to_numpy()
         target = (les["kind"] == "target").to_numpy()
         les.loc[fix & target, "diameter_mm"] = baseline_value[fix & target]
+        # RECIST reads each patient alone: only the patients just changed need assessing again
+        changed = early["patient_id"].unique()
+        a = pd.concat([a[~a["patient_id"].isin(changed)], assess(les[les["pidx"].isin(changed)])])
     return les
 
 
