@@ -349,3 +349,38 @@ def test_a_patient_repeated_in_another_part_or_a_row_without_patient_is_refused(
     with pytest.raises(BuildError, match="is not in patients"):
         build_snapshot(iter(parts), source="synthetic", out=tmp_path / "orphan.duckdb")
     assert not list(tmp_path.iterdir())  # nothing left behind
+
+
+def test_parts_made_one_ahead_in_a_thread_build_the_same_snapshot_and_a_failure_stops_the_thread(tmp_path):
+    """The synthetic build generates the next part while this one is written; the snapshot must not
+    change, and a part that fails to generate (or to write) must stop the thread and leave nothing."""
+    import threading
+
+    from data import synth
+    from data.build import _one_ahead
+
+    tables = synth.generate(40, 8)
+    build_snapshot(iter(_parts(tables, 4)), source="synthetic", out=tmp_path / "plain.duckdb")
+    build_snapshot(_one_ahead(iter(_parts(tables, 4))), source="synthetic", out=tmp_path / "ahead.duckdb")
+    left, right = _contract_rows(tmp_path / "plain.duckdb"), _contract_rows(tmp_path / "ahead.duckdb")
+    for view in left:
+        pd.testing.assert_frame_equal(left[view], right[view], obj=view)
+
+    made = []
+
+    def failing():
+        for k, part in enumerate(_parts(tables, 4)):
+            if k == 2:
+                raise RuntimeError("the third part could not be made")
+            made.append(k)
+            yield part
+
+    with pytest.raises(RuntimeError, match="third part"):
+        build_snapshot(_one_ahead(failing()), source="synthetic", out=tmp_path / "failed.duckdb")
+    bad = _parts(tables, 4)
+    bad[1]["scans"] = bad[1]["scans"].drop(columns=["modality"])  # refused while the thread makes the next
+    with pytest.raises(BuildError, match="lacks column"):
+        build_snapshot(_one_ahead(iter(bad)), source="synthetic", out=tmp_path / "refused.duckdb")
+    assert made == [0, 1]
+    assert not [t for t in threading.enumerate() if t.name == "next synthetic part"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ahead.duckdb", "plain.duckdb"]
