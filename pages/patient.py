@@ -37,27 +37,21 @@ axis = st.radio("Time axis", ["days", "dates"], horizontal=True, key="axis",
 # every stacked chart on one x-range, so a draw, a scan and a questionnaire of one day line up
 window = charts.shared_window(s["index_date"], followup_end,
                               rec.timeline.loc[~rec.timeline["track"].isin(["anti-HER2", "other therapy"]), "starts_on"])
-
-
-def aligned(fig):
-    return charts.align(fig, window, s["index_date"], axis)
-
-
-st.plotly_chart(charts.timeline_figure(rec.timeline, s["index_date"], followup_end, cohort=int(s["cohort"]),
-                                       axis=axis, window=window), key="timeline")
+aligned = (window, s["index_date"], axis)  # every stacked chart on this x-range
+components.chart(charts.timeline_figure, rec.timeline, s["index_date"], followup_end, cohort=int(s["cohort"]),
+                 axis=axis, window=window, key="timeline")
 if viewer.sees_ctdna:  # the estimate needs ctDNA: a blinded person sees neither
     trajectory = components.estimate_trajectory_for(snap, patient_id, horizon)
     if trajectory is not None:
-        st.plotly_chart(aligned(charts.estimate_trajectory_figure(trajectory, s["index_date"], axis=axis,
-                                                                  horizon=horizon)), key="trajectory")
+        components.chart(charts.estimate_trajectory_figure, trajectory, s["index_date"], axis=axis, horizon=horizon,
+                         alignment=aligned, key="trajectory")
 if viewer.sees_ctdna:
-    st.plotly_chart(aligned(charts.ctdna_figure(rec.ctdna, rec.timeline, s["index_date"], followup_end,
-                                                o["progressed_on"], axis=axis,
-                                                lead=cohorts.patient_lead_time(rec.ctdna, o["progressed_on"]))),
-                    key="ctdna")
+    components.chart(charts.ctdna_figure, rec.ctdna, rec.timeline, s["index_date"], followup_end,
+                     o["progressed_on"], axis=axis, lead=cohorts.patient_lead_time(rec.ctdna, o["progressed_on"]),
+                     alignment=aligned, key="ctdna")
 
 st.subheader("Scans (RECIST 1.1)")
-st.plotly_chart(aligned(charts.sld_figure(rec.scans, s["index_date"], axis=axis)), key="sld")
+components.chart(charts.sld_figure, rec.scans, s["index_date"], axis=axis, alignment=aligned, key="sld")
 # a static table: it wraps into the page's width, so every column stays in view at 1024 px (a data grid
 # of eight columns scrolled the last out of view)
 st.table(components.scan_table(rec.scans).set_index("date"))
@@ -67,5 +61,5 @@ with st.expander("Lesion measurements"):
 st.subheader("Patient-reported outcomes")
 catalogue = components.pro_catalogue(snap.key)
 scales = components.pro_scale_picker(rec.pros, catalogue)
-st.plotly_chart(aligned(charts.pro_figure(rec.pros, catalogue, scales, s["index_date"], o["progressed_on"], axis=axis)),
-                key="pro")
+components.chart(charts.pro_figure, rec.pros, catalogue, scales, s["index_date"], o["progressed_on"], axis=axis,
+                 alignment=aligned, key="pro")

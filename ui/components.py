@@ -21,6 +21,40 @@ from ui import exports, session
 PATIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+# ------------------------------------------------------------------------------- charts
+#: Figures kept per process. A patient's six figures take ~0.1 MB; a ward's worth of patients opened and
+#: re-opened (every widget click reruns the page) stays well within this.
+FIGURE_CACHE_ENTRIES = 600
+
+
+#: Streamlit hashes a data frame of 50,000 rows or more by a sample of its rows, so a change elsewhere in it
+#: could go unseen: a chart fed such a frame is built afresh every time (one patient's rows never come near).
+FIGURE_CACHE_MAX_ROWS = 50_000
+
+
+def _build(builder: str, args: tuple, kwargs: tuple, alignment: tuple | None):
+    from ui import charts
+
+    fig = getattr(charts, builder)(*args, **dict(kwargs))
+    return charts.align(fig, *alignment) if alignment else fig
+
+
+#: A chart built once for its exact inputs. Streamlit keys it by the CONTENT of every argument (each data
+#: frame is hashed), so new data, another patient, a blinded role or a tumour-board decision on the
+#: timeline is another entry, never a stale figure. The figure is shared by every session: nothing may
+#: change it afterwards (st.plotly_chart only reads it; the alignment is applied before it is shared).
+_figure = st.cache_resource(show_spinner=False, max_entries=FIGURE_CACHE_ENTRIES)(_build)
+
+
+def chart(builder, *args, key: str, alignment: tuple | None = None, where=None, **kwargs) -> None:
+    """Draw `charts.<builder>(*args, **kwargs)` (aligned to the shared x-range when `alignment` = (window,
+    index_date, axis)), built once per process for the same inputs: building plotly figures was two thirds
+    of a patient page's time, and every rerun (a click, a horizon) built them all again."""
+    inputs = (builder.__name__, args, tuple(sorted(kwargs.items())), alignment)
+    large = any(isinstance(a, pd.DataFrame) and len(a) >= FIGURE_CACHE_MAX_ROWS for a in (*args, *kwargs.values()))
+    (where or st).plotly_chart(_build(*inputs) if large else _figure(*inputs), key=key)
+
+
 # ------------------------------------------------------------------------------- the snapshot
 @st.cache_resource(show_spinner=False)
 def _leftovers_cleaned(folder: str) -> tuple:

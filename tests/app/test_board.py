@@ -120,3 +120,46 @@ def test_a_ctdna_blinded_role_reads_the_decision_but_not_its_free_text(situation
     assert not leaks(" ".join(shown))
     tables = " ".join(df.value.to_csv() for df in page.dataframe)
     assert "5.7" not in tables and "repeat ctDNA" not in tables
+
+
+def test_a_decision_recorded_while_the_page_is_open_is_on_its_timeline_at_the_next_rerun(situations, monkeypatch):
+    """Figures are built once per process for the same inputs (every rerun reused to rebuild all of them);
+    the cache is keyed by the inputs' content, so a new decision on the timeline is a new figure, not a
+    stale one."""
+    import functools
+    from datetime import date
+
+    from ui import charts
+
+    built = []
+    original = charts.timeline_figure
+
+    @functools.wraps(original)
+    def counted(*args, **kwargs):
+        built.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(charts, "timeline_figure", counted)
+    pid = situations["progressed"]
+    page = run_page("pages/patient.py", patient=pid)
+    page.run()  # a rerun with nothing changed (a click elsewhere): the figure is reused
+    assert len(built) == 1
+
+    def board_traces(at):
+        timeline = [json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                    if json.loads(c.proto.spec)["layout"]["title"]["text"] == "Timeline"][0]
+        return [t for t in timeline["data"] if t.get("name") == "tumour board decision"]
+
+    assert board_traces(page) == []
+    decisions.record(decisions.Decision(date.today(), pid, "restart", "progressed on the last scan"), who="dr",
+                     role="clinician", snapshot_id=None, known_patients={pid})
+    page.run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert len(built) == 2 and board_traces(page)[0]["text"] == ["restart"]
+    # a frame large enough that Streamlit would hash only a sample of its rows: never cached
+    from ui import components
+
+    monkeypatch.setattr(components, "FIGURE_CACHE_MAX_ROWS", 1)
+    page.run()
+    page.run()
+    assert len(built) == 4

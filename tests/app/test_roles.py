@@ -168,6 +168,9 @@ def test_demo_mode_says_so_and_refuses_a_real_snapshot(snapshot_file, tmp_path, 
     export_bundle(Snapshot(snapshot_file), tmp_path / "bundle")
     info = run_import("csv", tmp_path / "bundle", out=tmp_path / "real.duckdb")
     monkeypatch.setenv("STOPHER2_SNAPSHOT", info["path"])
+    # a snapshot folder of this test's own: the refusal lists the folder's synthetic snapshots to roll back to,
+    # and the repository's folder holds one wherever the app was started from this checkout
+    monkeypatch.setenv("STOPHER2_SNAPSHOT_DIR", str(tmp_path / "snapshots"))
     st.cache_data.clear()
     st.cache_resource.clear()
     at = AppTest.from_file(APP, default_timeout=120)
