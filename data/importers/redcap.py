@@ -15,8 +15,9 @@ export files (found by their header, whatever their names):
   Access Group", "Complete?". A label is read back as its field through the dictionary, in the dictionary's
   order (REDCap exports fields in that order, so two fields with one label are told apart by place; a label
   that still names two fields, or none, is a finding). Event names written as labels ("Enrolment (Arm 1:
-  Cohort 1)") are read through the events and arms files; an instrument or a data access group written as
-  its label is read as REDCap names it (lower case, underscores: "Treatment Log" -> treatment_log);
+  Cohort 1)") are read through the events and arms files, a data access group written as its name through
+  the data access groups file (`data_access_group_name`, `unique_group_name`); without that file the name
+  is read as written, and the mapping's value map must name it (else an error, not a guess);
 * for longitudinal projects the events file (`unique_event_name`, `arm_num`), so a record's arm is known;
 * the mapping (below): a CSV whose header is `table,column,source,event,values`, in the folder or given
   with `--mapping FILE`.
