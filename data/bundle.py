@@ -60,6 +60,11 @@ def report_long_line(report: Report, file: str, line: int, size: int) -> None:
                f"format comes near {MAX_LINE_BYTES >> 20} MiB (a broken export or not a table of ours)")
 
 
+def report_ragged_line(report: Report, file: str, line: int, fields: int, width: int) -> None:
+    report.add("error", file, line, "", "", f"line {line} has {fields} field(s) where the header has {width}: "
+               "not a readable CSV")
+
+
 def header_ok(header: list[str], file: str, report: Report) -> bool:
     """The header row's rules (how many columns, none named twice, none unnamed); False with the reason."""
     if len(header) > MAX_COLUMNS:
@@ -104,8 +109,10 @@ def _ragged_line(text: str, width: int) -> tuple[int, int] | None:
     return None
 
 
-def read_csv_bytes(data: bytes, file: str, report: Report) -> pd.DataFrame | None:
-    """One CSV as strings, or None with the reason in the report."""
+def read_csv_bytes(data: bytes, file: str, report: Report, written_by_us: bool = False) -> pd.DataFrame | None:
+    """One CSV as strings, or None with the reason in the report. `written_by_us`: the bytes come from
+    bundle_csv (a Parquet part put into the bundle's conventions), so every line has the header's fields and
+    that pass is skipped; every other rule still applies."""
     text = as_text(data, file, report)
     if text is None:
         return None
@@ -119,21 +126,15 @@ def read_csv_bytes(data: bytes, file: str, report: Report) -> pd.DataFrame | Non
         header = []
     if not header_ok(header, file, report):
         return None
-    ragged = _ragged_line(text, len(header))
+    ragged = None if written_by_us else _ragged_line(text, len(header))
     if ragged is not None:  # pandas would pad a short line with blanks and read a long one shifted
-        line, fields = ragged
-        report.add("error", file, line, "", "", f"line {line} has {fields} field(s) where the header has "
-                   f"{len(header)}: not a readable CSV")
+        report_ragged_line(report, file, *ragged, len(header))
         return None
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""],
                             skipinitialspace=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         report.add("error", file, None, "", "", f"not a readable CSV: {str(exc).strip()}")
-        return None
-    unnamed = [c for c in frame.columns if str(c).startswith("Unnamed:")]
-    if unnamed:
-        report.add("error", file, 1, "", "", "the header row has an empty column name")
         return None
     return unescape(frame)
 

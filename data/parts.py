@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from data import build
-from data.bundle import MAX_LINE_BYTES, as_text, bundle_csv, header_ok, read_csv_bytes, report_long_line
+from data.bundle import (MAX_LINE_BYTES, as_text, bundle_csv, header_ok, read_csv_bytes, report_long_line,
+                         report_ragged_line)
 from data.canonical import TABLES
 from data.csvsafe import FORMULA_PREFIXES
 from data.store import DUCKDB_CONFIG, staging_prefix
@@ -132,8 +133,7 @@ class Staged:
             line = re.search(r"CSV Error on Line: (\d+)", text)
             fields = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
             if line and fields:
-                report.add("error", shown, int(line.group(1)), "", "", f"line {line.group(1)} has {fields.group(2)} "
-                           f"field(s) where the header has {fields.group(1)}: not a readable CSV")
+                report_ragged_line(report, shown, int(line.group(1)), int(fields.group(2)), int(fields.group(1)))
             elif line:
                 report.add("error", shown, int(line.group(1)), "", "", f"line {line.group(1)} cannot be read as CSV "
                            "(a quote left open, or a field the header does not have)")
@@ -220,7 +220,7 @@ class Staged:
         """Typed Parquet values written in the CSV bundle's conventions and read back by its reader."""
         data = bundle_csv(frame, TABLES[name]) if not frame.empty else (",".join(frame.columns) + "\n").encode()
         found = Report()
-        text = read_csv_bytes(data, name, found)
+        text = read_csv_bytes(data, name, found, written_by_us=True)
         report, shown = self.where[name]
         for f in found.findings:  # e.g. a 2 MiB text cell: named by the Parquet source, the file refused
             report.add(f.severity, shown, None, f.column, f.value, f.message)
