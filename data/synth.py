@@ -704,12 +704,12 @@ def generate_parts(n_patients: int, seed: int = 20230419, progress=None, variant
         size = min(part_size, n_patients - start)
         if size < 2:  # a last part of one patient: fold it into its own stream of two and keep one
             size = 2
-        part = generate(size, seed if k == 0 else [seed, k], progress=progress, variant=variant,
-                        first_id=start + 1, id_width=width)
+        # the first part tells its steps; later parts are told by whoever writes them ("writing part k"),
+        # so that one progress bar only moves forward
+        part = generate(size, seed if k == 0 else [seed, k], progress=progress if k == 0 else None,
+                        variant=variant, first_id=start + 1, id_width=width)
         if start + size > n_patients:
             part = _first(part, n_patients - start)
-        if progress:
-            progress(f"part {k + 1} of {len(starts)}: {min(start + size, n_patients):,} of {n_patients:,} patients")
         yield part
 
 

@@ -384,3 +384,13 @@ def test_parts_made_one_ahead_in_a_thread_build_the_same_snapshot_and_a_failure_
     assert made == [0, 1]
     assert not [t for t in threading.enumerate() if t.name == "next synthetic part"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ahead.duckdb", "plain.duckdb"]
+
+
+def test_a_synthetic_build_in_parts_reports_progress_that_only_moves_forward(tmp_path):
+    """The first start and `python -m data build` draw one bar: generating part k must not send it back to
+    the start while part k-1 is being written."""
+    seen = []
+    build_synthetic(2100, seed=4, out=tmp_path / "p.duckdb", progress=lambda f, m: seen.append((f, m)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions), seen
+    assert sum("writing part" in m for _, m in seen) == 2  # parts 2 and 3 of 1,000 + 1,000 + 100
