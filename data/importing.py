@@ -116,12 +116,11 @@ def _check_data_cutoff(value: str, first_enrolled, report: Report, today=None) -
         report.add("error", "", None, "data_cutoff", value, "the data cut-off is not a date written YYYY-MM-DD")
         return
     today_ts = pd.Timestamp(today or pd.Timestamp.now(tz="UTC").date())
-    first = first_enrolled
     if cutoff > today_ts:
         report.add("error", "", None, "data_cutoff", value, f"the data cut-off is in the future (after {today_ts:%Y-%m-%d})")
-    elif first is not None and pd.notna(first) and cutoff < first:
-        report.add("error", "", None, "data_cutoff", value,
-                   f"the data cut-off is before the first enrolment ({first:%Y-%m-%d}): nothing would be observed")
+    elif pd.notna(first_enrolled) and cutoff < first_enrolled:
+        report.add("error", "", None, "data_cutoff", value, f"the data cut-off is before the first enrolment "
+                   f"({first_enrolled:%Y-%m-%d}): nothing would be observed")
 
 
 def report_path(snapshot_file: Path) -> Path:
