@@ -22,8 +22,8 @@ PATIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 # ------------------------------------------------------------------------------- charts
-#: Figures kept per process. A patient's six figures take ~0.1 MB; a ward's worth of patients opened and
-#: re-opened (every widget click reruns the page) stays well within this.
+#: Figures kept per process: 100 patients' worth of the page's six. Their JSON is about 35 kB a patient
+#: (STH-0019, measured), so the cache holds a few MB, not a memory risk.
 FIGURE_CACHE_ENTRIES = 600
 
 
@@ -46,13 +46,13 @@ def _build(builder: str, args: tuple, kwargs: tuple, alignment: tuple | None):
 _figure = st.cache_resource(show_spinner=False, max_entries=FIGURE_CACHE_ENTRIES)(_build)
 
 
-def chart(builder, *args, key: str, alignment: tuple | None = None, where=None, **kwargs) -> None:
+def chart(builder, *args, key: str, alignment: tuple | None = None, **kwargs) -> None:
     """Draw `charts.<builder>(*args, **kwargs)` (aligned to the shared x-range when `alignment` = (window,
     index_date, axis)), built once per process for the same inputs: building plotly figures was two thirds
     of a patient page's time, and every rerun (a click, a horizon) built them all again."""
     inputs = (builder.__name__, args, tuple(sorted(kwargs.items())), alignment)
     large = any(isinstance(a, pd.DataFrame) and len(a) >= FIGURE_CACHE_MAX_ROWS for a in (*args, *kwargs.values()))
-    (where or st).plotly_chart(_build(*inputs) if large else _figure(*inputs), key=key)
+    st.plotly_chart(_build(*inputs) if large else _figure(*inputs), key=key)
 
 
 # ------------------------------------------------------------------------------- the snapshot
