@@ -184,7 +184,7 @@ def export(snap, folder: Path, labels: bool = False, label_headers: bool = False
                        for e in events.to_dict("records")}
         records["redcap_event_name"] = records["redcap_event_name"].map(event_label)
         records["redcap_repeat_instrument"] = records["redcap_repeat_instrument"].map(
-            lambda form: None if pd.isna(form) else form.replace("_", " ").title(), na_action="ignore")
+            lambda form: form.replace("_", " ").title(), na_action="ignore")
         site_of = dict(zip(groups["unique_group_name"], groups["data_access_group_name"], strict=True))
         records["redcap_data_access_group"] = records["redcap_data_access_group"].map(site_of)
     if label_headers:  # every field's label, as the dictionary gives it; REDCap's own columns by their labels
