@@ -412,13 +412,18 @@ def prior_sensitivity(rows: pd.DataFrame, primary: LandmarkFit) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def landmark_at_or_before(months: float) -> float:
+    """The training landmark a patient at `months` after day 0 is compared with (the last one not after it)."""
+    return max(x for x in LANDMARKS if x <= max(months, 0))
+
+
 def patients_like(model: LandmarkModel, landmark: float, detected: bool, horizon: int,
                   estimand: str = "pfs") -> dict:
     """Kaplan-Meier of the training patients at the nearest landmark at or before `landmark` with the same
     ctDNA call: n, events by the horizon, the KM chance at the horizon with its 95% CI ("patients like this")."""
     from lifelines import KaplanMeierFitter
 
-    s = max(x for x in LANDMARKS if x <= max(landmark, 0))
+    s = landmark_at_or_before(landmark)
     t = model.training
     if estimand == "off_therapy":
         t = t[~t["restarted_before"]]

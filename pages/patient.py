@@ -37,21 +37,20 @@ axis = st.radio("Time axis", ["days", "dates"], horizontal=True, key="axis",
 # every stacked chart on one x-range, so a draw, a scan and a questionnaire of one day line up
 window = charts.shared_window(s["index_date"], followup_end,
                               rec.timeline.loc[~rec.timeline["track"].isin(["anti-HER2", "other therapy"]), "starts_on"])
-aligned = (window, s["index_date"], axis)  # every stacked chart on this x-range
 components.chart(charts.timeline_figure, rec.timeline, s["index_date"], followup_end, cohort=int(s["cohort"]),
                  axis=axis, window=window, key="timeline")
 if viewer.sees_ctdna:  # the estimate needs ctDNA: a blinded person sees neither
     trajectory = components.estimate_trajectory_for(snap, patient_id, horizon)
     if trajectory is not None:
         components.chart(charts.estimate_trajectory_figure, trajectory, s["index_date"], axis=axis, horizon=horizon,
-                         alignment=aligned, key="trajectory")
+                         window=window, key="trajectory")
 if viewer.sees_ctdna:
     components.chart(charts.ctdna_figure, rec.ctdna, rec.timeline, s["index_date"], followup_end,
                      o["progressed_on"], axis=axis, lead=cohorts.patient_lead_time(rec.ctdna, o["progressed_on"]),
-                     alignment=aligned, key="ctdna")
+                     window=window, key="ctdna")
 
 st.subheader("Scans (RECIST 1.1)")
-components.chart(charts.sld_figure, rec.scans, s["index_date"], axis=axis, alignment=aligned, key="sld")
+components.chart(charts.sld_figure, rec.scans, s["index_date"], axis=axis, window=window, key="sld")
 # a static table: it wraps into the page's width, so every column stays in view at 1024 px (a data grid
 # of eight columns scrolled the last out of view)
 st.table(components.scan_table(rec.scans).set_index("date"))
@@ -62,4 +61,4 @@ st.subheader("Patient-reported outcomes")
 catalogue = components.pro_catalogue(snap.key)
 scales = components.pro_scale_picker(rec.pros, catalogue)
 components.chart(charts.pro_figure, rec.pros, catalogue, scales, s["index_date"], o["progressed_on"], axis=axis,
-                 alignment=aligned, key="pro")
+                 window=window, key="pro")

@@ -246,6 +246,15 @@ class AsOfEstimate:
     if_stopped_now: bool  # cohort 1: "if they stopped now" (an extrapolation from a self-selected cohort)
 
 
+@dataclass(frozen=True)
+class PatientEstimates:
+    """What the patient page shows of the landmark model for one patient as of one date."""
+
+    pfs: AsOfEstimate  # the trial's PFS (a restart does not count)
+    off_therapy: AsOfEstimate  # still off therapy and progression-free (a restart counts)
+    trajectory: pd.DataFrame  # date, estimate, lower, upper: PFS at each landmark and draw, ending at the cut-off
+
+
 class FittedLandmark:
     """The verified landmark model of one snapshot: estimates as of any date, per patient or for everyone."""
 
@@ -256,6 +265,7 @@ class FittedLandmark:
         self.sha256 = sha256
         self.snapshot_id = model.snapshot_id
         self.created_at = model.created_at
+        self._like: dict[tuple, dict] = {}  # patients_like answers: a few (landmark, ctDNA call, horizon, estimand)
 
     # the Estimator protocol: rows are landmark rows (model.landmark.landmark_rows)
     def predict(self, rows: pd.DataFrame, horizons: Sequence[int], estimand: str = "pfs") -> pd.DataFrame:
@@ -278,6 +288,10 @@ class FittedLandmark:
         else:
             as_of = pd.Timestamp(as_of if as_of is not None else snap.info()["data_cutoff"])
             rows = self._lm.landmark_rows(patients, draws, outcomes, as_of=as_of)
+        return self._if_stopped_now(rows, patients)
+
+    @staticmethod
+    def _if_stopped_now(rows: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFrame:
         rows = rows.merge(patients[["patient_id", "cohort"]], on="patient_id")
         continuing = rows["cohort"] == 1
         rows.loc[continuing, "landmark_years"] = 0.0
@@ -296,11 +310,44 @@ class FittedLandmark:
         out = pd.concat([out.reset_index(drop=True), meta], axis=1).rename(columns={"horizon": "horizon_months"})
         return out[["patient_id", "as_of", "landmark_months", "horizon_months", "estimate", "lower", "upper", "refusal"]]
 
-    def estimate_as_of(self, snap: Snapshot, patient_id: str, horizon: int, as_of=None,
-                       estimand: str = "pfs") -> AsOfEstimate:
-        rows = self.rows(snap, as_of=as_of, patient_id=patient_id)
-        if rows.empty:
+    def review(self, snap: Snapshot, patient_id: str, horizon: int, as_of=None) -> PatientEstimates:
+        """One patient's estimates as of a date (default: the data cut-off), both estimands, and the PFS estimate
+        over time, from one query and one frame of landmark rows: made separately they were three passes, a
+        fifth of a patient page's first visit."""
+        from data import queries
+
+        patients, draws, outcomes = queries.landmark_inputs(snap, patient_id)
+        if patients.empty:
             raise LookupError(patient_id)
+        cutoff = pd.Timestamp(snap.info()["data_cutoff"])
+        as_of = pd.Timestamp(as_of if as_of is not None else cutoff)
+        day0 = pd.Timestamp(patients["index_date"].iloc[0])
+        # every landmark (each 3 months) and every ctDNA draw from day 0, and the cut-off: the line ends at the
+        # number the risk card gives as of the cut-off
+        over_time = set(pd.date_range(day0, cutoff, freq="91D")) | set(pd.to_datetime(draws.loc[
+            (draws["qc"] == "pass") & (pd.to_datetime(draws["drawn_on"]) >= day0), "drawn_on"])) | {cutoff}
+        over_time = sorted(x for x in over_time if day0 <= x <= cutoff)
+        dates = sorted(set(over_time) | {as_of})
+        rows = self._if_stopped_now(self._lm.landmark_rows(patients, draws, outcomes, as_of=dates), patients)
+        at = rows.iloc[[dates.index(as_of)]].reset_index(drop=True)
+        line = rows[rows["landmark_date"].isin(over_time)].reset_index(drop=True)
+        p = self._model.predict(line, [horizon]).reset_index(drop=True)
+        trajectory = pd.DataFrame({"date": line["landmark_date"], "estimate": p["estimate"], "lower": p["lower"],
+                                   "upper": p["upper"]})[~p["refusal"].fillna("").astype(bool).to_numpy()]
+        return PatientEstimates(self._estimate(at, patient_id, horizon, "pfs"),
+                                self._estimate(at, patient_id, horizon, "off_therapy"),
+                                trajectory.reset_index(drop=True))
+
+    def _patients_like(self, landmark: float, detected: bool, horizon: int, estimand: str) -> dict:
+        """The Kaplan-Meier of "patients like this one": one lifelines fit per landmark, call, horizon and
+        estimand for the model's lifetime (the training rows do not change)."""
+        key = (self._lm.landmark_at_or_before(landmark), detected, horizon, estimand)
+        if key not in self._like:
+            self._like[key] = self._lm.patients_like(self._model, key[0], detected, horizon, estimand)
+        return self._like[key]
+
+    def _estimate(self, rows: pd.DataFrame, patient_id: str, horizon: int, estimand: str) -> AsOfEstimate:
+        """The estimate from a patient's one landmark row, or the reason there is none."""
         row = rows.iloc[0].to_dict()
         refusal = self._model.refusal(row, estimand)
         value = self._model.predict(rows.iloc[[0]], [horizon], estimand).iloc[0]
@@ -322,36 +369,13 @@ class FittedLandmark:
         ])
         like = None
         if refusal is None:
-            like = self._lm.patients_like(self._model, 0 if row["if_stopped_now"] else row["landmark"],
-                                          bool(detected), horizon, estimand)
+            like = self._patients_like(0 if row["if_stopped_now"] else row["landmark"], bool(detected), horizon,
+                                       estimand)
         return AsOfEstimate(
             patient_id, pd.Timestamp(row["landmark_date"]), float(row["landmark"]), horizon, estimand,
             None if refusal else float(value["estimate"]), None if refusal else float(value["lower"]),
             None if refusal else float(value["upper"]), refusal, inputs,
             tuple(self._model.notes(row, estimand)) if refusal is None else (), like, bool(row["if_stopped_now"]))
-
-    def trajectory(self, snap: Snapshot, patient_id: str, horizon: int, end=None) -> pd.DataFrame:
-        """The estimate at every landmark (each 3 months) and every ctDNA draw from day 0 to `end`, while at risk."""
-        from data import queries
-
-        patients, draws, outcomes = queries.landmark_inputs(snap, patient_id)
-        if patients.empty:
-            return pd.DataFrame(columns=["date", "estimate", "lower", "upper"])
-        day0 = pd.Timestamp(patients["index_date"].iloc[0])
-        end = pd.Timestamp(end if end is not None else snap.info()["data_cutoff"])
-        dates = set(pd.date_range(day0, end, freq="91D")) | set(pd.to_datetime(draws.loc[
-            (draws["qc"] == "pass") & (pd.to_datetime(draws["drawn_on"]) >= day0), "drawn_on"]))
-        dates = sorted(x for x in dates if x <= end)
-        if not dates:
-            return pd.DataFrame(columns=["date", "estimate", "lower", "upper"])
-        # every date in one pass (one frame of landmark rows, one prediction): a loop over the dates was
-        # 40% of a patient page's server time
-        rows = self._lm.landmark_rows(patients, draws, outcomes, as_of=dates)
-        if int(patients["cohort"].iloc[0]) == 1:
-            rows["landmark_years"] = 0.0
-        p = self._model.predict(rows, [horizon]).reset_index(drop=True)
-        out = pd.DataFrame({"date": dates, "estimate": p["estimate"], "lower": p["lower"], "upper": p["upper"]})
-        return out[~p["refusal"].fillna("").astype(bool).to_numpy()].reset_index(drop=True)
 
     def hazard_ratios(self, estimand: str = "pfs") -> pd.DataFrame:
         return self._model.hazard_ratios(estimand)

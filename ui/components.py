@@ -32,25 +32,24 @@ FIGURE_CACHE_ENTRIES = 600
 FIGURE_CACHE_MAX_ROWS = 50_000
 
 
-def _build(builder: str, args: tuple, kwargs: tuple, alignment: tuple | None):
+def _build(builder: str, args: tuple, kwargs: tuple):
     from ui import charts
 
-    fig = getattr(charts, builder)(*args, **dict(kwargs))
-    return charts.align(fig, *alignment) if alignment else fig
+    return getattr(charts, builder)(*args, **dict(kwargs))
 
 
 #: A chart built once for its exact inputs. Streamlit keys it by the CONTENT of every argument (each data
 #: frame is hashed), so new data, another patient, a blinded role or a tumour-board decision on the
 #: timeline is another entry, never a stale figure. The figure is shared by every session: nothing may
-#: change it afterwards (st.plotly_chart only reads it; the alignment is applied before it is shared).
+#: change it afterwards (st.plotly_chart only reads it).
 _figure = st.cache_resource(show_spinner=False, max_entries=FIGURE_CACHE_ENTRIES)(_build)
 
 
-def chart(builder, *args, key: str, alignment: tuple | None = None, **kwargs) -> None:
-    """Draw `charts.<builder>(*args, **kwargs)` (aligned to the shared x-range when `alignment` = (window,
-    index_date, axis)), built once per process for the same inputs: building plotly figures was two thirds
-    of a patient page's time, and every rerun (a click, a horizon) built them all again."""
-    inputs = (builder.__name__, args, tuple(sorted(kwargs.items())), alignment)
+def chart(builder, *args, key: str, **kwargs) -> None:
+    """Draw `charts.<builder>(*args, **kwargs)`, built once per process for the same inputs: building plotly
+    figures was two thirds of a patient page's time, and every rerun (a click, a horizon) built them all
+    again."""
+    inputs = (builder.__name__, args, tuple(sorted(kwargs.items())))
     large = any(isinstance(a, pd.DataFrame) and len(a) >= FIGURE_CACHE_MAX_ROWS for a in (*args, *kwargs.values()))
     st.plotly_chart(_build(*inputs) if large else _figure(*inputs), key=key)
 
@@ -408,7 +407,7 @@ def visit_summary_button(snap: Snapshot, rec: queries.PatientRecord, viewer: acc
         if model is None:
             estimate = f"No estimate: {problem}"
         else:
-            est = as_of_estimate(snap.key, pid, horizon, cutoff.date(), model.sha256)
+            est = patient_estimates(snap.key, pid, horizon, data_cutoff(snap.key), model.sha256).pfs
             estimate = (f"No estimate as of {cutoff:%Y-%m-%d}: {est.refusal}." if est.refusal is not None else
                         f"Chance of staying progression-free for the next {horizon} months, as of {cutoff:%Y-%m-%d}: "
                         f"{est.estimate:.0%} (95% interval {est.lower:.0%} to {est.upper:.0%}).")
@@ -556,15 +555,16 @@ def landmark_model(snap: Snapshot) -> tuple[models.FittedLandmark | None, str | 
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def as_of_estimate(key: tuple, patient_id: str, horizon: int, as_of, manifest_sha: str, estimand: str = "pfs"):
+def patient_estimates(key: tuple, patient_id: str, horizon: int, as_of, manifest_sha: str) -> models.PatientEstimates:
+    """One patient's estimates as of a date (a datetime.date: the risk card's picker, the visit summary and the
+    estimate over time ask with the same type, so they share one entry at the cut-off)."""
     model = loaded_landmark(str(snapshot_info(key)["snapshot_id"]), manifest_sha)
-    return model.estimate_as_of(open_snapshot(key), patient_id, horizon, as_of, estimand)
+    return model.review(open_snapshot(key), patient_id, horizon, as_of)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def estimate_trajectory(key: tuple, patient_id: str, horizon: int, manifest_sha: str) -> pd.DataFrame:
-    model = loaded_landmark(str(snapshot_info(key)["snapshot_id"]), manifest_sha)
-    return model.trajectory(open_snapshot(key), patient_id, horizon)
+def data_cutoff(key: tuple):
+    """The snapshot's data cut-off as a datetime.date: the default "as of" everywhere."""
+    return pd.Timestamp(snapshot_info(key)["data_cutoff"]).date()
 
 
 @st.cache_resource(show_spinner="Estimating every patient as of the data cut-off (once per snapshot)…", max_entries=8)
@@ -579,7 +579,8 @@ def landmark_scores(key: tuple, horizon: int, manifest_sha: str) -> pd.DataFrame
 
 def estimate_trajectory_for(snap: Snapshot, patient_id: str, horizon: int) -> pd.DataFrame | None:
     model, _ = landmark_model(snap)
-    return None if model is None else estimate_trajectory(snap.key, patient_id, horizon, model.sha256)
+    return None if model is None else \
+        patient_estimates(snap.key, patient_id, horizon, data_cutoff(snap.key), model.sha256).trajectory
 
 
 @st.cache_data(show_spinner=False, max_entries=2)

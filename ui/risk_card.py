@@ -28,11 +28,12 @@ def render(snap: Snapshot, rec: queries.PatientRecord, horizon: int) -> None:
     if model is None:
         st.warning(problem + " The rest of this page does not depend on it.", icon="⚠️")
         return
-    cutoff = pd.Timestamp(components.snapshot_info(snap.key)["data_cutoff"]).date()
+    cutoff = components.data_cutoff(snap.key)
     as_of = st.date_input("As of", value=cutoff, max_value=cutoff, key=f"as_of_{pid}",
                           help="The estimate uses only what was known on this date (default: the data cut-off).")
     as_of = cutoff if as_of is None else as_of
-    est = components.as_of_estimate(snap.key, pid, horizon, as_of, model.sha256)
+    both = components.patient_estimates(snap.key, pid, horizon, as_of, model.sha256)
+    est = both.pfs
     if est.refusal is not None:
         # an event is news for the clinician (a warning), not an error of the application
         event = any(word in est.refusal for word in ("progressed on", "died on"))
@@ -58,7 +59,7 @@ def render(snap: Snapshot, rec: queries.PatientRecord, horizon: int) -> None:
         st.markdown(f"About **{pct} in 100** patients like this stay progression-free for the next {horizon} "
                     f"months (somewhere between {lo} and {hi} in 100).")
         if not restarted and not est.if_stopped_now:
-            off = components.as_of_estimate(snap.key, pid, horizon, as_of, model.sha256, "off_therapy")
+            off = both.off_therapy
             if off.refusal is None:
                 st.caption(f"Still off therapy **and** progression-free after {horizon} months (a restart counts "
                            f"as an event): {off.estimate:.0%} ({off.lower:.0%} to {off.upper:.0%}).")

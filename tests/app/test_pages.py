@@ -266,6 +266,18 @@ def test_a_patient_whose_ctdna_turned_positive_sees_the_estimate_fall(snapshot):
     assert now < int(re.search(r"### (\d+)%", " ".join(m.value for m in negative.markdown)).group(1))
 
 
+def test_the_estimate_over_time_ends_at_the_cards_number_on_the_data_cutoff(snapshot):
+    """The line stopped at the last draw or 3-monthly landmark, months before the cut-off the card speaks of."""
+    for detected in (True, False):
+        at = run_page("pages/patient.py", patient=_at_risk_stopped(snapshot, detected))
+        assert not at.exception
+        card = int(re.search(r"### (\d+)%", " ".join(m.value for m in at.markdown)).group(1))
+        trajectory = next(s for s in charts(at) if s["layout"]["title"]["text"] == "Estimated chance over time")
+        line = next(t for t in trajectory["data"] if t.get("mode") == "lines+markers")
+        assert values(line["customdata"])[-1] == f"{snapshot.info()['data_cutoff']:%Y-%m-%d}"
+        assert round(values(line["y"])[-1]) == card
+
+
 def test_a_progressed_patient_gets_no_number_but_the_event_and_its_date(situations, snapshot):
     for cohort in (1, 2):
         pid = snapshot.query("SELECT patient_id, progressed_on FROM patient_summary WHERE cohort = ? AND progressed "
