@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
+
 from data import audit, decisions
 from tests.app.test_pages import run_page
 
@@ -156,10 +158,29 @@ def test_a_decision_recorded_while_the_page_is_open_is_on_its_timeline_at_the_ne
     page.run()
     assert not page.exception, [e.value for e in page.exception]
     assert len(built) == 2 and board_traces(page)[0]["text"] == ["restart"]
-    # a frame large enough that Streamlit would hash only a sample of its rows: never cached
-    from ui import components
 
-    monkeypatch.setattr(components, "FIGURE_CACHE_MAX_ROWS", 1)
-    page.run()
-    page.run()
-    assert len(built) == 4
+
+def test_the_figure_cache_key_reads_every_row_of_a_long_frame(monkeypatch):
+    """Streamlit's own hash reads a sample of 10,000 rows from a frame of 50,000 or more: a change in one row
+    could have given the stale figure. Such frames were never cached; now every row is in the key, so they are
+    cached and a change anywhere is a new figure."""
+    import plotly.graph_objects as go
+
+    from ui import charts, components
+
+    built = []
+
+    def rows_figure(frame):
+        built.append(int((frame["label"] == "b").sum()))
+        return go.Figure()
+
+    monkeypatch.setattr(charts, "rows_figure", rows_figure, raising=False)
+    long = pd.DataFrame({"x": range(60_000), "label": "a"})
+    components.chart(charts.rows_figure, long, key="long")
+    components.chart(charts.rows_figure, long.copy(), key="again")
+    assert built == [0]  # the same content: built once
+    for row in (0, 12_345, 31_337, 47_000, 59_999):
+        changed = long.copy()
+        changed.loc[row, "label"] = "b"
+        components.chart(charts.rows_figure, changed, key=f"row {row}")
+    assert built == [0, 1, 1, 1, 1, 1]  # each one-row change seen
