@@ -175,6 +175,7 @@ class Snapshot:
     path: Path
     key: tuple = field(init=False)
     con: duckdb.DuckDBPyConnection = field(init=False, repr=False)
+    _info: dict | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self.path = Path(self.path)
@@ -204,8 +205,10 @@ class Snapshot:
             cur.close()
 
     def info(self) -> dict:
-        row = self.query("SELECT * FROM snapshot_info").iloc[0]
-        return row.to_dict()
+        """snapshot_info's row (a copy). Read once: the file is read-only, so it never changes under us."""
+        if self._info is None:
+            self._info = self.query("SELECT * FROM snapshot_info").iloc[0].to_dict()
+        return dict(self._info)
 
     def close(self):
         self.con.close()

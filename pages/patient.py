@@ -24,8 +24,8 @@ components.patient_header(rec, viewer.sees_ctdna)
 rec = board.patient_section(rec, viewer)  # decisions are kept outside the snapshot: shown here and on the timeline
 
 st.subheader("Since last visit")
-since = components.since_last_visit(rec)
-components.visit_summary_button(snap, rec, viewer, horizon, since)
+since, digest = components.since_last_visit(rec)
+components.visit_summary_button(snap, rec, viewer, horizon, since, digest)
 
 if viewer.sees_ctdna:
     risk_card.render(snap, rec, horizon)

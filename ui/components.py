@@ -382,21 +382,22 @@ def digest_table(rec: queries.PatientRecord, since) -> pd.DataFrame:
     return table
 
 
-def since_last_visit(rec: queries.PatientRecord):
-    """The digest since a date the clinician picks (default: the visit before the latest); returns the date."""
+def since_last_visit(rec: queries.PatientRecord) -> tuple:
+    """The digest since a date the clinician picks (default: the visit before the latest); returns the date and
+    the digest (None, None when no date is picked)."""
     default = queries.previous_visit(rec)
     left, right = st.columns([1, 3])
     # keyed by patient: one key for everyone carried the first patient's date over to the next one picked
     since = left.date_input("Since", value=default, help="Default: the visit before the latest one.",
                             key=f"since_date:{rec.summary['patient_id']}")
     if since is None:
-        return None
+        return None, None
     table = digest_table(rec, since)
     if table.empty:
         right.info(f"Nothing recorded after {since:%Y-%m-%d}.")
     else:
         right.dataframe(table, hide_index=True, width="stretch", column_config=DIGEST_COLUMNS)
-    return since
+    return since, table
 
 
 #: Widths that keep every column in view at 1024 px (the detail column scrolled out of view).
@@ -407,8 +408,9 @@ DIGEST_COLUMNS = {"date": st.column_config.DateColumn("date", width="small"),
 
 
 def visit_summary_button(snap: Snapshot, rec: queries.PatientRecord, viewer: access.Viewer, horizon: int,
-                         since) -> None:
-    """A printable one-page visit summary, made at the click and on record like every export."""
+                         since, digest: pd.DataFrame | None) -> None:
+    """A printable one-page visit summary, made at the click and on record like every export. `since` and
+    `digest` are since_last_visit's answer (with no date picked, everything since day 0)."""
     s = rec.summary
     pid = str(s["patient_id"])
     cutoff = pd.Timestamp(snapshot_info(snap.key)["data_cutoff"])
@@ -424,7 +426,7 @@ def visit_summary_button(snap: Snapshot, rec: queries.PatientRecord, viewer: acc
                         f"{est.estimate:.0%} (95% interval {est.lower:.0%} to {est.upper:.0%}).")
     facts = [(label, f"{value} ({note})" if note else value) for label, value, note in
              header_facts(s, viewer.sees_ctdna)]
-    digest = digest_table(rec, since) if since is not None else digest_table(rec, s["index_date"])
+    digest = digest if since is not None else digest_table(rec, s["index_date"])
     info = snapshot_info(snap.key)
     origin = "SYNTHETIC data, not a real patient" if info["is_synthetic"] else f"source {info['source']}"
     footer = f"STOP-HER2 · snapshot {info['snapshot_id']} · {origin}"
