@@ -45,7 +45,9 @@ def _frame_bytes(frame: pd.DataFrame) -> bytes:
     STH-0019): that hash was a sixth of the patient page's server time under load."""
     buffer = io.BytesIO()
     pickler = pickle.Pickler(buffer, protocol=5)
-    pickler.fast = True  # no memo (a data frame holds no cycle)
+    # no memo (a data frame holds no cycle). Python's documentation calls `fast` deprecated, yet 3.11-3.13 keep
+    # it; were it removed, setting it would raise and every patient-page app test would fail at once
+    pickler.fast = True
     pickler.dump(frame)
     return buffer.getvalue()
 
