@@ -353,9 +353,9 @@ def ctdna_figure(ctdna: pd.DataFrame, timeline: pd.DataFrame, index_date, follow
     ct["date"] = pd.to_datetime(ct["drawn_on"]).dt.strftime("%Y-%m-%d")
     passed = ct[ct["qc"] == "pass"]
     fig.add_trace(_scatter(x=ct["x"], y=ct["floor"], mode="lines", name="detection limit",
-                             line=dict(color="#999", dash="dash", width=1, shape="hv"), hoverinfo="skip"))
+                           line=dict(color="#999", dash="dash", width=1, shape="hv"), hoverinfo="skip"))
     fig.add_trace(_scatter(x=passed["x"], y=passed["y"].fillna(passed["floor"]), mode="lines",
-                             line=dict(color="#bbb", width=1), showlegend=False, hoverinfo="skip"))
+                           line=dict(color="#bbb", width=1), showlegend=False, hoverinfo="skip"))
     det = passed[passed["detected"] == True]  # noqa: E712 (nullable boolean)
     fig.add_trace(_scatter(
         x=det["x"], y=det["y"], mode="markers", name="detected",
@@ -424,8 +424,8 @@ def sld_figure(scans: pd.DataFrame, index_date, *, axis: str = "days", window: t
             r = s[s["response"] == response]
             if not r.empty:
                 fig.add_trace(_scatter(x=r["x"], y=r["response"], mode="markers", name=response,
-                                         marker=dict(color=color, size=13, symbol="square"),
-                                         text=r["date"], hovertemplate="%{text}: " + response + "<extra></extra>"))
+                                       marker=dict(color=color, size=13, symbol="square"),
+                                       text=r["date"], hovertemplate="%{text}: " + response + "<extra></extra>"))
         # no axis title: the categories name themselves, and a title collided with "NON-CR/NON-PD"
         fig.update_yaxes(type="category", categoryorder="array",
                          categoryarray=["baseline", "NED", "CR", "NON-CR/NON-PD", "NE", "PD"])
@@ -437,17 +437,17 @@ def sld_figure(scans: pd.DataFrame, index_date, *, axis: str = "days", window: t
     base = s["baseline_sld_mm"].dropna()
     threshold = s["pd_threshold_mm"]  # data/recist.pd_threshold_mm, stored with each scan
     fig.add_trace(_scatter(x=s["x"], y=threshold, mode="lines", line=dict(color="#d73027", dash="dash", shape="hv"),
-                             name=f"PD threshold (nadir +{PD_PCT_FROM_NADIR:g}% and +{PD_MIN_ABSOLUTE_MM:g} mm)",
-                             hovertemplate="PD at %{y:.0f} mm<extra></extra>"))
+                           name=f"PD threshold (nadir +{PD_PCT_FROM_NADIR:g}% and +{PD_MIN_ABSOLUTE_MM:g} mm)",
+                           hovertemplate="PD at %{y:.0f} mm<extra></extra>"))
     fig.add_trace(_scatter(x=s["x"], y=s["nadir_sld_mm"], mode="lines", line=dict(color="#1b7837", dash="dot", shape="hv"),
-                             name="nadir (smallest earlier SLD)", hovertemplate="nadir %{y:.0f} mm<extra></extra>"))
+                           name="nadir (smallest earlier SLD)", hovertemplate="nadir %{y:.0f} mm<extra></extra>"))
     if not base.empty:  # labelled at the right end, clear of the SLD line that starts at the baseline point
         _hline(fig, float(base.iloc[0]), dict(color="#333", dash="dot", width=1))
         fig.add_annotation(text=f"baseline {base.iloc[0]:.0f} mm", x=1, xref="x domain", y=float(base.iloc[0]),
                            yref="y", showarrow=False, xanchor="right", yanchor="bottom", yshift=3,
                            bgcolor="rgba(255,255,255,0.8)", font=dict(size=11, color="#333"))
     fig.add_trace(_scatter(x=s["x"], y=s["sld_mm"], mode="lines", line=dict(color="#555", width=2),
-                             name="SLD", hoverinfo="skip", connectgaps=False))
+                           name="SLD", hoverinfo="skip", connectgaps=False))
     for response, color in RESPONSE_COLORS.items():
         r = s[s["response"] == response]
         if r.empty:
@@ -582,7 +582,7 @@ def icon_array_figure(p: float, low: float, high: float, horizon: int) -> go.Fig
         m = kind == key
         if m.any():
             fig.add_trace(_scatter(x=x[m], y=y[m], mode="markers", name=label, hoverinfo="skip",
-                                     marker=dict(symbol="circle", size=16, color=color, line=dict(width=0))))
+                                   marker=dict(symbol="circle", size=16, color=color, line=dict(width=0))))
     fig.update_xaxes(visible=False, range=[-0.7, 9.7])
     fig.update_yaxes(visible=False, range=[-0.7, 9.7], scaleanchor="x")
     fig = _layout(fig, f"100 patients like this: {n} stay progression-free for {horizon} months, {100 - n} do not",
@@ -603,9 +603,9 @@ def estimate_trajectory_figure(trajectory: pd.DataFrame, index_date, *, axis: st
     fig.add_traces(step_band(t["x"], t["lower"] * 100, t["upper"] * 100, "rgba(69,117,180,0.15)",
                              name="95% interval", showlegend=True))
     fig.add_trace(_scatter(x=t["x"], y=t["estimate"] * 100, mode="lines+markers", line=dict(color="#4575b4",
-                             shape="hv"), name=f"chance of no progression in the next {horizon} months",
-                             customdata=pd.to_datetime(t["date"]).dt.strftime("%Y-%m-%d"),
-                             hovertemplate="%{customdata}: %{y:.0f}%<extra></extra>"))
+                           shape="hv"), name=f"chance of no progression in the next {horizon} months",
+                           customdata=pd.to_datetime(t["date"]).dt.strftime("%Y-%m-%d"),
+                           hovertemplate="%{customdata}: %{y:.0f}%<extra></extra>"))
     _day0(fig, index_date, axis, "day 0")
     fig.update_yaxes(title=dict(text="%"), range=[0, 100])
     return _done(_layout(fig, "Estimated chance over time", axis, 260), window, index_date, axis)

@@ -422,7 +422,7 @@ def visit_summary_button(snap: Snapshot, rec: queries.PatientRecord, viewer: acc
         if model is None:
             estimate = f"No estimate: {problem}"
         else:
-            est = patient_estimates(snap.key, pid, horizon, data_cutoff(snap.key), model.sha256).pfs
+            est = patient_estimates(snap.key, pid, horizon, cutoff.date(), model.sha256).pfs
             estimate = (f"No estimate as of {cutoff:%Y-%m-%d}: {est.refusal}." if est.refusal is not None else
                         f"Chance of staying progression-free for the next {horizon} months, as of {cutoff:%Y-%m-%d}: "
                         f"{est.estimate:.0%} (95% interval {est.lower:.0%} to {est.upper:.0%}).")
