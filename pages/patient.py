@@ -34,16 +34,18 @@ else:
 
 axis = st.radio("Time axis", ["days", "dates"], horizontal=True, key="axis",
                 format_func=lambda a: "days from day 0" if a == "days" else "calendar dates")
-# every stacked chart on one x-range, so a draw, a scan and a questionnaire of one day line up
+# the estimate needs ctDNA: a blinded person sees neither
+trajectory = components.estimate_trajectory_for(snap, patient_id, horizon) if viewer.sees_ctdna else None
+# every stacked chart on one x-range, so a draw, a scan and a questionnaire of one day line up; it reaches the
+# estimate's last date (the data cut-off, often after the last contact) so the card's number is in view
+records = rec.timeline.loc[~rec.timeline["track"].isin(["anti-HER2", "other therapy"]), "starts_on"]
 window = charts.shared_window(s["index_date"], followup_end,
-                              rec.timeline.loc[~rec.timeline["track"].isin(["anti-HER2", "other therapy"]), "starts_on"])
+                              records if trajectory is None else pd.concat([records, trajectory["date"]]))
 components.chart(charts.timeline_figure, rec.timeline, s["index_date"], followup_end, cohort=int(s["cohort"]),
                  axis=axis, window=window, key="timeline")
-if viewer.sees_ctdna:  # the estimate needs ctDNA: a blinded person sees neither
-    trajectory = components.estimate_trajectory_for(snap, patient_id, horizon)
-    if trajectory is not None:
-        components.chart(charts.estimate_trajectory_figure, trajectory, s["index_date"], axis=axis, horizon=horizon,
-                         window=window, key="trajectory")
+if trajectory is not None:
+    components.chart(charts.estimate_trajectory_figure, trajectory, s["index_date"], axis=axis, horizon=horizon,
+                     window=window, key="trajectory")
 if viewer.sees_ctdna:
     components.chart(charts.ctdna_figure, rec.ctdna, rec.timeline, s["index_date"], followup_end,
                      o["progressed_on"], axis=axis, lead=cohorts.patient_lead_time(rec.ctdna, o["progressed_on"]),

@@ -276,6 +276,8 @@ def test_the_estimate_over_time_ends_at_the_cards_number_on_the_data_cutoff(snap
         line = next(t for t in trajectory["data"] if t.get("mode") == "lines+markers")
         assert values(line["customdata"])[-1] == f"{snapshot.info()['data_cutoff']:%Y-%m-%d}"
         assert round(values(line["y"])[-1]) == card
+        # and in view: the shared x-range reaches it (it ended 30 days after the last contact, often before)
+        assert trajectory["layout"]["xaxis"]["range"][1] >= values(line["x"])[-1]
 
 
 def test_a_progressed_patient_gets_no_number_but_the_event_and_its_date(situations, snapshot):
