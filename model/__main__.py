@@ -54,6 +54,8 @@ def main(argv=None) -> int:
     e.add_argument("--large", type=int, default=20000, help="day-0: patients in the large cohort")
     e.add_argument("--repeats", type=int, default=200, help="trial-size repetitions")
     e.add_argument("--boot", type=int, default=200, help="day-0: bootstrap refits per repetition")
+    e.add_argument("--calibration-repeats", type=int, default=100,
+                   help="landmark: trials the interval calibration is measured on first (0: keep the stored one)")
     e.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
 
@@ -83,6 +85,9 @@ def main(argv=None) -> int:
         from model import landmark_check
 
         variants = None if not args.variant else [None if v == "default" else v for v in args.variant]
+        if args.calibration_repeats > 0:  # the intervals first (other seeds), then the check of them
+            landmark_check.calibrate(args.calibration_repeats, args.jobs, progress=_progress)
+            print(f"interval calibration stored in {landmark_check.INTERVAL_FILE}", file=sys.stderr)
         result = landmark_check.run(args.repeats, args.jobs, variants, progress=_progress)
         print(json.dumps(result, indent=1, default=float))
         print(f"stored in {landmark_check.BENCHMARK_FILE}", file=sys.stderr)

@@ -173,11 +173,51 @@ class LandmarkFit:
         grad = np.column_stack([X, np.tile(base / base.sum(), (len(X), 1))])
         return log_h, grad
 
-    def survival(self, X: np.ndarray, horizon: float, level: float = 0.95):
+    def log_cumulative_hazard(self, X: np.ndarray, horizon: float) -> tuple[np.ndarray, np.ndarray]:
+        """log cumulative hazard at `horizon` and its standard error from the coefficients' uncertainty alone."""
         log_h, grad = self.cumulative_hazard_terms(X, horizon)
-        se = np.sqrt(np.einsum("ij,jk,ik->i", grad, self.cov, grad))
-        z = norm.ppf((1 + level) / 2)
-        return np.exp(-np.exp(log_h)), np.exp(-np.exp(log_h + z * se)), np.exp(-np.exp(log_h - z * se))
+        return log_h, np.sqrt(np.einsum("ij,jk,ik->i", grad, self.cov, grad))
+
+    def survival(self, X: np.ndarray, horizon: float, level: float = 0.95, interval: dict | None = None):
+        """The estimate and its interval. Without `interval`, the interval reflects the coefficients'
+        uncertainty only; with it (the measured calibration, see :func:`interval_terms`), it also holds how far
+        a patient's own chance can be from what these few inputs say."""
+        log_h, se = self.log_cumulative_hazard(X, horizon)
+        if interval is None:
+            z = norm.ppf((1 + level) / 2)
+            lo_z, hi_z, spread = -z, z, se
+        else:
+            if abs(level - interval["level"]) > 1e-9:
+                raise ValueError(f"the interval was calibrated at level {interval['level']}, not {level}")
+            tau2, lo_z, hi_z = interval_terms(interval, X, horizon)
+            spread = np.sqrt(se ** 2 + tau2)
+        return np.exp(-np.exp(log_h)), np.exp(-np.exp(log_h + hi_z * spread)), np.exp(-np.exp(log_h + lo_z * spread))
+
+
+def interval_cell(detected: float, complete_response: float, first_landmark: bool, horizon: float) -> str:
+    return f"{int(detected)}|{int(complete_response)}|{int(bool(first_landmark))}|{int(horizon)}"
+
+
+def interval_terms(interval: dict, X: np.ndarray, horizon: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of the design X: the extra variance (tau^2) and the two standardised quantiles of its cell.
+
+    The calibration (model/landmark_check.py, stored as data) measured, on synthetic trials, how far the truth
+    fell from the estimate on the log cumulative hazard scale, per cell: ctDNA call x complete response x first
+    landmark (before the first 3-monthly draw) or later x horizon. A patient whose complete response is not
+    recorded gets the wider of the two cells' intervals: that uncertainty is theirs too.
+    """
+    cells = interval["cells"]
+    detected, cr = X[:, INPUTS.index("ctdna_detected")], X[:, INPUTS.index("complete_response")]
+    first = X[:, INPUTS.index("landmark_years")] * 12 < LANDMARKS[1]
+    unknown_cr = ~np.isin(cr, (0.0, 1.0))
+    tau2, lo, hi = np.full(len(X), -np.inf), np.full(len(X), np.inf), np.full(len(X), -np.inf)
+    for d, c, f in ((d, c, f) for d in (0, 1) for c in (0, 1) for f in (False, True)):
+        rows = (detected == d) & ((cr == c) | unknown_cr) & (first == f)
+        if rows.any():  # the widest over the cells a row falls in: largest spread, most extreme quantiles
+            cell = cells[interval_cell(d, c, f, horizon)]
+            tau2[rows] = np.maximum(tau2[rows], cell["tau2"])
+            lo[rows], hi[rows] = np.minimum(lo[rows], cell["z_lower"]), np.maximum(hi[rows], cell["z_upper"])
+    return tau2, lo, hi
 
 
 def design(rows: pd.DataFrame, center: dict) -> np.ndarray:
@@ -260,6 +300,7 @@ class LandmarkModel:
     prior_sensitivity: pd.DataFrame | None = None  # the ctDNA hazard ratio and a typical estimate, priors widened
     flow: pd.DataFrame | None = None  # participant flow per landmark (TRIPOD+AI): patients, at risk, used
     missingness: pd.DataFrame | None = None  # per input among the at-risk rows: missing, and how it is handled
+    interval: dict | None = None  # the measured interval calibration used (None: the coefficients' uncertainty only)
 
     def predict(self, rows: pd.DataFrame, horizons=None, estimand: str = "pfs") -> pd.DataFrame:
         """Per row and horizon: estimate, lower, upper, or NaN and the refusal."""
@@ -271,7 +312,7 @@ class LandmarkModel:
             frame = pd.DataFrame({"patient_id": rows["patient_id"].to_numpy(), "horizon": h, "estimate": np.nan,
                                   "lower": np.nan, "upper": np.nan, "refusal": [r or "" for r in reasons]})
             if ok.any():
-                s, lo, hi = fit_.survival(design(rows[ok], fit_.center), h)
+                s, lo, hi = fit_.survival(design(rows[ok], fit_.center), h, interval=self.interval)
                 frame.loc[ok, "estimate"], frame.loc[ok, "lower"], frame.loc[ok, "upper"] = s, lo, hi
             out.append(frame)
         return pd.concat(out, ignore_index=True)
@@ -336,8 +377,10 @@ def baseline_hazards(fit_: LandmarkFit) -> pd.DataFrame:
                          "upper": np.exp(log_lam + 1.96 * se)})
 
 
-def train(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.DataFrame, snapshot_id: str) -> LandmarkModel:
-    """Fit both estimands on cohort 2 (the patients who stopped), landmarks every 3 months to 24."""
+def train(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.DataFrame, snapshot_id: str,
+          interval: dict | None = None) -> LandmarkModel:
+    """Fit both estimands on cohort 2 (the patients who stopped), landmarks every 3 months to 24. `interval`:
+    the measured interval calibration to use (model/landmark_check.py); None: coefficients' uncertainty only."""
     stopped = patients[patients["cohort"] == 2]
     rows = landmark_rows(stopped, draws, outcomes)
     fits = {e: fit(rows, e) for e in ESTIMANDS}
@@ -347,7 +390,7 @@ def train(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.DataFrame, s
          "event_off_therapy", "restarted_before"]].reset_index(drop=True)
     return LandmarkModel(snapshot_id, fits, kept, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                          sample_size=riley_sample_size(rows), prior_sensitivity=sensitivity,
-                         flow=participant_flow(rows), missingness=input_missingness(rows))
+                         flow=participant_flow(rows), missingness=input_missingness(rows), interval=interval)
 
 
 def participant_flow(rows: pd.DataFrame) -> pd.DataFrame:

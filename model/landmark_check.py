@@ -15,6 +15,7 @@ model's procedure version, and the model card shows it (no coverage is typed int
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import time
@@ -29,6 +30,13 @@ from data.clinical import HORIZONS
 
 #: Where the measured result lives: data, kept with the code of the procedure it measured.
 BENCHMARK_FILE = Path(__file__).with_name("benchmarks") / "landmark.json"
+#: The interval calibration the models are trained with (see calibrate()): data too, measured on other seeds.
+INTERVAL_FILE = Path(__file__).with_name("benchmarks") / "landmark_interval.json"
+#: The calibration's cohorts: seeds apart from the benchmark's (50,000 + r), so the check tests it on new trials.
+CALIBRATION_SEED, BENCHMARK_SEED = 70_000, 50_000
+#: A calibration cell with fewer rows than this borrows the cell pooled over complete response.
+MIN_CELL_ROWS = 300
+INTERVAL_LEVEL = 0.95
 #: Rows whose truth rests on fewer effective Monte Carlo draws are left out (and counted).
 MIN_TRUTH_ESS = 100
 THRESHOLDS = tuple(np.round(np.arange(0.10, 0.401, 0.05), 2))
@@ -43,8 +51,41 @@ BARS = {
 }
 
 
-def _cohort(n: int, seed: int, variant: str | None, folder: str) -> dict:
+#: Cohorts and their truth do not depend on the model, and the truth's Monte Carlo is most of the check's
+#: time: each cohort is kept here, keyed by the code that makes it, so a changed model is measured again in
+#: minutes. A change to the generator, the truth, the build or the query gives new keys (and new cohorts).
+COHORT_CACHE = Path(tempfile.gettempdir()) / "stopher2-landmark-cohorts"
+_COHORT_CODE = ("data/synth.py", "data/synth_truth.py", "data/build.py", "data/queries.py", "data/clinical.py",
+                "data/sql/schema.sql", "data/sql/views.sql")
+
+
+def _cohort_key(n: int, seed: int, variant: str | None) -> str:
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256(f"{n}|{seed}|{variant}".encode())
+    for name in _COHORT_CODE:
+        f = root / name
+        h.update(f.read_bytes() if f.exists() else b"-")
+    return h.hexdigest()[:24]
+
+
+def _cohort(n: int, seed: int, variant: str | None, folder: str, cache: Path | None = None) -> dict:
     """Build one cohort's snapshot and return what the benchmark needs from it (small frames)."""
+    cached = cache / f"{_cohort_key(n, seed, variant)}.joblib" if cache else None
+    if cached and cached.exists():
+        try:
+            return joblib.load(cached)
+        except Exception:  # a half-written or foreign file: made again below
+            cached.unlink(missing_ok=True)
+    out = _build_cohort(n, seed, variant, folder)
+    if cached:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        part = cached.with_suffix(".part")
+        joblib.dump(out, part)
+        part.replace(cached)  # atomic: a reader never sees half a cohort
+    return out
+
+
+def _build_cohort(n: int, seed: int, variant: str | None, folder: str) -> dict:
     from data import queries, synth
     from data.build import build_snapshot
     from data.store import Snapshot
@@ -71,18 +112,25 @@ def _km_by_ctdna(training: pd.DataFrame) -> dict:
     return out
 
 
-def _one(train: dict, test: dict) -> pd.DataFrame | None:
-    """Fit on one cohort, estimate for the next cohort's stopped patients, join the truth and the baseline."""
+def _one(train: dict, test: dict, interval: dict | None = None) -> pd.DataFrame | None:
+    """Fit on one cohort, estimate for the next cohort's stopped patients, join the truth and the baseline.
+    Besides the estimate and its interval, each row keeps log_h and se: the log cumulative hazard and its
+    standard error from the coefficients alone (what the interval calibration measures against)."""
     from model import evaluate, landmark
 
     try:
-        model = landmark.train(*train["inputs"], snapshot_id=f"check-{train['seed']}")
+        model = landmark.train(*train["inputs"], snapshot_id=f"check-{train['seed']}", interval=interval)
     except ValueError:
         return None  # too few events in this cohort to fit at all (counted by the caller)
     patients, draws, outcomes = test["inputs"]
     rows = landmark.landmark_rows(patients[patients["cohort"] == 2], draws, outcomes)
     rows = rows[rows["at_risk"] & rows["ctdna_detected"].notna()].reset_index(drop=True)
     est = model.predict(rows, list(HORIZONS))
+    fit_ = model.fits["pfs"]
+    X = landmark.design(rows, fit_.center)
+    parts = [fit_.log_cumulative_hazard(X, h) for h in HORIZONS]
+    est["log_h"] = np.concatenate([p[0] for p in parts])
+    est["se"] = np.concatenate([p[1] for p in parts])
     est["landmark"] = np.tile(rows["landmark"].to_numpy(), len(HORIZONS))
     est["ctdna_detected"] = np.tile(rows["ctdna_detected"].to_numpy(), len(HORIZONS))
     est["complete_response"] = np.tile(rows["complete_response"].to_numpy(), len(HORIZONS))
@@ -97,6 +145,86 @@ def _one(train: dict, test: dict) -> pd.DataFrame | None:
     out["km"] = km
     out["train_seed"], out["test_seed"] = train["seed"], test["seed"]
     return out
+
+
+def interval_cells(rows: pd.DataFrame, level: float = INTERVAL_LEVEL) -> dict:
+    """The interval calibration from test rows (estimate's log_h and se, the truth): per cell, tau2 and the
+    standardised quantiles that make `level` of the truths fall inside.
+
+    On the log cumulative hazard scale, r = log(-log truth) - log_h is the distance from the estimate to the
+    patient's own chance. Its variance is the coefficients' part (se^2) plus what the model's few inputs cannot
+    tell apart (tau2, by moments: mean(r^2 - se^2), not below 0). The quantiles of r / sqrt(se^2 + tau2) give
+    the bounds, so a skewed or biased cell gets an interval that leans the way its errors do; each quantile is
+    kept on its side of 0, so the interval always holds the estimate itself.
+    """
+    from model import landmark
+
+    kept = rows[rows["ess"] >= MIN_TRUTH_ESS].dropna(subset=["estimate", "log_h", "se"])
+    truth = kept["truth"].clip(1e-9, 1 - 1e-12)
+    frame = pd.DataFrame({"detected": kept["ctdna_detected"].astype(int), "cr": kept["complete_response"],
+                          "first": kept["landmark"] < landmark.LANDMARKS[1], "horizon": kept["horizon"].astype(int),
+                          "r": np.log(-np.log(truth)) - kept["log_h"], "se2": kept["se"] ** 2})
+    a = (1 - level) / 2
+
+    def measure(g: pd.DataFrame) -> dict:
+        tau2 = max(float((g["r"] ** 2 - g["se2"]).mean()), 0.0)
+        z = g["r"] / np.sqrt(g["se2"] + tau2)
+        return {"rows": len(g), "tau2": tau2, "z_lower": min(float(z.quantile(a)), 0.0),
+                "z_upper": max(float(z.quantile(1 - a)), 0.0)}
+
+    pooled = {k: measure(g) for k, g in frame.groupby(["detected", "first", "horizon"])}
+    cells = {}
+    for d in (0, 1):
+        for first in (False, True):
+            for h in HORIZONS:
+                for cr in (0, 1):
+                    g = frame[(frame["detected"] == d) & (frame["first"] == first) & (frame["horizon"] == h)
+                              & (frame["cr"] == cr)]
+                    own = len(g) >= MIN_CELL_ROWS
+                    if not own and (d, first, h) not in pooled:
+                        raise ValueError(f"no calibration rows for ctDNA {d}, first landmark {first}, {h} months")
+                    cells[landmark.interval_cell(d, cr, first, h)] = (
+                        measure(g) | {"pooled": False} if own else pooled[(d, first, h)] | {"pooled": True})
+    return cells
+
+
+def interval_digest(interval: dict | None) -> str | None:
+    """Which calibration a benchmark measured (a stored benchmark of another calibration is stale)."""
+    if not interval:
+        return None
+    return hashlib.sha256(json.dumps(interval["cells"], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def calibrate(repeats: int = 100, jobs: int = 2, patients: int = 82, progress=None,
+              cache: Path | None = COHORT_CACHE, out: Path | None | bool = True) -> dict:
+    """Measure the interval calibration on `repeats` synthetic trials of the default generator (seeds apart
+    from the benchmark's), fitting each on one trial and testing on the next, as the benchmark does."""
+    from services.models import LANDMARK_VERSION
+
+    say = progress or (lambda f, m: None)
+    say(0.0, f"interval calibration: building {repeats} cohorts of {patients}")
+    with tempfile.TemporaryDirectory() as tmp, joblib.Parallel(n_jobs=jobs) as parallel:
+        cohorts = parallel(joblib.delayed(_cohort)(patients, CALIBRATION_SEED + r, None, tmp, cache)
+                           for r in range(repeats))
+    say(0.8, f"interval calibration: fitting and testing {repeats} times")
+    parts = [_one(cohorts[r], cohorts[(r + 1) % repeats]) for r in range(repeats)]
+    rows = pd.concat([p for p in parts if p is not None], ignore_index=True)
+    result = {"procedure_version": LANDMARK_VERSION, "measured_on": datetime.now(UTC).isoformat(timespec="seconds"),
+              "level": INTERVAL_LEVEL, "repeats": repeats, "patients_per_cohort": patients, "generator": "default",
+              "seeds": [CALIBRATION_SEED, CALIBRATION_SEED + repeats - 1], "min_cell_rows": MIN_CELL_ROWS,
+              "fitted": sum(p is not None for p in parts), "cells": interval_cells(rows)}
+    out = INTERVAL_FILE if out is True else out
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    return result
+
+
+def current_interval(procedure_version: str, path: Path | None = None) -> dict | None:
+    """The stored calibration if it was measured for this procedure version (None: intervals from the
+    coefficients' uncertainty only, and the card says so)."""
+    result = stored(path or INTERVAL_FILE)
+    return result if result and str(result.get("procedure_version")) == str(procedure_version) else None
 
 
 def _group_label(detected: float, cr: float) -> str:
@@ -170,24 +298,27 @@ def summarise(rows: pd.DataFrame) -> dict:
 
 
 def run(repeats: int = 200, jobs: int = 2, variants=None, patients: int = 82, progress=None,
-        out: Path | None | bool = True) -> dict:
-    """Run the check; `out`: where to store the result (True: BENCHMARK_FILE; None or False: nowhere)."""
+        out: Path | None | bool = True, cache: Path | None = COHORT_CACHE, interval: dict | None | bool = True) -> dict:
+    """Run the check; `out`: where to store the result (True: BENCHMARK_FILE; None or False: nowhere);
+    `cache`: where the cohorts are kept between runs (None: made afresh every time); `interval`: the
+    calibration the models use (True: the stored one for this procedure version; None: none)."""
     from data import synth
     from services.models import LANDMARK_VERSION
 
     say = progress or (lambda f, m: None)
     variants = [None, *synth.VARIANTS] if variants is None else list(variants)
     started = time.perf_counter()
+    interval = current_interval(LANDMARK_VERSION) if interval is True else interval
     result = {"procedure_version": LANDMARK_VERSION, "measured_on": datetime.now(UTC).isoformat(timespec="seconds"),
-              "repeats": repeats, "patients_per_cohort": patients, "horizons_months": list(HORIZONS),
+              "interval": interval_digest(interval), "repeats": repeats, "patients_per_cohort": patients, "horizons_months": list(HORIZONS),
               "min_truth_ess": MIN_TRUTH_ESS, "bars": BARS, "generators": {}}
     with tempfile.TemporaryDirectory() as tmp, joblib.Parallel(n_jobs=jobs) as parallel:
         for k, variant in enumerate(variants):
             name = variant or "default"
             say(k / len(variants), f"{name}: building {repeats} cohorts of {patients}")
-            cohorts = parallel(joblib.delayed(_cohort)(patients, 50_000 + r, variant, tmp) for r in range(repeats))
+            cohorts = parallel(joblib.delayed(_cohort)(patients, BENCHMARK_SEED + r, variant, tmp, cache) for r in range(repeats))
             say((k + 0.8) / len(variants), f"{name}: fitting and testing {repeats} times")
-            parts = [_one(cohorts[r], cohorts[(r + 1) % repeats]) for r in range(repeats)]
+            parts = [_one(cohorts[r], cohorts[(r + 1) % repeats], interval) for r in range(repeats)]
             rows = pd.concat([p for p in parts if p is not None], ignore_index=True)
             summary = summarise(rows)
             summary["fitted"] = sum(p is not None for p in parts)
@@ -209,10 +340,14 @@ def stored(path: Path | None = None) -> dict | None:
         return None
 
 
-def current(procedure_version: str, path: Path | None = None) -> dict | None:
-    """The stored result if it measured this procedure version (an older one says nothing about this one)."""
+def current(procedure_version: str, path: Path | None = None, interval: dict | None | bool = True) -> dict | None:
+    """The stored result if it measured this procedure version with the interval calibration in use (True:
+    the stored one); an older one says nothing about this one."""
     result = stored(path)
-    return result if result and str(result.get("procedure_version")) == str(procedure_version) else None
+    if not result or str(result.get("procedure_version")) != str(procedure_version):
+        return None
+    interval = current_interval(procedure_version) if interval is True else interval
+    return result if result.get("interval") == interval_digest(interval) else None
 
 
 def coverage_by_call(summary: dict) -> dict:

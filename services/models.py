@@ -395,6 +395,24 @@ class FittedLandmark:
     def prior_sensitivity(self) -> pd.DataFrame:
         return self._model.prior_sensitivity.copy()
 
+    def interval_calibration(self) -> tuple[dict | None, pd.DataFrame | None]:
+        """The measured interval calibration this model uses (its facts, and one row per cell), or (None, None)."""
+        interval = getattr(self._model, "interval", None)
+        if not interval:
+            return None, None
+        rows = []
+        for key, c in interval["cells"].items():
+            detected, cr, first, horizon = key.split("|")
+            rows.append({"ctDNA": "positive" if detected == "1" else "negative",
+                         "complete response": "yes" if cr == "1" else "no",
+                         "landmark": "first (before the 3-month draw)" if first == "1" else "later",
+                         "horizon (months)": int(horizon), "estimates measured": c["rows"],
+                         "extra spread tau": float(c["tau2"]) ** 0.5, "z lower": c["z_lower"], "z upper": c["z_upper"],
+                         "pooled over complete response": c["pooled"]})
+        facts = {k: interval[k] for k in ("measured_on", "repeats", "patients_per_cohort", "seeds", "level",
+                                         "min_cell_rows") if k in interval}
+        return facts, pd.DataFrame(rows).sort_values(["ctDNA", "complete response", "landmark", "horizon (months)"])
+
     def fit_facts(self) -> pd.DataFrame:
         return pd.DataFrame([{"estimand": e, "what": self._lm.ESTIMANDS[e], "landmark rows": f.n_rows,
                               "patients": f.n_patients, "events (stacked)": f.n_events}
@@ -408,10 +426,11 @@ class LandmarkEstimator:
 
     def fit(self, snap: Snapshot, horizon: int | None = None, progress: Progress | None = None) -> FittedLandmark:
         from data import queries
-        from model import landmark
+        from model import landmark, landmark_check
 
         patients, draws, outcomes = queries.landmark_inputs(snap)
-        return FittedLandmark(landmark.train(patients, draws, outcomes, str(snap.info()["snapshot_id"])))
+        return FittedLandmark(landmark.train(patients, draws, outcomes, str(snap.info()["snapshot_id"]),
+                                             interval=landmark_check.current_interval(LANDMARK_VERSION)))
 
 
 ESTIMATORS[LANDMARK] = LandmarkEstimator
@@ -427,7 +446,9 @@ def load_landmark(snapshot_id: str) -> FittedLandmark:
     return FittedLandmark(model, manifest["sha256"])
 
 
-LANDMARK_VERSION = "3"  # 2: Riley's sample size and prior sensitivity stored with the model; 3: flow, missingness
+# 2: Riley's sample size and prior sensitivity stored with the model; 3: flow, missingness; 4: intervals calibrated
+# on synthetic trials (model/benchmarks/landmark_interval.json). Measuring a new calibration means a new version.
+LANDMARK_VERSION = "4"
 
 
 def ensure_landmark(snap: Snapshot, snapshot_id: str, on_trained: Callable[[str], None] | None = None) -> dict:

@@ -10,6 +10,11 @@ from data.store import Snapshot
 from services import models
 from ui import charts, components
 
+#: A 95% interval at least this many percentage points wide says little beyond its direction: the card says so in
+#: words instead of leaving a clinician to read the number on its own (half the scale). A reading policy of this
+#: card, not a clinical rule, so it lives here.
+WIDE_INTERVAL_POINTS = 50
+
 
 def _fmt_date(value) -> str:
     return "—" if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d}"
@@ -58,6 +63,10 @@ def render(snap: Snapshot, rec: queries.PatientRecord, horizon: int) -> None:
                    + models.landmark_coverage_note(_detected(est)))
         st.markdown(f"About **{pct} in 100** patients like this stay progression-free for the next {horizon} "
                     f"months (somewhere between {lo} and {hi} in 100).")
+        if hi - lo >= WIDE_INTERVAL_POINTS:
+            st.warning(f"**Do not lean on {pct}% alone.** The interval spans {hi - lo} points: patients with these "
+                       "inputs differ widely in their own chance, and the model cannot tell them apart. Read it as "
+                       f"'between {lo}% and {hi}%', beside the series of blood draws and the scans.", icon="⚠️")
         if not restarted and not est.if_stopped_now:
             off = both.off_therapy
             if off.refusal is None:

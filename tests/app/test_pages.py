@@ -266,6 +266,22 @@ def test_a_patient_whose_ctdna_turned_positive_sees_the_estimate_fall(snapshot):
     assert now < int(re.search(r"### (\d+)%", " ".join(m.value for m in negative.markdown)).group(1))
 
 
+def test_an_interval_too_wide_to_lean_on_is_said_in_words(snapshot):
+    """With the measured calibration a ctDNA-positive patient's interval spans most of the scale (on synthetic
+    trials the truth of such patients ranged that far); the card says so instead of leaving the number alone."""
+    from ui.risk_card import WIDE_INTERVAL_POINTS
+
+    widths = {}
+    for detected in (True, False):
+        at = run_page("pages/patient.py", patient=_at_risk_stopped(snapshot, detected))
+        assert not at.exception
+        lo, hi = map(int, re.search(r"95% interval \*\*(\d+)% to (\d+)%", " ".join(m.value for m in at.markdown)).groups())
+        warned = any("Do not lean on" in w.value for w in at.warning)
+        assert warned == (hi - lo >= WIDE_INTERVAL_POINTS), (lo, hi)
+        widths[detected] = hi - lo
+    assert widths[True] >= WIDE_INTERVAL_POINTS > widths[False]
+
+
 def test_the_estimate_over_time_ends_at_the_cards_number_on_the_data_cutoff(snapshot):
     """The line stopped at the last draw or 3-monthly landmark, months before the cut-off the card speaks of."""
     for detected in (True, False):
@@ -553,6 +569,7 @@ def test_model_card_and_risk_card_quote_the_stored_synthetic_check_not_a_constan
     summary = landmark_check.summarise(_rows())
     path.write_text(json.dumps({
         "procedure_version": LANDMARK_VERSION, "measured_on": "2026-01-02T00:00:00+00:00", "repeats": 7,
+        "interval": landmark_check.interval_digest(landmark_check.current_interval(LANDMARK_VERSION)),
         "patients_per_cohort": 82, "bars": landmark_check.BARS,
         "generators": {"default": {**summary, "about": "the default generator", "fitted": 7}}}, default=float))
     card = run_page("pages/model_card.py")

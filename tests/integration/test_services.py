@@ -94,3 +94,23 @@ def test_one_importer_registry_serves_the_cli_the_pipeline_and_the_page(tmp_path
         importers.get("nope")
     with pytest.raises(ValueError, match="takes no option"):
         importers.read("csv", tmp_path, {"arm_map": "A=1"})
+
+
+def test_the_landmark_model_is_fitted_with_the_stored_interval_calibration_of_its_version(snapshot):
+    """The intervals a clinician sees carry the measured calibration, not only the coefficients' uncertainty."""
+    from model import landmark, landmark_check
+
+    stored = landmark_check.current_interval(models.LANDMARK_VERSION)
+    assert stored is not None, "the shipped procedure version has a measured interval calibration"
+    fitted = models.LandmarkEstimator().fit(snapshot)
+    assert fitted._model.interval == stored
+    facts, cells = fitted.interval_calibration()
+    assert facts["repeats"] == stored["repeats"] and len(cells) == len(stored["cells"])
+    # the same fit with the coefficients' uncertainty only gives the same numbers and narrower intervals
+    patients, draws, outcomes = queries.landmark_inputs(snapshot)
+    plain = landmark.train(patients, draws, outcomes, "plain")
+    rows = landmark.landmark_rows(patients[patients["cohort"] == 2], draws, outcomes, landmarks=[12])
+    rows = rows[rows["at_risk"] & rows["ctdna_detected"].notna()]
+    ours, theirs = fitted._model.predict(rows, [12]), plain.predict(rows, [12])
+    assert ours["estimate"].to_numpy() == pytest.approx(theirs["estimate"].to_numpy())
+    assert ((ours["upper"] - ours["lower"]) > (theirs["upper"] - theirs["lower"])).all()

@@ -191,3 +191,49 @@ def test_rows_for_many_dates_at_once_are_the_rows_of_each_date_alone():
     alone = alone.sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(together, alone[together.columns], check_dtype=False)
     assert len(together) == len(dates) * p["patient_id"].nunique()
+
+
+def _interval(tau2=0.0, z_lower=-1.959963984540054, z_upper=1.959963984540054, **per_cell):
+    """A calibration with the same terms in every cell, except those given per cell key."""
+    cells = {landmark.interval_cell(d, c, f, h): {"rows": 500, "tau2": tau2, "z_lower": z_lower, "z_upper": z_upper,
+                                                  "pooled": False}
+             for d in (0, 1) for c in (0, 1) for f in (False, True) for h in (6, 12, 24)}
+    cells.update(per_cell)
+    return {"level": 0.95, "cells": cells}
+
+
+def test_a_calibration_of_no_extra_spread_gives_the_coefficients_interval_and_a_wider_one_holds_it():
+    p, d, o = _cohort()
+    plain = landmark.train(p, d, o, "test")
+    rows = landmark.landmark_rows(p, d, o, landmarks=[0, 12])
+    rows = rows[rows["at_risk"] & rows["ctdna_detected"].notna()]
+    same = landmark.train(p, d, o, "test", interval=_interval())
+    pd.testing.assert_frame_equal(plain.predict(rows), same.predict(rows))
+    wide = landmark.train(p, d, o, "test", interval=_interval(tau2=1.0)).predict(rows)
+    narrow = plain.predict(rows)
+    assert np.allclose(wide["estimate"], narrow["estimate"]), "the calibration moves the interval, never the number"
+    assert (wide["lower"] < narrow["lower"]).all() and (wide["upper"] > narrow["upper"]).all()
+
+
+def test_each_row_takes_its_own_cell_and_an_unknown_complete_response_the_wider_of_two():
+    p, d, o = _cohort()
+    fit_ = landmark.train(p, d, o, "test").fits["pfs"]
+    rows = landmark.landmark_rows(p, d, o, landmarks=[0, 12])
+    rows = rows[rows["at_risk"] & rows["ctdna_detected"].notna()].reset_index(drop=True)
+    special = {"rows": 500, "tau2": 4.0, "z_lower": -3.0, "z_upper": 0.5, "pooled": False}
+    interval = _interval(**{landmark.interval_cell(1, 1, False, 12): special})
+    X = landmark.design(rows, fit_.center)
+    tau2, lo, hi = landmark.interval_terms(interval, X, 12)
+    hit = (rows["ctdna_detected"] == 1) & (rows["complete_response"] == 1) & (rows["landmark"] == 12)
+    assert hit.any() and (~hit).any()
+    assert (tau2[hit] == 4.0).all() and (lo[hit] == -3.0).all() and (hi[hit] == 0.5).all()
+    assert (tau2[~hit] == 0.0).all() and np.allclose(hi[~hit], 1.96, atol=1e-3)
+    # complete response not recorded: the wider of the CR and no-CR cells, on each side
+    X_unknown = landmark.design(rows.assign(complete_response=np.nan), fit_.center)
+    tau2, lo, hi = landmark.interval_terms(interval, X_unknown, 12)
+    positive_later = ((rows["ctdna_detected"] == 1) & (rows["landmark"] == 12)).to_numpy()
+    assert (tau2[positive_later] == 4.0).all() and (lo[positive_later] == -3.0).all()
+    assert np.allclose(hi[positive_later], 1.96, atol=1e-3)
+    # an interval of another level cannot be applied as if it were 95%
+    with pytest.raises(ValueError, match="level"):
+        fit_.survival(X, 12, level=0.8, interval=interval)
