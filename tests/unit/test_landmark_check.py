@@ -151,3 +151,19 @@ def test_the_shipped_check_measured_the_procedure_and_interval_calibration_in_us
     default = result["generators"]["default"]
     assert default["passed"]["ctdna_positive_coverage"] and default["passed"]["group_coverage"]
     assert default["passed"]["ctdna_negative_width"]
+
+
+def test_the_check_end_to_end_calibrates_then_measures_and_a_second_run_reuses_the_cohorts(tmp_path):
+    """Small (3 trials), so it runs in the suite: the real check is the same code with 100 and 200."""
+    cache = tmp_path / "cohorts"
+    interval = landmark_check.calibrate(3, jobs=1, cache=cache, out=tmp_path / "interval.json")
+    assert json.loads((tmp_path / "interval.json").read_text())["cells"] == interval["cells"]
+    assert interval["seeds"] == [landmark_check.CALIBRATION_SEED, landmark_check.CALIBRATION_SEED + 2]
+    first = landmark_check.run(3, jobs=1, variants=[None], cache=cache, out=tmp_path / "check.json", interval=interval)
+    kept = sorted(p.name for p in cache.iterdir())
+    assert len(kept) == 6 and not any(p.endswith(".part") for p in kept)
+    again = landmark_check.run(3, jobs=1, variants=[None], cache=cache, out=None, interval=interval)
+    assert sorted(p.name for p in cache.iterdir()) == kept, "the second run made no cohort"
+    assert again["generators"] == first["generators"]
+    assert first["interval"] == landmark_check.interval_digest(interval)
+    assert landmark_check.current(first["procedure_version"], tmp_path / "check.json", interval=interval) is not None
