@@ -194,6 +194,11 @@ class LandmarkFit:
         return np.exp(-np.exp(log_h)), np.exp(-np.exp(log_h + hi_z * spread)), np.exp(-np.exp(log_h + lo_z * spread))
 
 
+def is_first_landmark(months):
+    """Before the first 3-monthly draw: only the day-0 draw can be known (a calibration cell of its own)."""
+    return months < LANDMARKS[1]
+
+
 def interval_cell(detected: float, complete_response: float, first_landmark: bool, horizon: float) -> str:
     return f"{int(detected)}|{int(complete_response)}|{int(bool(first_landmark))}|{int(horizon)}"
 
@@ -208,7 +213,7 @@ def interval_terms(interval: dict, X: np.ndarray, horizon: float) -> tuple[np.nd
     """
     cells = interval["cells"]
     detected, cr = X[:, INPUTS.index("ctdna_detected")], X[:, INPUTS.index("complete_response")]
-    first = X[:, INPUTS.index("landmark_years")] * 12 < LANDMARKS[1]
+    first = is_first_landmark(X[:, INPUTS.index("landmark_years")] * 12)
     unknown_cr = ~np.isin(cr, (0.0, 1.0))
     tau2, lo, hi = np.full(len(X), -np.inf), np.full(len(X), np.inf), np.full(len(X), -np.inf)
     for d, c, f in ((d, c, f) for d in (0, 1) for c in (0, 1) for f in (False, True)):

@@ -15,7 +15,9 @@ model's procedure version, and the model card shows it (no coverage is typed int
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import tempfile
 import time
@@ -162,7 +164,7 @@ def interval_cells(rows: pd.DataFrame, level: float = INTERVAL_LEVEL) -> dict:
     kept = rows[rows["ess"] >= MIN_TRUTH_ESS].dropna(subset=["estimate", "log_h", "se"])
     truth = kept["truth"].clip(1e-9, 1 - 1e-12)
     frame = pd.DataFrame({"detected": kept["ctdna_detected"].astype(int), "cr": kept["complete_response"],
-                          "first": kept["landmark"] < landmark.LANDMARKS[1], "horizon": kept["horizon"].astype(int),
+                          "first": landmark.is_first_landmark(kept["landmark"]), "horizon": kept["horizon"].astype(int),
                           "r": np.log(-np.log(truth)) - kept["log_h"], "se2": kept["se"] ** 2})
     a = (1 - level) / 2
 
@@ -173,18 +175,15 @@ def interval_cells(rows: pd.DataFrame, level: float = INTERVAL_LEVEL) -> dict:
                 "z_upper": max(float(z.quantile(1 - a)), 0.0)}
 
     pooled = {k: measure(g) for k, g in frame.groupby(["detected", "first", "horizon"])}
+    own = {k: measure(g) for k, g in frame.groupby(["detected", "cr", "first", "horizon"]) if len(g) >= MIN_CELL_ROWS}
     cells = {}
-    for d in (0, 1):
-        for first in (False, True):
-            for h in HORIZONS:
-                for cr in (0, 1):
-                    g = frame[(frame["detected"] == d) & (frame["first"] == first) & (frame["horizon"] == h)
-                              & (frame["cr"] == cr)]
-                    own = len(g) >= MIN_CELL_ROWS
-                    if not own and (d, first, h) not in pooled:
-                        raise ValueError(f"no calibration rows for ctDNA {d}, first landmark {first}, {h} months")
-                    cells[landmark.interval_cell(d, cr, first, h)] = (
-                        measure(g) | {"pooled": False} if own else pooled[(d, first, h)] | {"pooled": True})
+    for d, cr, first, h in itertools.product((0, 1), (0, 1), (False, True), HORIZONS):
+        if (d, cr, first, h) in own:
+            cells[landmark.interval_cell(d, cr, first, h)] = own[(d, cr, first, h)] | {"pooled": False}
+        elif (d, first, h) in pooled:
+            cells[landmark.interval_cell(d, cr, first, h)] = pooled[(d, first, h)] | {"pooled": True}
+        else:
+            raise ValueError(f"no calibration rows for ctDNA {d}, first landmark {first}, {h} months")
     return cells
 
 
@@ -333,9 +332,21 @@ def run(repeats: int = 200, jobs: int = 2, variants=None, patients: int = 82, pr
 
 
 def stored(path: Path | None = None) -> dict | None:
-    """The stored benchmark result, or None when it was never run (the card then says "not measured")."""
+    """The stored benchmark result, or None when it was never run (the card then says "not measured"). Every
+    patient page asks (the coverage sentence, the model's procedure): the file is parsed again only when it
+    changes. Read it, do not change it: the same dict is handed to every caller."""
+    path = Path(path or BENCHMARK_FILE)
     try:
-        return json.loads((path or BENCHMARK_FILE).read_text())
+        st = path.stat()
+    except OSError:
+        return None
+    return _parsed(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: str, mtime_ns: int, size: int) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
 

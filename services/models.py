@@ -441,25 +441,42 @@ def load_landmark(snapshot_id: str) -> FittedLandmark:
     from model.train import library_versions
 
     manifest = artifacts.read_manifest(snapshot_id, LANDMARK)
-    model = artifacts.load_verified(snapshot_id, LANDMARK, procedure_version=LANDMARK_VERSION,
+    model = artifacts.load_verified(snapshot_id, LANDMARK, procedure_version=landmark_procedure(),
                                     library_versions=library_versions(), expected_type=landmark.LandmarkModel)
     return FittedLandmark(model, manifest["sha256"])
 
 
 # 2: Riley's sample size and prior sensitivity stored with the model; 3: flow, missingness; 4: intervals calibrated
-# on synthetic trials (model/benchmarks/landmark_interval.json). Measuring a new calibration means a new version.
+# on synthetic trials (model/benchmarks/landmark_interval.json).
 LANDMARK_VERSION = "4"
 
 
+def landmark_procedure() -> str:
+    """What a fitted landmark model must have been made by to be used: the procedure version and the interval
+    calibration it was fitted with (a new calibration refits the models, so no card quotes a check of another)."""
+    from model import landmark_check
+
+    digest = landmark_check.interval_digest(landmark_check.current_interval(LANDMARK_VERSION))
+    return f"{LANDMARK_VERSION}+{digest or 'uncalibrated'}"
+
+
+def find_landmark(snapshot_id: str) -> dict | None:
+    """The manifest of this snapshot's landmark model if this procedure made it; None (fit it) otherwise. A model
+    of an older procedure is not an error for the person waiting: it is refitted, in about a second."""
+    manifest = find(snapshot_id, LANDMARK)
+    return manifest if manifest is not None and manifest.get("model_version") == landmark_procedure() else None
+
+
 def ensure_landmark(snap: Snapshot, snapshot_id: str, on_trained: Callable[[str], None] | None = None) -> dict:
-    """The landmark model's manifest for this snapshot, fitting it first (once, under a lock) when missing."""
+    """The landmark model's manifest for this snapshot, fitting it first (once, under a lock) when missing or
+    made by another procedure."""
     from model.train import library_versions
 
-    manifest = find(snapshot_id, LANDMARK)
+    manifest = find_landmark(snapshot_id)
     if manifest is not None:
         return manifest
     with shared.exclusive("train-landmark", snapshot_dir()):
-        manifest = find(snapshot_id, LANDMARK)
+        manifest = find_landmark(snapshot_id)
         if manifest is None:
             try:
                 fitted = LandmarkEstimator().fit(snap)
@@ -467,10 +484,10 @@ def ensure_landmark(snap: Snapshot, snapshot_id: str, on_trained: Callable[[str]
                 raise ModelUnavailable(str(exc)) from exc
             model = fitted._model
             model.versions = library_versions()
-            artifacts.write(model, {"model_version": LANDMARK_VERSION, "created_at": model.created_at,
+            artifacts.write(model, {"model_version": landmark_procedure(), "created_at": model.created_at,
                                     "versions": model.versions, "model": LandmarkEstimator.name,
                                     "estimands": list(model.fits)}, snapshot_id, LANDMARK)
-            manifest = find(snapshot_id, LANDMARK)
+            manifest = find_landmark(snapshot_id)
             if on_trained is not None:
-                on_trained("landmark model fitted (none existed for this snapshot)")
+                on_trained("landmark model fitted (none of this procedure existed for this snapshot)")
     return manifest

@@ -559,7 +559,7 @@ def landmark_model(snap: Snapshot) -> tuple[models.FittedLandmark | None, str | 
     """The verified landmark model of this snapshot (fitted once, in a second, when missing), or the reason."""
     snapshot_id = str(snapshot_info(snap.key)["snapshot_id"])
     try:
-        manifest = models.find(snapshot_id, models.LANDMARK)
+        manifest = models.find_landmark(snapshot_id)
         if manifest is None:
             with st.spinner("Fitting the landmark model on this snapshot (once)…"):
                 manifest = models.ensure_landmark(snap, snapshot_id, on_trained=lambda detail: session.record_or_log(

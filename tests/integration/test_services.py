@@ -114,3 +114,21 @@ def test_the_landmark_model_is_fitted_with_the_stored_interval_calibration_of_it
     ours, theirs = fitted._model.predict(rows, [12]), plain.predict(rows, [12])
     assert ours["estimate"].to_numpy() == pytest.approx(theirs["estimate"].to_numpy())
     assert ((ours["upper"] - ours["lower"]) > (theirs["upper"] - theirs["lower"])).all()
+
+
+def test_a_landmark_model_of_another_procedure_is_refitted_not_a_dead_end(snapshot, tmp_path, monkeypatch):
+    """After an upgrade (a new version or interval calibration) the page said "the estimate is not available ...
+    retrain with `python -m model train`", a command that does not fit this model. Now it is refitted."""
+    monkeypatch.setenv("STOPHER2_MODEL_DIR", str(tmp_path))
+    snapshot_id = str(snapshot.info()["snapshot_id"])
+    current = models.landmark_procedure()
+    monkeypatch.setattr(models, "landmark_procedure", lambda: "3+old")
+    old = models.ensure_landmark(snapshot, snapshot_id)
+    assert old["model_version"] == "3+old"
+    monkeypatch.setattr(models, "landmark_procedure", lambda: current)
+    assert models.find_landmark(snapshot_id) is None, "a model of another procedure is not this one"
+    fitted = []
+    new = models.ensure_landmark(snapshot, snapshot_id, on_trained=fitted.append)
+    assert new["model_version"] == current and fitted  # (the same data may fit to the same bytes in the same second)
+    assert models.load_landmark(snapshot_id).sha256 == new["sha256"]
+    assert models.ensure_landmark(snapshot, snapshot_id)["sha256"] == new["sha256"], "fitted once, then kept"
