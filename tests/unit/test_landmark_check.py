@@ -161,9 +161,29 @@ def test_the_check_end_to_end_calibrates_then_measures_and_a_second_run_reuses_t
     assert interval["seeds"] == [landmark_check.CALIBRATION_SEED, landmark_check.CALIBRATION_SEED + 2]
     first = landmark_check.run(3, jobs=1, variants=[None], cache=cache, out=tmp_path / "check.json", interval=interval)
     kept = sorted(p.name for p in cache.iterdir())
-    assert len(kept) == 6 and not any(p.endswith(".part") for p in kept)
+    assert len(kept) == 12 and not any(p.endswith(".part") for p in kept)  # inputs and truth of 6 cohorts
     again = landmark_check.run(3, jobs=1, variants=[None], cache=cache, out=None, interval=interval)
     assert sorted(p.name for p in cache.iterdir()) == kept, "the second run made no cohort"
     assert again["generators"] == first["generators"]
     assert first["interval"] == landmark_check.interval_digest(interval)
     assert landmark_check.current(first["procedure_version"], tmp_path / "check.json", interval=interval) is not None
+
+
+def test_a_changed_query_makes_the_inputs_again_and_keeps_the_truth(tmp_path, monkeypatch):
+    """The truth's Monte Carlo is most of a cohort's cost and depends on the generator alone: a new input
+    (a changed query or build) must not throw it away, and the inputs made again are the ones made whole."""
+    cache = tmp_path / "cohorts"
+    whole = landmark_check._cohort(82, 50_003, None, str(tmp_path), cache)
+    made = []
+    build = landmark_check._build_cohort
+    monkeypatch.setattr(landmark_check, "_build_cohort", lambda *a, **k: made.append(k) or build(*a, **k))
+    real_key = landmark_check._cohort_key
+    monkeypatch.setattr(landmark_check, "_cohort_key",  # as if data/queries.py had changed
+                        lambda n, s, v, code=landmark_check._COHORT_CODE: real_key(n, s, v, code) + (
+                            "-new-query" if code == landmark_check._COHORT_CODE else ""))
+    again = landmark_check._cohort(82, 50_003, None, str(tmp_path), cache)
+    assert made == [{"with_inputs": True, "with_truth": False}]
+    assert again["truth"].equals(whole["truth"])
+    assert all(a.equals(b) for a, b in zip(again["inputs"], whole["inputs"], strict=True))
+    landmark_check._cohort(82, 50_003, None, str(tmp_path), cache)
+    assert len(made) == 1, "the third call found both in the cache"
