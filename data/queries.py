@@ -220,7 +220,7 @@ def canonical_tables(snap: Snapshot) -> dict[str, pd.DataFrame]:
 
 
 LANDMARK_PATIENTS = """
-SELECT s.patient_id, s.cohort, s.index_date, s.best_response, s.visceral
+SELECT s.patient_id, s.cohort, s.index_date, s.best_response, s.visceral, s.brain_mets_history
 FROM patient_summary s ORDER BY s.patient_id
 """
 LANDMARK_DRAWS = "SELECT patient_id, drawn_on, detected, value, lod, qc FROM ctdna_series ORDER BY patient_id, drawn_on"

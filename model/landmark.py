@@ -11,8 +11,8 @@ known at s. Two figures from the same machinery:
 
 Data: stacked landmark data sets, one row per patient at risk at each s = 0, 3, ..., 24 months, with
 inputs known at s only (:func:`landmark_rows`): the ctDNA call of the last draw with a result at or
-before s, its level (log10 multiple of the detection limit), complete response to first line and
-visceral disease. Outcome: the event in (s, s + 24], censored at the end of follow-up.
+before s, its level (log10 multiple of the detection limit), complete response to first line, visceral
+disease and a history of brain metastases. Outcome: the event in (s, s + 24], censored at the end of follow-up.
 
 Model: proportional hazards with a piecewise-constant baseline over time since the landmark (0-6,
 6-12, 12-24 months) and a term for s itself, fitted once on the stacked data (a Poisson likelihood
@@ -43,10 +43,15 @@ PIECES = (0.0, 6.0, 12.0, 24.0)  # baseline hazard pieces, months since the land
 MAX_HORIZON = PIECES[-1]
 ESTIMANDS = {"pfs": "progression-free and alive (a restart of therapy does not count: the trial's PFS)",
              "off_therapy": "still off anti-HER2 therapy and progression-free (a restart counts as an event)"}
-#: The inputs, pre-specified: the strongest signal after stopping and two published prognostic factors.
-INPUTS = ("ctdna_detected", "ctdna_level", "complete_response", "visceral", "landmark_years")
+#: The inputs, pre-specified: the strongest signal after stopping, two published prognostic factors, and
+#: brain metastases history: a worse outlook (clinical-facts.md) AND the relapse ctDNA misses (a brain-only
+#: relapse sheds little into the blood), so it carries risk that a negative draw cannot rule out.
+INPUTS = ("ctdna_detected", "ctdna_level", "complete_response", "visceral", "brain_mets_history", "landmark_years")
+#: Recorded once, at enrolment: when missing, set to the training patients' average (one way, said on the card).
+ENROLMENT_INPUTS = ("complete_response", "visceral", "brain_mets_history")
 INPUT_LABELS = {"ctdna_detected": "ctDNA positive on the latest draw", "ctdna_level": "ctDNA level (log10 x limit)",
                 "complete_response": "complete response to first line", "visceral": "visceral disease",
+                "brain_mets_history": "history of brain metastases",
                 "landmark_years": "years since stopping"}
 #: Normal priors on each coefficient (log hazard ratio): (mean, sd), with the reason.
 PRIORS = {
@@ -55,9 +60,11 @@ PRIORS = {
     "ctdna_level": (0.0, 0.5, "no published dose-response at these levels: centred on no effect"),
     "complete_response": (np.log(0.6), 0.5, "HER-OS 2014 and Steenbruggen 2019: CR goes with longer remission"),
     "visceral": (np.log(1.3), 0.5, "visceral disease: a worse outlook (clinical-facts.md)"),
+    "brain_mets_history": (np.log(1.5), 0.5, "a worse outlook (clinical-facts.md), no published size; and "
+                                             "brain-only relapses often escape ctDNA: centred on HR 1.5, wide"),
     "landmark_years": (0.0, 0.5, "no prior knowledge of how the hazard changes with time off therapy"),
 }
-#: Baseline hazard per month (every input 0: ctDNA not detected, no CR, non-visceral, s = 0), centred on the
+#: Baseline hazard per month (every input 0: ctDNA not detected, no CR, non-visceral, no brain history, s = 0), centred on the
 #: remission of a complete responder, wide (sd 1 on the log scale) so that the data move it:
 #: 12-month remission ~87% off therapy (no published figure; the assumption in clinical-facts.md).
 BASELINE_PRIOR = (np.log(-np.log(0.87) / 12), 1.0)
@@ -68,7 +75,7 @@ def landmark_rows(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.Data
                   landmarks=LANDMARKS, as_of=None) -> pd.DataFrame:
     """One row per patient at risk at each landmark, with inputs known at that landmark only.
 
-    patients: patient_id, index_date, best_response, visceral; draws: patient_id, drawn_on, detected,
+    patients: patient_id, index_date, best_response, visceral, brain_mets_history; draws: patient_id, drawn_on, detected,
     value, lod, qc; outcomes: patient_id, progressed_on, died_on, restarted_on, last_followup_on.
     `landmarks` are months since each patient's day 0; with `as_of` (a date, or a list of dates) each patient
     gets the landmark of that date (of each date, in the order given) instead. A patient is at risk at s when alive, progression-free and still
@@ -76,7 +83,7 @@ def landmark_rows(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.Data
     ctdna_days_before, months_since_first_positive, consecutive_positive, restarted_before, and the
     outcome columns time_pfs, event_pfs, time_off_therapy, event_off_therapy (months after the landmark).
     """
-    p = patients[["patient_id", "index_date", "best_response", "visceral"]].merge(
+    p = patients[["patient_id", "index_date", "best_response", "visceral", "brain_mets_history"]].merge(
         outcomes[["patient_id", "progressed_on", "died_on", "restarted_on", "last_followup_on"]], on="patient_id")
     for c in ("index_date", "progressed_on", "died_on", "restarted_on", "last_followup_on"):
         p[c] = pd.to_datetime(p[c])
@@ -107,7 +114,8 @@ def landmark_rows(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.Data
     grid["event_off_therapy"] = first.notna() & (first <= np.minimum(t_end, MAX_HORIZON))
     grid["time_off_therapy"] = np.where(grid["event_off_therapy"], first, np.minimum(t_end, MAX_HORIZON))
     grid["complete_response"] = grid["best_response"].map({"CR": 1.0}).fillna(0.0).where(grid["best_response"].notna())
-    grid["visceral"] = grid["visceral"].astype("float64")
+    for c in ("visceral", "brain_mets_history"):
+        grid[c] = grid[c].astype("float64")
     grid["landmark_years"] = grid["landmark"] / 12
     return _ctdna_at(grid, draws)
 
@@ -226,9 +234,9 @@ def interval_terms(interval: dict, X: np.ndarray, horizon: float) -> tuple[np.nd
 
 
 def design(rows: pd.DataFrame, center: dict) -> np.ndarray:
-    """The input matrix: optional inputs (CR, visceral) missing are set to the training mean, one way."""
+    """The input matrix: enrolment inputs missing are set to the training mean, one way."""
     X = rows[list(INPUTS)].astype("float64").copy()
-    for c in ("complete_response", "visceral"):
+    for c in ENROLMENT_INPUTS:
         X[c] = X[c].fillna(center[c])
     # beyond the last landmark the time trend is carried forward, not extrapolated (and the card says so)
     X["landmark_years"] = X["landmark_years"].clip(upper=LANDMARKS[-1] / 12)
@@ -250,7 +258,7 @@ def fit(rows: pd.DataFrame, estimand: str = "pfs", prior_scale: float = 1.0) -> 
     if len(rows) < 10 or event.sum() < 3:
         raise ValueError(f"too few patients to fit the landmark model: {rows['patient_id'].nunique()} patients "
                          f"at risk, {int(event.sum())} events (need >= 3)")
-    center = {c: float(rows[c].mean()) if rows[c].notna().any() else 0.0 for c in ("complete_response", "visceral")}
+    center = {c: float(rows[c].mean()) if rows[c].notna().any() else 0.0 for c in ENROLMENT_INPUTS}
     X = design(rows, center)
     E, D = exposure(time, event)
     k, K = X.shape[1], E.shape[1]
@@ -350,7 +358,7 @@ class LandmarkModel:
         days = row.get("ctdna_days_before")
         if days is not None and pd.notna(days) and days > CTDNA_STALE_DAYS:
             out.append(f"the last ctDNA result is {int(days)} days old (stale after {CTDNA_STALE_DAYS})")
-        for c in ("complete_response", "visceral"):
+        for c in ENROLMENT_INPUTS:
             if row.get(c) is None or pd.isna(row.get(c)):
                 out.append(f"{INPUT_LABELS[c]} not recorded: set to the training patients' average")
         level = row.get("ctdna_level")
@@ -374,7 +382,7 @@ class LandmarkModel:
 
 def baseline_hazards(fit_: LandmarkFit) -> pd.DataFrame:
     """The baseline hazard of each piece (per month, for the reference patient: ctDNA not detected, level 0,
-    no CR, not visceral, at day 0) with its 95% interval: with the hazard ratios, the whole equation."""
+    no CR, not visceral, no brain history, at day 0) with its 95% interval: with the hazard ratios, the whole equation."""
     k = len(INPUTS)
     log_lam, se = fit_.coef[k:], np.sqrt(np.diag(fit_.cov))[k:]
     return pd.DataFrame({"months after the landmark": [f"{a:g}-{b:g}" for a, b in zip(PIECES[:-1], PIECES[1:], strict=True)],
@@ -416,8 +424,8 @@ def participant_flow(rows: pd.DataFrame) -> pd.DataFrame:
 def input_missingness(rows: pd.DataFrame) -> pd.DataFrame:
     at_risk = rows[rows["at_risk"]]
     handled = {"ctdna_detected": "required: no estimate without it", "ctdna_level": "required (0 when the call is negative)",
-               "complete_response": "set to the training average, said on the card",
-               "visceral": "set to the training average, said on the card", "landmark_years": "never missing"}
+               "landmark_years": "never missing"} | {c: "set to the training average, said on the card"
+                                                      for c in ENROLMENT_INPUTS}
     return pd.DataFrame([{"input": INPUT_LABELS[c], "missing (at-risk rows)": int(at_risk[c].isna().sum()),
                           "of": len(at_risk), "handled": handled[c]} for c in INPUTS])
 

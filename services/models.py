@@ -364,6 +364,8 @@ class FittedLandmark:
              else ("yes" if row["complete_response"] else "no"), "as of": "first line"},
             {"input": "visceral disease", "value": "—" if pd.isna(row.get("visceral"))
              else ("yes" if row["visceral"] else "no"), "as of": "enrolment"},
+            {"input": "history of brain metastases", "value": "—" if pd.isna(row.get("brain_mets_history"))
+             else ("yes" if row["brain_mets_history"] else "no"), "as of": "enrolment"},
             {"input": "months since stopping", "value": "0 (if stopped now)" if row["if_stopped_now"]
              else f"{row['landmark']:.1f}", "as of": pd.Timestamp(row["landmark_date"]).strftime("%Y-%m-%d")},
         ])
@@ -447,8 +449,8 @@ def load_landmark(snapshot_id: str) -> FittedLandmark:
 
 
 # 2: Riley's sample size and prior sensitivity stored with the model; 3: flow, missingness; 4: intervals calibrated
-# on synthetic trials (model/benchmarks/landmark_interval.json).
-LANDMARK_VERSION = "4"
+# on synthetic trials (model/benchmarks/landmark_interval.json); 5: brain metastases history as an input.
+LANDMARK_VERSION = "5"
 
 
 def landmark_procedure() -> str:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from model import landmark
 from tests.conftest import REPO
 
 APP = str(REPO / "app.py")
@@ -251,6 +252,9 @@ def test_risk_card_gives_the_estimate_as_of_the_data_cutoff(snapshot):
     assert grey == 100 - pct, "grey icons are 100 minus the estimate, not minus the upper bound"
     inputs = next(d.value for d in at.dataframe if "as of" in d.value.columns)
     assert {"input", "value", "as of"} <= set(inputs.columns) and (inputs["as of"] != "").all()
+    brain = snapshot.query("SELECT brain_mets_history FROM patient_summary WHERE patient_id = ?", [pid]).iloc[0, 0]
+    shown = inputs.set_index("input")["value"]  # every input the model uses is on the card, brain history too
+    assert shown["history of brain metastases"] == ("yes" if brain else "no")
     assert any("Model card" in str(link.proto.label) for link in at.get("page_link"))
 
 
@@ -375,7 +379,8 @@ def test_model_card_page(snapshot):
                                                 "For comparison: the day-0 classifier"]
     assert "treatment policy" in text and "Godambe" in text
     hazard = next(d.value for d in at.dataframe if "hazard_ratio" in d.value.columns)
-    assert {"prior_hr", "lower", "upper"} <= set(hazard.columns) and len(hazard) == 5
+    assert {"prior_hr", "lower", "upper"} <= set(hazard.columns)
+    assert list(hazard["input"]) == [landmark.INPUT_LABELS[c] for c in landmark.INPUTS]  # brain history too
     assert any("with a ctDNA result (used)" in d.value.columns for d in at.dataframe)  # participant flow
     assert any("hazard per month" in d.value.columns for d in at.dataframe)  # with the HRs: the whole equation
     assert "The equation" in text and "Update plan" in text

@@ -17,7 +17,7 @@ def _cohort(n=60, seed=1):
         t_prog = day0 + pd.Timedelta(days=int(rng.integers(200, 900))) if progresses else None
         last = pd.Timestamp("2026-06-01")
         patients.append({"patient_id": pid, "cohort": 2, "index_date": day0, "best_response": "CR" if i % 2 else "PR",
-                         "visceral": bool(i % 5 == 0)})
+                         "visceral": bool(i % 5 == 0), "brain_mets_history": bool(i % 11 == 0)})
         restarted = day0 + pd.Timedelta(days=400) if i % 7 == 1 else None
         outcomes.append({"patient_id": pid, "progressed_on": t_prog, "died_on": None, "restarted_on": restarted,
                          "last_followup_on": t_prog if progresses else last})
@@ -115,6 +115,28 @@ def test_optional_inputs_missing_are_handled_one_way_and_said():
     assert any("not recorded: set to the training patients' average" in n for n in model.notes(row))
     high = dict(row, ctdna_level=model.fits["pfs"].level_max + 1, ctdna_detected=1.0)
     assert any("higher risk than any patient the model learned from" in n for n in model.notes(high))
+
+
+def test_a_brain_only_relapse_that_escapes_ctdna_is_carried_by_brain_history():
+    """Relapses in the brain shed little ctDNA: a negative draw cannot rule them out. Here every patient with
+    brain history progresses with every draw negative; the model must give such a ctDNA-negative patient a
+    lower chance than the same patient without brain history, and say when the history is not recorded."""
+    p, d, o = _cohort(n=90)
+    brain = p["patient_id"].isin([f"P{i:03d}" for i in range(90) if i % 3 == 1])
+    p["brain_mets_history"] = brain
+    t_prog = p["index_date"] + pd.to_timedelta(np.where(brain, 300, 0), "D")
+    o.loc[brain.to_numpy(), "progressed_on"] = t_prog[brain].to_numpy()
+    o.loc[brain.to_numpy(), "last_followup_on"] = t_prog[brain].to_numpy()
+    model = landmark.train(p, d, o, "test")
+    assert model.hazard_ratios().set_index("input").loc["history of brain metastases", "hazard_ratio"] > 2
+    row = landmark.landmark_rows(p, d, o, landmarks=[0]).query("ctdna_detected == 0 and at_risk").iloc[[0]]
+    with_, without = (model.predict(row.assign(brain_mets_history=v), [12])["estimate"].iloc[0] for v in (1.0, 0.0))
+    assert with_ < without - 0.1
+    unknown = row.assign(brain_mets_history=np.nan)
+    assert model.refusal(unknown.iloc[0].to_dict()) is None
+    assert "history of brain metastases not recorded: set to the training patients' average" in model.notes(
+        unknown.iloc[0].to_dict())
+    assert with_ < model.predict(unknown, [12])["estimate"].iloc[0] < without
 
 
 def test_too_few_events_is_a_sentence():
