@@ -55,7 +55,8 @@ def main(argv=None) -> int:
     e.add_argument("--repeats", type=int, default=200, help="trial-size repetitions")
     e.add_argument("--boot", type=int, default=200, help="day-0: bootstrap refits per repetition")
     e.add_argument("--calibration-repeats", type=int, default=100,
-                   help="landmark: trials the interval calibration is measured on first (0: keep the stored one)")
+                   help="landmark: trials per generator the interval calibration is measured on first "
+                        "(0: keep the stored one)")
     e.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
 

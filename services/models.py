@@ -412,7 +412,7 @@ class FittedLandmark:
                          "extra spread tau": float(c["tau2"]) ** 0.5, "z lower": c["z_lower"], "z upper": c["z_upper"],
                          "pooled over complete response": c["pooled"]})
         facts = {k: interval[k] for k in ("measured_on", "repeats", "patients_per_cohort", "seeds", "level",
-                                         "min_cell_rows") if k in interval}
+                                         "min_cell_rows", "generators") if k in interval}
         return facts, pd.DataFrame(rows).sort_values(["ctDNA", "complete response", "landmark", "horizon (months)"])
 
     def fit_facts(self) -> pd.DataFrame:

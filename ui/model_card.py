@@ -1,6 +1,7 @@
 """The model card (TRIPOD+AI / FDA CDS criterion 4): what the model is for and the evidence for it."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -126,15 +127,22 @@ def _interval_calibration(facts: dict | None, cells: pd.DataFrame | None) -> Non
     st.markdown(rf"""**The 95% interval** is $\hat\eta + z\,\sqrt{{\mathrm{{se}}^2 + \tau^2}}$ on the log cumulative hazard
 $\eta$ from $z_{{lower}}$ to $z_{{upper}}$, transformed back. $\mathrm{{se}}$ is the coefficients' uncertainty for this
 patient; $\tau^2$ is how far, beyond it, patients' own chances fell from the estimate on {facts['repeats']} synthetic
-trials of {facts['patients_per_cohort']} patients (seeds {facts['seeds'][0]}-{facts['seeds'][1]}, apart from the
+trials of {facts['patients_per_cohort']} patients for each of {_generators(facts)} (seeds {facts['seeds'][0]}-{facts['seeds'][1]}, apart from the
 validation's; measured {facts['measured_on'][:10]}), each fitted on one trial and tested on the next. The two
 quantiles $z$ are those of the measured errors, so a cell whose estimates were biased leans the way its errors did.
+Which of these worlds real patients resemble is not known, so each cell is measured on all of them together,
+each weighing the same.
 A cell with fewer than {facts['min_cell_rows']} measured estimates uses the cell pooled over complete response; a
 patient whose complete response is not recorded gets the wider of the two.
 **What this assumes:** that real patients vary around the model as the synthetic ones do. The validation below
 checks the calibration on other seeds and under three changed generators; on real data it stays an assumption
 until the trial's outcomes can test it.""")
     st.dataframe(cells.round(3), hide_index=True)
+
+
+def _generators(facts: dict) -> str:
+    names = facts.get("generators") or ["default"]
+    return f"{len(names)} generators ({', '.join(names)})" if len(names) > 1 else "the default generator"
 
 
 def _bar_value(key: str, value) -> str:
@@ -144,7 +152,17 @@ def _bar_value(key: str, value) -> str:
         return f"{value:.0%}"
     if key.endswith("width"):
         return f"{value:.0f} points"
-    return f"{value:+.3f}" if key in ("ctdna_positive_bias", "net_benefit") else f"{value:.3f}"
+    if key == "net_benefit":
+        return f"{value:+.4f}"
+    return f"{value:+.3f}" if key == "ctdna_positive_bias" else f"{value:.3f}"
+
+
+def _net_benefit_interval(key: str, generator: dict) -> str:
+    """The lowest net-benefit gain's 95% interval over the test trials: a shortfall inside it is a tie."""
+    low_high = generator.get("net_benefit_interval")
+    if key != "net_benefit" or not low_high or not all(np.isfinite(low_high)):  # one test trial: no spread to measure
+        return ""
+    return f" (95% {low_high[0]:+.4f} to {low_high[1]:+.4f})"
 
 
 def _landmark_validation(result: dict | None) -> None:
@@ -160,7 +178,8 @@ def _landmark_validation(result: dict | None) -> None:
                 "who stopped, at every landmark 0-24 months and horizons 6, 12 and 24 months, against the generator's "
                 "true chance given what was observable at that landmark. Kaplan-Meier by the current ctDNA call, "
                 "from the same training cohort, is the baseline.")
-    table = pd.DataFrame({name: {text: _bar_value(key, g["measured"][key]) + ("" if g["passed"][key] else "  ✗ not met")
+    table = pd.DataFrame({name: {text: _bar_value(key, g["measured"][key]) + _net_benefit_interval(key, g)
+                                 + ("" if g["passed"][key] else "  ✗ not met")
                                  for key, text in result["bars"].items()} for name, g in gens.items()})
     table.index.name = "bar"
     st.dataframe(table.reset_index(), hide_index=True)

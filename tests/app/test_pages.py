@@ -571,7 +571,7 @@ def test_model_card_and_risk_card_quote_the_stored_synthetic_check_not_a_constan
     risk = run_page("pages/patient.py", patient=pid)
     assert any("has not been measured for this version" in c.value for c in risk.caption)
 
-    summary = landmark_check.summarise(_rows())
+    summary = landmark_check.summarise(_rows().assign(test_seed=lambda r: np.arange(len(r)) // 4 % 2))  # 2 trials
     path.write_text(json.dumps({
         "procedure_version": LANDMARK_VERSION, "measured_on": "2026-01-02T00:00:00+00:00", "repeats": 7,
         "interval": landmark_check.interval_digest(landmark_check.current_interval(LANDMARK_VERSION)),
@@ -582,7 +582,12 @@ def test_model_card_and_risk_card_quote_the_stored_synthetic_check_not_a_constan
     bars = next(d.value for d in card.dataframe if "bar" in d.value.columns).set_index("bar")
     assert bars.loc[landmark_check.BARS["mean_absolute_error"], "default"] == "0.020"
     assert bars.loc[landmark_check.BARS["group_coverage"], "default"].endswith("not met")
+    low, high = summary["net_benefit_interval"]  # a shortfall is shown with its uncertainty over the trials
+    assert f"(95% {low:+.4f} to {high:+.4f})" in bars.loc[landmark_check.BARS["net_benefit"], "default"]
     assert any("held the true chance 75% of the time" in w.value for w in card.warning)
+    calibration = landmark_check.current_interval(LANDMARK_VERSION)
+    text = " ".join(m.value for m in card.markdown)
+    assert f"for each of {len(calibration['generators'])} generators" in text and "each weighing the same" in text
     risk = run_page("pages/patient.py", patient=pid)
     said = " ".join(c.value for c in risk.caption)
     assert "7 repetitions" in said and "held the true chance only 75%" in said and "ctDNA-negative" in said

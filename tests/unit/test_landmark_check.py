@@ -62,6 +62,20 @@ def test_the_sentence_beside_every_interval_quotes_the_measurement():
     assert f"{by_call['positive']:.0%} for ctDNA-positive patients" in positive
 
 
+def test_the_lowest_net_benefit_gain_carries_its_spread_between_test_trials():
+    """A shortfall of -0.0007 is a tie or a loss depending on how much it varies between trials: the summary
+    gives the 95% interval of the lowest gain from the spread of the per-trial gains at that threshold."""
+    rows = _rows(n=800).assign(test_seed=lambda r: np.arange(len(r)) // 4 % 10)
+    s = landmark_check.summarise(rows)
+    low, high = s["net_benefit_interval"]
+    assert low < s["measured"]["net_benefit"] < high
+    worst = min(s["by_horizon"], key=lambda h: h["lowest_net_benefit_gain_over_km"])
+    g = rows[(rows["horizon"] == worst["horizon_months"]) & (rows["ess"] >= landmark_check.MIN_TRUTH_ESS)]
+    per = [landmark_check._net_benefit(t["truth"], t["estimate"], worst["at_threshold"])
+           - landmark_check._net_benefit(t["truth"], t["km"], worst["at_threshold"]) for _, t in g.groupby("test_seed")]
+    assert high - low == pytest.approx(2 * 1.96 * np.std(per, ddof=1) / np.sqrt(10), rel=1e-6)
+
+
 def test_the_day0_coverage_note_reads_its_stored_measurement_not_a_constant(tmp_path, monkeypatch):
     from model import predict, synthetic_check
     from model.train import MODEL_VERSION
@@ -78,11 +92,11 @@ def test_the_day0_coverage_note_reads_its_stored_measurement_not_a_constant(tmp_
     assert "has not been measured" in predict.interval_coverage_note()
 
 
-def _calibration_rows(n=6000, seed=3) -> pd.DataFrame:
-    """Test rows whose truth sits off the estimate by N(-0.5, 2^2) on the log cumulative hazard, with se = 1."""
+def _calibration_rows(n=6000, seed=3, lean=-0.5, sd=2.0) -> pd.DataFrame:
+    """Test rows whose truth sits off the estimate by N(lean, sd^2) on the log cumulative hazard, with se = 1."""
     rng = np.random.default_rng(seed)
     log_h = rng.uniform(-4, 0, n)
-    r = rng.normal(-0.5, 2.0, n)
+    r = rng.normal(lean, sd, n)
     detected = ((np.arange(n) // 3) % 3 == 0).astype(float)  # not in step with the horizons below
     return pd.DataFrame({"log_h": log_h, "se": 1.0, "truth": np.exp(-np.exp(log_h + r)),
                          "estimate": np.exp(-np.exp(log_h)), "ctdna_detected": detected,
@@ -106,11 +120,10 @@ def test_the_interval_calibration_measures_the_spread_beyond_the_coefficients_an
     assert small["pooled"] and small == cells["1|0|1|6"]
 
 
-def test_a_calibrated_interval_holds_the_truth_as_often_as_it_says_on_new_rows():
+def _covered(cells: dict, test: pd.DataFrame) -> np.ndarray:
+    """Whether each test row's truth falls in the interval the cells give it."""
     from model import landmark
 
-    cells = landmark_check.interval_cells(_calibration_rows(seed=3))
-    test = _calibration_rows(seed=4)
     X = np.zeros((len(test), len(landmark.INPUTS)))
     X[:, landmark.INPUTS.index("ctdna_detected")] = test["ctdna_detected"]
     X[:, landmark.INPUTS.index("complete_response")] = test["complete_response"]
@@ -123,6 +136,47 @@ def test_a_calibrated_interval_holds_the_truth_as_often_as_it_says_on_new_rows()
         log_truth = np.log(-np.log(test.loc[at, "truth"].to_numpy()))
         log_h = test.loc[at, "log_h"].to_numpy()
         covered.append((log_h + lo * spread <= log_truth) & (log_truth <= log_h + hi * spread))
+    return np.concatenate(covered)
+
+
+def test_a_calibrated_interval_holds_the_truth_as_often_as_it_says_on_new_rows():
+    cells = landmark_check.interval_cells(_calibration_rows(seed=3))
+    assert _covered(cells, _calibration_rows(seed=4)).mean() == pytest.approx(0.95, abs=0.015)
+
+
+def test_one_calibration_measured_on_several_worlds_holds_the_truth_across_them():
+    """A calibration from one generator held 0.885 under another (scan-interval censoring): measured on the
+    estimates of every world together, it holds the truth 95% of the time across them, and in a world where one
+    world's own calibration fails it does far better."""
+    worlds = {"wide, leaning low": {"lean": -0.5, "sd": 2.0}, "narrow, leaning high": {"lean": 1.5, "sd": 0.8}}
+    train = {w: _calibration_rows(seed=3, **k) for w, k in worlds.items()}
+    test = {w: _calibration_rows(seed=4, **k) for w, k in worlds.items()}
+    wrong = _covered(landmark_check.interval_cells(train["narrow, leaning high"]), test["wide, leaning low"]).mean()
+    assert wrong < 0.9, "the test's worlds differ enough that one world's calibration fails in the other"
+    pooled = landmark_check.interval_cells(pd.concat(train.values(), ignore_index=True))
+    assert _covered(pooled, pd.concat(test.values(), ignore_index=True)).mean() == pytest.approx(0.95, abs=0.015)
+    assert _covered(pooled, test["wide, leaning low"]).mean() > wrong + 0.03
+
+
+def test_truths_far_below_one_in_a_billion_are_calibrated_as_they_are():
+    """A patient sure to progress has a true chance of 1e-40 or exactly 0. The calibration once read such a
+    truth as 1e-9, nearer the estimate than it is, and measured the interval short; the check, on the
+    probability scale as a reader sees it, did not. The two must agree."""
+    from model import landmark
+
+    cells = landmark_check.interval_cells(_calibration_rows(seed=3, lean=2.5))
+    test = _calibration_rows(seed=4, lean=2.5)
+    assert (test["truth"] < 1e-9).mean() > 0.1
+    X = np.zeros((len(test), len(landmark.INPUTS)))
+    for c in ("ctdna_detected", "complete_response"):
+        X[:, landmark.INPUTS.index(c)] = test[c]
+    X[:, landmark.INPUTS.index("landmark_years")] = test["landmark"] / 12
+    covered = []
+    for h in (6, 12, 24):  # as the check counts it: the truth between the bounds a reader sees
+        at = (test["horizon"] == h).to_numpy()
+        tau2, lo, hi = landmark.interval_terms({"level": 0.95, "cells": cells}, X[at], h)
+        log_h, spread, truth = test.loc[at, "log_h"].to_numpy(), np.sqrt(1.0 + tau2), test.loc[at, "truth"].to_numpy()
+        covered.append((np.exp(-np.exp(log_h + hi * spread)) <= truth) & (truth <= np.exp(-np.exp(log_h + lo * spread))))
     assert np.concatenate(covered).mean() == pytest.approx(0.95, abs=0.015)
 
 
@@ -156,12 +210,14 @@ def test_the_shipped_check_measured_the_procedure_and_interval_calibration_in_us
 def test_the_check_end_to_end_calibrates_then_measures_and_a_second_run_reuses_the_cohorts(tmp_path):
     """Small (3 trials), so it runs in the suite: the real check is the same code with 100 and 200."""
     cache = tmp_path / "cohorts"
-    interval = landmark_check.calibrate(3, jobs=1, cache=cache, out=tmp_path / "interval.json")
+    interval = landmark_check.calibrate(3, jobs=1, cache=cache, out=tmp_path / "interval.json",
+                                        variants=[None, "scan_interval_censoring"])
+    assert interval["generators"] == ["default", "scan_interval_censoring"]
     assert json.loads((tmp_path / "interval.json").read_text())["cells"] == interval["cells"]
     assert interval["seeds"] == [landmark_check.CALIBRATION_SEED, landmark_check.CALIBRATION_SEED + 2]
     first = landmark_check.run(3, jobs=1, variants=[None], cache=cache, out=tmp_path / "check.json", interval=interval)
     kept = sorted(p.name for p in cache.iterdir())
-    assert len(kept) == 12 and not any(p.endswith(".part") for p in kept)  # inputs and truth of 6 cohorts
+    assert len(kept) == 18 and not any(p.endswith(".part") for p in kept)  # inputs and truth of 9 cohorts
     again = landmark_check.run(3, jobs=1, variants=[None], cache=cache, out=None, interval=interval)
     assert sorted(p.name for p in cache.iterdir()) == kept, "the second run made no cohort"
     assert again["generators"] == first["generators"]
