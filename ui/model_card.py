@@ -135,7 +135,7 @@ each weighing the same.
 A cell with fewer than {facts['min_cell_rows']} measured estimates uses the cell pooled over complete response; a
 patient whose complete response is not recorded gets the wider of the two.
 **What this assumes:** that real patients vary around the model as the synthetic ones do. The validation below
-checks the calibration on other seeds and under three changed generators; on real data it stays an assumption
+checks it on other seeds of the same four generators, not on a world none of them describes; on real data it stays an assumption
 until the trial's outcomes can test it.""")
     st.dataframe(cells.round(3), hide_index=True)
 
