@@ -360,12 +360,9 @@ class FittedLandmark:
              else f"{row['ctdna_level']:.1f}", "as of": when},
             {"input": "consecutive positive draws", "value": "—" if pd.isna(row.get("consecutive_positive"))
              else f"{int(row['consecutive_positive'])}", "as of": when},
-            {"input": "complete response to first line", "value": "—" if pd.isna(row.get("complete_response"))
-             else ("yes" if row["complete_response"] else "no"), "as of": "first line"},
-            {"input": "visceral disease", "value": "—" if pd.isna(row.get("visceral"))
-             else ("yes" if row["visceral"] else "no"), "as of": "enrolment"},
-            {"input": "history of brain metastases", "value": "—" if pd.isna(row.get("brain_mets_history"))
-             else ("yes" if row["brain_mets_history"] else "no"), "as of": "enrolment"},
+            # every input recorded at enrolment, from the model's own list: a new one cannot be left off the card
+            *({"input": self._lm.INPUT_LABELS[c], "value": "—" if pd.isna(row.get(c)) else ("yes" if row[c] else "no"),
+               "as of": "first line" if c == "complete_response" else "enrolment"} for c in self._lm.ENROLMENT_INPUTS),
             {"input": "months since stopping", "value": "0 (if stopped now)" if row["if_stopped_now"]
              else f"{row['landmark']:.1f}", "as of": pd.Timestamp(row["landmark_date"]).strftime("%Y-%m-%d")},
         ])

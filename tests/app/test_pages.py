@@ -255,6 +255,7 @@ def test_risk_card_gives_the_estimate_as_of_the_data_cutoff(snapshot):
     brain = snapshot.query("SELECT brain_mets_history FROM patient_summary WHERE patient_id = ?", [pid]).iloc[0, 0]
     shown = inputs.set_index("input")["value"]  # every input the model uses is on the card, brain history too
     assert shown["history of brain metastases"] == ("yes" if brain else "no")
+    assert {landmark.INPUT_LABELS[c] for c in landmark.ENROLMENT_INPUTS} <= set(shown.index)
     assert any("Model card" in str(link.proto.label) for link in at.get("page_link"))
 
 
