@@ -160,6 +160,30 @@ def test_a_decision_recorded_while_the_page_is_open_is_on_its_timeline_at_the_ne
     assert len(built) == 2 and board_traces(page)[0]["text"] == ["restart"]
 
 
+def test_a_cached_figure_sent_again_is_not_converted_again(situations, monkeypatch):
+    """plotly's to_dict deep-copies and base64-encodes every trace at each call: a rerun that reused every
+    cached figure still converted all of them again (14 % of the server's time under load). Now each figure is
+    converted once, when it is built, and a rerun sends the very same chart specs."""
+    import plotly.basedatatypes
+
+    converted = []
+    original = plotly.basedatatypes.BaseFigure.to_dict
+
+    def counted(self):
+        converted.append(1)
+        return original(self)
+
+    monkeypatch.setattr(plotly.basedatatypes.BaseFigure, "to_dict", counted)
+    page = run_page("pages/patient.py", patient=situations["progressed"])
+    first = [c.proto.spec for c in page.get("plotly_chart")]
+    assert len(first) >= 5 and converted
+    converted.clear()
+    page.run()  # a rerun with nothing changed
+    assert not page.exception, [e.value for e in page.exception]
+    assert converted == []
+    assert [c.proto.spec for c in page.get("plotly_chart")] == first
+
+
 def test_the_figure_cache_key_reads_every_row_of_a_long_frame(monkeypatch):
     """Streamlit's own hash reads a sample of 10,000 rows from a frame of 50,000 or more: a change in one row
     could have given the stale figure. Such frames were never cached; now every row is in the key, so they are
