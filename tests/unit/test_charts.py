@@ -54,3 +54,23 @@ def test_an_unmeasured_scan_has_no_sld_point_and_pd_by_a_new_lesion_says_so():
     assert any(a.text == "new lesion" for a in fig.layout.annotations)
     baseline = next(a for a in fig.layout.annotations if a.text.startswith("baseline"))
     assert baseline.x == 1 and baseline.xanchor == "right"  # clear of the line's start
+
+
+def test_a_drafts_pandas_columns_reach_the_browser_exactly_as_plotly_would_send_them():
+    """A draft hands plotly numpy arrays instead of pandas columns (plotly deep-copied each column as a frame and
+    read it through narwhals: 40 % of the PRO chart's cost). The JSON must not change for any column type the
+    patient page uses: dates, text, floats with gaps, integers, booleans, and a column nested in a marker."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    frame = pd.DataFrame({"when": pd.to_datetime(["2024-01-02", "2024-03-04", None]), "label": ["a", "<b>", None],
+                          "value": [1.5, np.nan, 3.0], "n": [1, 2, 300_000], "flag": [True, False, True]})
+    draft = charts._Draft()
+    for column in frame:
+        draft.add_trace(dict(type="scatter", x=frame[column], y=frame.index, marker=dict(color=frame["value"])))
+    plotly_itself = go.Figure(dict(data=draft.data, layout=draft.layout), _validate=False)
+    assert json.loads(draft.done().to_json()) == json.loads(plotly_itself.to_json())
+    assert not any(isinstance(v, pd.Series) for trace in draft.done().data for v in trace.to_plotly_json().values())
