@@ -37,7 +37,7 @@ class _Sent(go.Figure):
     figure for to_dict and nothing else (streamlit 1.67, pinned), and neither it nor plotly's to_json changes the
     dict, so one dict serves every session. Deliberately not plotly's constructor, which would validate again."""
 
-    def __init__(self, figure: go.Figure):  # noqa: plotly's __init__ is skipped on purpose (see above)
+    def __init__(self, figure: go.Figure):  # plotly's __init__ is skipped on purpose (see above)
         self._sent = figure.to_dict()
 
     def to_dict(self) -> dict:
