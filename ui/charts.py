@@ -24,6 +24,13 @@ ON_THERAPY_FILL = "rgba(69, 117, 180, 0.10)"
 FONT = dict(family="Source Sans Pro, Arial, sans-serif", size=13)
 
 
+def _groups(frame: pd.DataFrame, by) -> dict:
+    """The frame's rows per value of `by` (a column, or a list of columns: tuple keys), each group in the frame's
+    order: one pass, where a filter per value cost as much each (the patient page's charts made dozens). A value
+    with no rows is missing: ask with .get(value, frame.iloc[:0])."""
+    return dict(iter(frame.groupby(by, sort=False)))
+
+
 def _x(frame: pd.DataFrame, date_col: str, days_col: str, axis: str):
     return pd.to_datetime(frame[date_col]) if axis == "dates" else frame[days_col]
 
@@ -180,9 +187,11 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
         legend_seen.add(name)
         return first
 
+    tracks = _groups(tl, "track")
+    none = tl.iloc[:0]
     names = []
     for track, color in (("anti-HER2", "#4575b4"), ("other therapy", "#a6a6a6")):
-        for _, row in tl[tl["track"] == track].iterrows():
+        for _, row in tracks.get(track, none).iterrows():
             x0 = _to_axis(row["starts_on"], index_date, axis)
             ongoing = pd.isna(row["ends_on"])
             x1 = end_x if ongoing else _to_axis(row["ends_on"], index_date, axis)
@@ -210,9 +219,9 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
     for track, x, group in groups:
         fig.add_annotation(x=x, y=track, text=" + ".join(group), showarrow=False, xanchor="left", yanchor="bottom",
                            yshift=6, font=dict(size=10, color="#333"))
-    scans = tl[tl["track"] == "scan"]
+    scans = _groups(tracks.get("scan", none), "label")
     for response, color in RESPONSE_COLORS.items():
-        s = scans[scans["label"] == response]
+        s = scans.get(response, none)
         if s.empty:
             continue
         fig.add_trace(_scatter(
@@ -222,9 +231,10 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
             customdata=np.stack([pd.to_datetime(s["starts_on"]).dt.strftime("%Y-%m-%d"),
                                  [plain(v) for v in s["detail"].fillna("")]], axis=1),
             hovertemplate="scan %{customdata[0]}<br>" + response + "<br>%{customdata[1]}<extra></extra>"))
-    ct = tl[tl["track"] == "ctDNA"]
+    ct = tracks.get("ctDNA", none)
+    calls = _groups(ct, "label")
     for label, symbol, color in (("detected", "circle", "#d73027"), ("not detected", "circle-open", "#4575b4")):
-        s = ct[ct["label"] == label]
+        s = calls.get(label, none)
         if not s.empty:
             fig.add_trace(_scatter(
                 x=_x(s, "starts_on", "days_from_index", axis), y=["ctDNA"] * len(s), mode="markers",
@@ -240,13 +250,13 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
             marker=dict(color="#777", size=10, symbol="x-thin", line=dict(width=2, color="#777")),
             name="ctDNA QC failed", legendgroup="ctDNA", text=qc["label"],
             hovertemplate="%{text}<extra></extra>"))
-    pros = tl[tl["track"] == "PRO"]
+    pros = tracks.get("PRO", none)
     if not pros.empty:
         fig.add_trace(_scatter(
             x=_x(pros, "starts_on", "days_from_index", axis), y=["PRO"] * len(pros), mode="markers",
             marker=dict(color="#8073ac", size=9, symbol="diamond"), name="questionnaire",
             text=pros["label"], hovertemplate="questionnaires: %{text}<extra></extra>"))
-    events = tl[tl["track"] == "event"]
+    events = _groups(tracks.get("event", none), "label")
     styles = {"progression": ("x", "#d73027", 16), "death": ("cross", "#000000", 14),
               "restart": ("triangle-up", "#1b7837", 14), "withdrawal": ("line-ns", "#777", 16),
               "last_contact": ("line-ns", "#333", 16)}
@@ -255,7 +265,7 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
     labelled = {"progression": "top center", "death": "top center", "restart": "bottom center",
                 "withdrawal": "bottom center"}
     for event, (symbol, color, size) in styles.items():
-        s = events[events["label"] == event]
+        s = events.get(event, none)
         if not s.empty:
             fig.add_trace(_scatter(
                 x=_x(s, "starts_on", "days_from_index", axis), y=["event"] * len(s),
@@ -264,7 +274,7 @@ def timeline_figure(timeline: pd.DataFrame, index_date, followup_end, *, cohort:
                 name=event.replace("_", " "), text=[event] * len(s), textposition=labelled.get(event, "top center"),
                 textfont=dict(size=10, color=color), customdata=[plain(v) for v in s["detail"].fillna("")],
                 hovertemplate=event.replace("_", " ") + ": %{customdata}<extra></extra>"))
-    board = tl[tl["track"] == "board"]
+    board = tracks.get("board", none)
     if not board.empty:  # the tumour board's decisions (data/decisions.py), typed by people: shown as text
         fig.add_trace(_scatter(
             x=_x(board, "starts_on", "days_from_index", axis), y=["board"] * len(board), mode="markers+text",
@@ -428,8 +438,9 @@ def sld_figure(scans: pd.DataFrame, index_date, *, axis: str = "days", window: t
     s["response"] = s["overall_response"].fillna("baseline")
     s["date"] = pd.to_datetime(s["scanned_on"]).dt.strftime("%Y-%m-%d")
     if int(s["n_target_lesions"].max()) == 0:
+        responses = _groups(s, "response")
         for response, color in RESPONSE_COLORS.items():
-            r = s[s["response"] == response]
+            r = responses.get(response, s.iloc[:0])
             if not r.empty:
                 fig.add_trace(_scatter(x=r["x"], y=r["response"], mode="markers", name=response,
                                        marker=dict(color=color, size=13, symbol="square"),
@@ -456,8 +467,9 @@ def sld_figure(scans: pd.DataFrame, index_date, *, axis: str = "days", window: t
                            bgcolor="rgba(255,255,255,0.8)", font=dict(size=11, color="#333"))
     fig.add_trace(_scatter(x=s["x"], y=s["sld_mm"], mode="lines", line=dict(color="#555", width=2),
                            name="SLD", hoverinfo="skip", connectgaps=False))
+    responses = _groups(s, "response")
     for response, color in RESPONSE_COLORS.items():
-        r = s[s["response"] == response]
+        r = responses.get(response, s.iloc[:0])
         if r.empty:
             continue
         # a scan without an SLD (a target not measured) has no point on the SLD scale: it sits on the axis
@@ -512,13 +524,14 @@ def pro_figure(pros: pd.DataFrame, catalogue: pd.DataFrame, scales: list[tuple[s
     """
     scales = scales or []
     n = max(len(scales), 1)
-    entries = [catalogue[(catalogue["instrument"] == instrument) & (catalogue["scale"] == scale)].iloc[0]
-               for instrument, scale in scales]
+    listed = {(r["instrument"], r["scale"]): r for r in catalogue.to_dict("records")}
+    entries = [listed[key] for key in scales]
     titles = [f"{c['label']} ({'higher is better' if c['higher_is_better'] else 'higher is worse'})" for c in entries]
     axes, notes = _stacked_panels(titles or ["No scale selected"], 0.22 / n if n > 1 else 0.1)
     traces, shapes = [], []
+    by_scale, none = _groups(pros, ["instrument", "scale"]), pros.iloc[:0]
     for i, ((instrument, scale), c) in enumerate(zip(scales, entries, strict=True), start=1):
-        d = pros[(pros["instrument"] == instrument) & (pros["scale"] == scale)].copy()
+        d = by_scale.get((instrument, scale), none).copy()
         if d.empty:
             continue
         xa, ya = ("x", "y") if i == 1 else (f"x{i}", f"y{i}")
