@@ -85,5 +85,6 @@ def render(snap: Snapshot, rec: queries.PatientRecord, horizon: int) -> None:
             st.caption(f"Too few training patients like this one at {like['landmark']} months for a comparison "
                        f"({like['n']}).")
         st.page_link("pages/model_card.py", label="Model card: how this estimate was made and validated")
-    right.plotly_chart(charts.icon_array_figure(est.estimate, est.lower, est.upper, horizon), key="icon_array")
+    with right:
+        components.chart(charts.icon_array_figure, est.estimate, est.lower, est.upper, horizon, key="icon_array")
     st.dataframe(est.inputs, hide_index=True)
