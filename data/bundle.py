@@ -94,23 +94,41 @@ def as_text(data: bytes, file: str, report: Report) -> str | None:
     return text
 
 
+def record_starts(lines, width: int | None = None) -> tuple[list[int], tuple[int, int] | None]:
+    """The line each data record starts on (the header being line 1), and the first record whose number of
+    fields is not `width` as (line, fields), or None. A blank line is no record (pandas and DuckDB skip it) and a
+    quoted field may hold a line break, so record i is not always on line i + 2: a finding must name the line a
+    person finds in the file. `lines`: the text's lines (a str or an open file read with newline="")."""
+    reader = csv.reader(io.StringIO(lines, newline="") if isinstance(lines, str) else lines)
+    starts, ragged, start = [], None, 1
+    for row in reader:
+        if row:
+            if width is not None and ragged is None and len(row) != width:
+                ragged = (start, len(row))
+            starts.append(start)
+        start = reader.line_num + 1  # the next record starts on the line after this one ends
+    return starts[1:], ragged
+
+
 def _ragged_line(text: str, width: int) -> tuple[int, int] | None:
     """(line, fields) of the first record whose number of fields is not the header's (a blank line is no
     record), the rule the staged reader's DuckDB applies to a CSV folder; None when every record fits."""
-    reader = csv.reader(io.StringIO(text))
     try:
-        start = 1
-        for row in reader:
-            if row and len(row) != width:
-                return start, len(row)
-            start = reader.line_num + 1  # the next record starts on the line after this one ends
+        return record_starts(text, width)[1]
     except csv.Error:
         return None  # a quote left open: pandas' own message says so
-    return None
 
 
 def read_csv_bytes(data: bytes, file: str, report: Report, written_by_us: bool = False) -> pd.DataFrame | None:
-    """One CSV as strings, or None with the reason in the report. `written_by_us`: the bytes come from
+    """One CSV as strings, or None with the reason in the report (see read_csv_lines)."""
+    read = read_csv_lines(data, file, report, written_by_us)
+    return None if read is None else read[0]
+
+
+def read_csv_lines(data: bytes, file: str, report: Report, written_by_us: bool = False
+                   ) -> tuple[pd.DataFrame, pd.Series | None] | None:
+    """One CSV as strings with each row's line in the file (None: row i is on line i + 2), or None with the
+    reason in the report. `written_by_us`: the bytes come from
     bundle_csv (a Parquet part put into the bundle's conventions), so every line has the header's fields and
     that pass is skipped; every other rule still applies."""
     text = as_text(data, file, report)
@@ -126,21 +144,32 @@ def read_csv_bytes(data: bytes, file: str, report: Report, written_by_us: bool =
         header = []
     if not header_ok(header, file, report):
         return None
-    ragged = None if written_by_us else _ragged_line(text, len(header))
-    if ragged is not None:  # pandas would pad a short line with blanks and read a long one shifted
-        report_ragged_line(report, file, *ragged, len(header))
-        return None
+    starts = None
+    if not written_by_us:
+        try:
+            starts, ragged = record_starts(text, len(header))
+        except csv.Error:
+            ragged = None  # a quote left open: pandas' own message says so
+        if ragged is not None:  # pandas would pad a short line with blanks and read a long one shifted
+            report_ragged_line(report, file, *ragged, len(header))
+            return None
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""],
                             skipinitialspace=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         report.add("error", file, None, "", "", f"not a readable CSV: {str(exc).strip()}")
         return None
-    return unescape(frame)
+    # where the csv module and pandas count records differently (they should not), the row number is the
+    # fallback, as for a file we wrote ourselves
+    lines = pd.Series(starts, dtype="int64") if starts is not None and len(starts) == len(frame) else None
+    return unescape(frame), lines
 
 
-def read_bundle(source: Path | dict[str, bytes]) -> tuple[dict[str, pd.DataFrame], dict[str, str], Report]:
-    """Read a bundle from a folder, a .zip file, or {file name: bytes} (an upload)."""
+def read_bundle(source: Path | dict[str, bytes]
+                ) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict[str, pd.Series], Report]:
+    """Read a bundle from a folder, a .zip file, or {file name: bytes} (an upload): the tables, their file
+    names, each row's line in its file (for the findings: a blank line or a quoted line break makes it differ
+    from the row's number) and the report."""
     report = Report()
     if isinstance(source, dict):
         members = dict(source)
@@ -165,7 +194,7 @@ def read_bundle(source: Path | dict[str, bytes]) -> tuple[dict[str, pd.DataFrame
             expanded.update(zip_members(data, name, report))
         else:
             expanded[name] = data
-    raw, files = {}, {}
+    raw, files, lines = {}, {}, {}
     for name, data in sorted(expanded.items()):
         stem = Path(name).name
         if not stem.lower().endswith(".csv"):
@@ -175,12 +204,13 @@ def read_bundle(source: Path | dict[str, bytes]) -> tuple[dict[str, pd.DataFrame
         if table in files:  # Patients.csv and patients.csv: which one is meant is not ours to guess
             report.add("error", stem, None, "", "", f"{files[table]} and {stem} are the same table: keep one")
             continue
-        frame = read_csv_bytes(data, stem, report)
-        if frame is not None:
-            raw[table], files[table] = frame, stem
-        else:
-            files[table] = stem
-    return raw, files, report
+        read = read_csv_lines(data, stem, report)
+        files[table] = stem
+        if read is not None:
+            raw[table] = read[0]
+            if read[1] is not None:
+                lines[table] = read[1]
+    return raw, files, lines, report
 
 
 def zip_members(data: bytes, file: str, report: Report) -> dict[str, bytes]:

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from data import build
-from data.bundle import (MAX_LINE_BYTES, as_text, bundle_csv, header_ok, read_csv_bytes, report_long_line,
-                         report_ragged_line)
+from data.bundle import (MAX_LINE_BYTES, as_text, bundle_csv, header_ok, read_csv_bytes, record_starts,
+                         report_long_line, report_ragged_line)
 from data.canonical import TABLES
 from data.csvsafe import FORMULA_PREFIXES
 from data.store import DUCKDB_CONFIG, staging_prefix
@@ -140,8 +140,26 @@ class Staged:
             else:
                 report.add("error", shown, None, "", "", "not a readable CSV file")
             return False
+        self._place_lines(table, path)
         self.columns[name], self.staged[name], self.text[name] = header, table, True
         return True
+
+    def _place_lines(self, table: str, path: Path) -> None:
+        """Each staged row's line in the file, for the findings. row_number() + 1 holds while every record is
+        one line; a blank line or a quoted line break moves every later record, so then the records are
+        counted again from the file, in a stream (record_starts: the bundle reader's count)."""
+        rows = self.con.execute("SELECT count(*) FROM " + table).fetchall()[0][0]
+        if _physical_lines(path) == rows + 1:
+            return
+        with open(path, encoding="utf-8-sig", newline="") as text:
+            starts, _ = record_starts(text)
+        if len(starts) != rows:  # the two readers disagree (they should not): keep the row numbers
+            return
+        self.con.register("_starts", pd.DataFrame({"_row": np.arange(2, rows + 2), "_at": starts}))
+        try:
+            self.con.execute("UPDATE " + table + " SET _line = s._at FROM _starts s WHERE " + table + "._line = s._row")
+        finally:
+            self.con.unregister("_starts")
 
     def add_parquet(self, name: str, paths: list[Path], shown: str, report: Report, drop: str) -> bool:
         """One table's Parquet files (one file, or a hive-partitioned folder), typed as written."""
@@ -270,6 +288,16 @@ def _header(path: Path, shown: str, report: Report) -> list[str] | None:
     except csv.Error:
         header = []
     return header if header_ok(header, shown, report) else None
+
+
+def _physical_lines(path: Path, block: int = 1 << 24) -> int:
+    """Lines in a file as a person counts them: a last line without its line break counts too."""
+    lines, last = 0, b""
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (1 if last not in (b"", b"\n") else 0)
 
 
 def csv_folder(folder: Path) -> tuple[Staged, dict[str, str], Report]:

@@ -31,8 +31,7 @@ def _read_csv(source, **_options):
 
     if not isinstance(source, dict) and Path(source).is_dir():  # on disk: staged, any size
         return parts.csv_folder(Path(source))
-    tables, files, report = read_bundle(source)  # a .zip or an upload: bounded by its upload size
-    return tables, files, {}, report
+    return read_bundle(source)  # a .zip or an upload: bounded by its upload size
 
 
 def _read_sdtm(source, **options):

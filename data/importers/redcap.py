@@ -313,7 +313,7 @@ def read(source, mapping=None, **_options):
             lines[table] = pd.Series([], dtype="int64")
             report.add("warning", found["mapping"].name, None, "table", table,
                        f"the mapping fills nothing in {table}: it is imported empty")
-    tables, _, csv_report = read_bundle(members)
+    tables, _, _, csv_report = read_bundle(members)
     for f in csv_report.findings:  # named by the REDCap records line and field, not the text form made here
         table = f.file.removesuffix(".csv")
         line = None if f.row is None else _line_of(lines.get(table), f.row)

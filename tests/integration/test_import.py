@@ -55,8 +55,8 @@ def test_a_zip_bundle_and_an_upload_read_the_same(bundle_dir):
     from data.bundle import zip_bytes
 
     members = {p.name: p.read_bytes() for p in bundle_dir.glob("*.csv")}
-    from_folder, _, r1 = read_bundle(bundle_dir)
-    from_zip, _, r2 = read_bundle({"upload.zip": zip_bytes(members)})
+    from_folder, _, _, r1 = read_bundle(bundle_dir)
+    from_zip, _, _, r2 = read_bundle({"upload.zip": zip_bytes(members)})
     assert r1.ok and r2.ok and set(from_folder) == set(from_zip) == set(TABLES)
     for name in TABLES:
         pd.testing.assert_frame_equal(from_folder[name], from_zip[name])
@@ -131,6 +131,26 @@ def test_a_baseline_target_too_small_to_measure_is_a_located_warning(bundle_dir,
     assert report.ok and len(hit) == 1 and hit["row"].iloc[0] == at["line"], hit
 
 
+@pytest.mark.parametrize("how", ["folder", "upload"])
+def test_a_finding_names_the_line_in_the_file_after_a_blank_line_and_a_quoted_line_break(bundle_dir, tmp_path, how):
+    """A blank line and a note with a line break in it put every later record a line or two below its row number:
+    the finding named the row number (two lines early here), so the person looked at the wrong line."""
+    folder = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, folder)
+    events = pd.read_csv(folder / "events.csv", dtype=str, keep_default_na=False)
+    events.loc[0, "detail"] = "seen in clinic,\nsecond line of the note"
+    events.loc[5, "occurred_on"] = "2024-13-45"
+    lines = events.to_csv(index=False).split("\n")
+    text = "\n".join(lines[:2] + [""] + lines[2:])  # a blank line after the first record
+    (folder / "events.csv").write_text(text)
+    at = text.split("\n").index(next(x for x in text.split("\n") if "2024-13-45" in x)) + 1
+    assert at == 5 + 2 + 2  # row 5 is on line 7 by its number, on line 9 in the file
+    source = folder if how == "folder" else {p.name: p.read_bytes() for p in folder.glob("*.csv")}
+    _, report = importing.check("csv", source)
+    hit = report.frame().query("severity == 'error' and column == 'occurred_on'")
+    assert len(hit) == 1 and hit["file"].iloc[0] == "events.csv" and hit["row"].iloc[0] == at, hit
+
+
 def test_an_empty_is_node_means_not_a_node(bundle_dir, tmp_path):
     folder = mutated(bundle_dir, tmp_path, "lesion_measurements", lambda f: f.assign(is_node=""))
     tables, report = importing.check("csv", folder)
@@ -148,7 +168,7 @@ def test_hostile_text_is_stored_as_text_and_exported_neutralized(bundle_dir, tmp
     export_bundle(snap, out)
     text = (out / "events.csv").read_text()
     assert "'=HYPERLINK" in text and "\n=HYPERLINK" not in text and ",=HYPERLINK" not in text
-    back, _, report = read_bundle(out)
+    back, _, _, report = read_bundle(out)
     assert report.ok and hostile in set(back["events"]["detail"])  # the apostrophe is undone on import
 
 
@@ -157,7 +177,7 @@ def test_templates_name_every_column_and_read_back_as_empty_valid_tables():
     assert set(files) == {f"{t}.csv" for t in TABLES} | {"COLUMNS.csv"}
     described = pd.read_csv(io.BytesIO(files["COLUMNS.csv"]))
     assert len(described) == sum(len(t.columns) for t in TABLES.values())
-    raw, names, report = read_bundle({k: v for k, v in files.items() if k != "COLUMNS.csv"})
+    raw, names, _, report = read_bundle({k: v for k, v in files.items() if k != "COLUMNS.csv"})
     typed, report = validate(raw, names, report=report)
     assert report.ok and set(typed) == set(TABLES) and all(len(f) == 0 for f in typed.values())
     assert all(list(typed[t].columns) == TABLES[t].column_names for t in TABLES)
