@@ -94,20 +94,30 @@ def as_text(data: bytes, file: str, report: Report) -> str | None:
     return text
 
 
-def record_starts(lines, width: int | None = None) -> tuple[list[int], tuple[int, int] | None]:
-    """The line each data record starts on (the header being line 1), and the first record whose number of
-    fields is not `width` as (line, fields), or None. A blank line is no record (pandas and DuckDB skip it) and a
-    quoted field may hold a line break, so record i is not always on line i + 2: a finding must name the line a
-    person finds in the file. `lines`: the text's lines (a str or an open file read with newline="")."""
+def iter_records(lines):
+    """(start line, fields) of each data record of a CSV, the header being line 1. A blank line is no record
+    (pandas and DuckDB skip it) and a quoted field may hold a line break, so record i is not always on line
+    i + 2: a finding must name the line a person finds in the file. `lines`: the text (a str) or an open file
+    read with newline=""."""
     reader = csv.reader(io.StringIO(lines, newline="") if isinstance(lines, str) else lines)
-    starts, ragged, start = [], None, 1
+    start, header = 1, True
     for row in reader:
         if row:
-            if width is not None and ragged is None and len(row) != width:
-                ragged = (start, len(row))
-            starts.append(start)
+            if not header:
+                yield start, len(row)
+            header = False
         start = reader.line_num + 1  # the next record starts on the line after this one ends
-    return starts[1:], ragged
+
+
+def record_starts(text: str, width: int) -> tuple[list[int], tuple[int, int] | None]:
+    """Each data record's first line, and the first record whose number of fields is not the header's `width`
+    as (line, fields), or None."""
+    starts, ragged = [], None
+    for start, fields in iter_records(text):
+        if ragged is None and fields != width:
+            ragged = (start, fields)
+        starts.append(start)
+    return starts, ragged
 
 
 def _ragged_line(text: str, width: int) -> tuple[int, int] | None:

@@ -18,6 +18,7 @@ is in the first part, where validation reports it.
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 import io
 import shutil
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from data import build
-from data.bundle import (MAX_LINE_BYTES, as_text, bundle_csv, header_ok, read_csv_bytes, record_starts,
+from data.bundle import (MAX_LINE_BYTES, as_text, bundle_csv, header_ok, iter_records, read_csv_bytes,
                          report_long_line, report_ragged_line)
 from data.canonical import TABLES
 from data.csvsafe import FORMULA_PREFIXES
@@ -144,22 +145,35 @@ class Staged:
         self.columns[name], self.staged[name], self.text[name] = header, table, True
         return True
 
+    #: Records counted again per batch when a CSV's lines and records differ (see _place_lines).
+    LINE_BATCH = 1_000_000
+
     def _place_lines(self, table: str, path: Path) -> None:
         """Each staged row's line in the file, for the findings. row_number() + 1 holds while every record is
         one line; a blank line or a quoted line break moves every later record, so then the records are
-        counted again from the file, in a stream (record_starts: the bundle reader's count)."""
+        counted again from the file, in a stream, LINE_BATCH at a time (bounded memory at any size), and the
+        lines placed in one update at the end."""
         rows = self.con.execute("SELECT count(*) FROM " + table).fetchall()[0][0]
         if _physical_lines(path) == rows + 1:
             return
-        with open(path, encoding="utf-8-sig", newline="") as text:
-            starts, _ = record_starts(text)
-        if len(starts) != rows:  # the two readers disagree (they should not): keep the row numbers
-            return
-        self.con.register("_starts", pd.DataFrame({"_row": np.arange(2, rows + 2), "_at": starts}))
+        self.con.execute("CREATE TEMP TABLE line_of (_row BIGINT, _at BIGINT)")
         try:
-            self.con.execute("UPDATE " + table + " SET _line = s._at FROM _starts s WHERE " + table + "._line = s._row")
+            with open(path, encoding="utf-8-sig", newline="") as text:
+                records = iter_records(text)
+                for first in range(0, rows, self.LINE_BATCH):
+                    starts = np.fromiter((start for start, _ in itertools.islice(records, self.LINE_BATCH)),
+                                         dtype="int64")
+                    self.con.register("_batch", pd.DataFrame({"_row": np.arange(first + 2, first + 2 + len(starts)),
+                                                              "_at": starts}))
+                    try:
+                        self.con.execute("INSERT INTO line_of SELECT _row, _at FROM _batch")
+                    finally:
+                        self.con.unregister("_batch")
+            # the two readers agree on the records (DuckDB refused a ragged file already); were they ever to
+            # disagree, the rows past the disagreement would keep their row numbers
+            self.con.execute("UPDATE " + table + " SET _line = l._at FROM line_of l WHERE " + table + "._line = l._row")
         finally:
-            self.con.unregister("_starts")
+            self.con.execute("DROP TABLE line_of")
 
     def add_parquet(self, name: str, paths: list[Path], shown: str, report: Report, drop: str) -> bool:
         """One table's Parquet files (one file, or a hive-partitioned folder), typed as written."""

@@ -166,3 +166,23 @@ def test_an_import_in_parts_reports_progress_that_only_moves_forward(bundle_dir,
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions), seen
     assert sum("writing part" in m for _, m in seen) == 8 and any("building the snapshot" in m for _, m in seen)
+
+
+def test_a_staged_csv_with_line_breaks_in_its_records_numbers_every_row_by_its_line_across_batches(tmp_path,
+                                                                                                   monkeypatch):
+    """The staged reader counts the records again, a batch at a time, when lines and records differ: every row,
+    on either side of a batch boundary, carries the line it starts on."""
+    from data.bundle import Report
+    from data.parts import Staged
+
+    rows = ['P1,"one\nline more"', "", "P2,two", 'P3,"three\n\nlines"', "P4,four", "", "", 'P5,"x"']
+    path = tmp_path / "events.csv"
+    path.write_text("patient_id,detail\n" + "\n".join(rows) + "\n")
+    monkeypatch.setattr(Staged, "LINE_BATCH", 2)  # records counted again two at a time
+    staged = Staged()
+    try:
+        assert staged.add_csv("events", path, Report())
+        lines = staged.con.execute("SELECT _line, c0 FROM " + staged.staged["events"] + " ORDER BY _line").fetchall()
+    finally:
+        staged.close()
+    assert lines == [(2, "P1"), (5, "P2"), (6, "P3"), (9, "P4"), (12, "P5")]
