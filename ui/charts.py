@@ -529,19 +529,27 @@ def pro_figure(pros: pd.DataFrame, catalogue: pd.DataFrame, scales: list[tuple[s
     titles = [f"{c['label']} ({'higher is better' if c['higher_is_better'] else 'higher is worse'})" for c in entries]
     axes, notes = _stacked_panels(titles or ["No scale selected"], 0.22 / n if n > 1 else 0.1)
     traces, shapes = [], []
-    by_scale, none = _groups(pros, ["instrument", "scale"]), pros.iloc[:0]
+    # what the panels show, made once over all the patient's scores and sliced per scale (per scale, the same
+    # few pandas steps cost as much on 20 rows as on 150: 3.7 ms a panel)
+    rows = pros.groupby(["instrument", "scale"], sort=False).indices if scales else {}
+    if rows:
+        x_all, score, baseline_all = (_x(pros, "completed_on", "days_from_index", axis).to_numpy(),
+                                      pros["score"].to_numpy(), pros["baseline_score"].to_numpy())
+        colors_all = pros["meaningful_change"].map({"worsened": "#d73027", "improved": "#1b7837"}).fillna("#4575b4") \
+            .to_numpy()
+        hover_all = np.stack([pd.to_datetime(pros["completed_on"]).dt.strftime("%Y-%m-%d"),
+                              pros["change_from_baseline"].round(1), pros["meaningful_change"].fillna("n/a")], axis=1)
     for i, ((instrument, scale), c) in enumerate(zip(scales, entries, strict=True), start=1):
-        d = by_scale.get((instrument, scale), none).copy()
-        if d.empty:
+        at = rows.get((instrument, scale))
+        if at is None:
             continue
         xa, ya = ("x", "y") if i == 1 else (f"x{i}", f"y{i}")
         across = dict(xref=f"{xa} domain", x0=0, x1=1, yref=ya)  # a horizontal line or band over the panel
         down = dict(yref=f"{ya} domain", y0=0, y1=1, xref=xa)  # a vertical line through the panel
-        d["x"] = _x(d, "completed_on", "days_from_index", axis)
-        baseline = d["baseline_score"].dropna()
+        baseline = baseline_all[at][pd.notna(baseline_all[at])]
         mcid = c["meaningful_change"]
-        if not baseline.empty and pd.notna(mcid):
-            b = float(baseline.iloc[0])
+        if len(baseline) and pd.notna(mcid):
+            b = float(baseline[0])
             shapes.append(dict(type="rect", y0=max(b - mcid, c["low"]), y1=min(b + mcid, c["high"]),
                                fillcolor="rgba(120,120,120,0.12)", line=dict(width=0), layer="below", **across))
             shapes.append(dict(type="line", y0=b, y1=b, line=dict(color="#777", width=1, dash="dot"), **across))
@@ -552,12 +560,10 @@ def pro_figure(pros: pd.DataFrame, catalogue: pd.DataFrame, scales: list[tuple[s
                                    line=dict(color="#b35806", width=1, dash="dash"), **across))
                 notes.append(dict(text=name, x=0, xref=f"{xa} domain", y=float(value), yref=ya, showarrow=False,
                                   xanchor="left", yanchor="bottom", font=dict(size=10, color="#b35806")))
-        colors = d["meaningful_change"].map({"worsened": "#d73027", "improved": "#1b7837"}).fillna("#4575b4")
         traces.append(dict(
-            type="scatter", x=d["x"], y=d["score"], xaxis=xa, yaxis=ya, mode="lines+markers", name=scale,
-            showlegend=False, line=dict(color="#4575b4", width=2), marker=dict(color=colors, size=8),
-            customdata=np.stack([pd.to_datetime(d["completed_on"]).dt.strftime("%Y-%m-%d"),
-                                 d["change_from_baseline"].round(1), d["meaningful_change"].fillna("n/a")], axis=1),
+            type="scatter", x=x_all[at], y=score[at], xaxis=xa, yaxis=ya, mode="lines+markers", name=scale,
+            showlegend=False, line=dict(color="#4575b4", width=2), marker=dict(color=colors_all[at], size=8),
+            customdata=hover_all[at],
             hovertemplate="%{customdata[0]}: %{y:.1f}<br>change from baseline %{customdata[1]} "
                           "(%{customdata[2]})<extra></extra>"))
         axes[f"yaxis{'' if i == 1 else i}"]["range"] = [c["low"] - 2, c["high"] + 2]
