@@ -66,6 +66,13 @@ def patient_record(snap: Snapshot, patient_id: str) -> PatientRecord:
         pros=snap.query(PROS, [patient_id]))
 
 
+def rows_by(frame: pd.DataFrame, by) -> dict:
+    """A patient's rows per value of `by` (a column, or a list of columns: tuple keys), as row positions in the
+    frame's order: one pass, where the charts' filter per value (a track, a response, a scale) cost as much each.
+    A value with no rows is missing. Splitting only: nothing is summarised."""
+    return frame.groupby(by, sort=False).indices if len(frame) else {}
+
+
 def since(record: PatientRecord, since_date) -> pd.DataFrame:
     """What happened after `since_date` (exclusive): scans, draws, questionnaires, events, therapy."""
     tl = record.timeline

@@ -14,6 +14,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from data.clinical import PD_MIN_ABSOLUTE_MM, PD_PCT_FROM_NADIR
+from data.queries import rows_by
 
 RESPONSE_COLORS = {  # colour-blind-safe diverging palette: green = good, red = PD
     "CR": "#1b7837", "PR": "#5aae61", "SD": "#4575b4", "NON-CR/NON-PD": "#74add1",
@@ -25,10 +26,8 @@ FONT = dict(family="Source Sans Pro, Arial, sans-serif", size=13)
 
 
 def _groups(frame: pd.DataFrame, by) -> dict:
-    """The frame's rows per value of `by` (a column, or a list of columns: tuple keys), each group in the frame's
-    order: one pass, where a filter per value cost as much each (the patient page's charts made dozens). A value
-    with no rows is missing: ask with .get(value, frame.iloc[:0])."""
-    return dict(iter(frame.groupby(by, sort=False)))
+    """The frame's rows per value of `by` (queries.rows_by), as frames: ask with .get(value, frame.iloc[:0])."""
+    return {key: frame.iloc[at] for key, at in rows_by(frame, by).items()}
 
 
 def _x(frame: pd.DataFrame, date_col: str, days_col: str, axis: str):
@@ -531,7 +530,7 @@ def pro_figure(pros: pd.DataFrame, catalogue: pd.DataFrame, scales: list[tuple[s
     traces, shapes = [], []
     # what the panels show, made once over all the patient's scores and sliced per scale (per scale, the same
     # few pandas steps cost as much on 20 rows as on 150: 3.7 ms a panel)
-    rows = pros.groupby(["instrument", "scale"], sort=False).indices if scales else {}
+    rows = rows_by(pros, ["instrument", "scale"]) if scales else {}
     if rows:
         x_all, score, baseline_all = (_x(pros, "completed_on", "days_from_index", axis).to_numpy(),
                                       pros["score"].to_numpy(), pros["baseline_score"].to_numpy())
