@@ -12,6 +12,7 @@ import csv
 import io
 import zipfile
 import zlib
+from array import array
 from collections import Counter
 from pathlib import Path
 
@@ -109,24 +110,15 @@ def iter_records(lines):
         start = reader.line_num + 1  # the next record starts on the line after this one ends
 
 
-def record_starts(text: str, width: int) -> tuple[list[int], tuple[int, int] | None]:
-    """Each data record's first line, and the first record whose number of fields is not the header's `width`
-    as (line, fields), or None."""
-    starts, ragged = [], None
+def record_starts(text: str, width: int) -> tuple[array, tuple[int, int] | None]:
+    """Each data record's first line (8 bytes a record, not a Python int's 36), and the first record whose number
+    of fields is not the header's `width` as (line, fields), or None."""
+    starts, ragged = array("q"), None
     for start, fields in iter_records(text):
         if ragged is None and fields != width:
             ragged = (start, fields)
         starts.append(start)
     return starts, ragged
-
-
-def _ragged_line(text: str, width: int) -> tuple[int, int] | None:
-    """(line, fields) of the first record whose number of fields is not the header's (a blank line is no
-    record), the rule the staged reader's DuckDB applies to a CSV folder; None when every record fits."""
-    try:
-        return record_starts(text, width)[1]
-    except csv.Error:
-        return None  # a quote left open: pandas' own message says so
 
 
 def read_csv_bytes(data: bytes, file: str, report: Report, written_by_us: bool = False) -> pd.DataFrame | None:
@@ -171,7 +163,8 @@ def read_csv_lines(data: bytes, file: str, report: Report, written_by_us: bool =
         return None
     # where the csv module and pandas count records differently (they should not), the row number is the
     # fallback, as for a file we wrote ourselves
-    lines = pd.Series(starts, dtype="int64") if starts is not None and len(starts) == len(frame) else None
+    lines = pd.Series(np.frombuffer(starts, dtype=np.int64).copy()) if starts is not None and len(starts) == len(frame) \
+        else None
     return unescape(frame), lines
 
 
