@@ -78,8 +78,9 @@ def landmark_rows(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.Data
     patients: patient_id, index_date, best_response, visceral, brain_mets_history; draws: patient_id, drawn_on, detected,
     value, lod, qc; outcomes: patient_id, progressed_on, died_on, restarted_on, last_followup_on.
     `landmarks` are months since each patient's day 0; with `as_of` (a date, or a list of dates) each patient
-    gets the landmark of that date (of each date, in the order given) instead. A patient is at risk at s when alive, progression-free and still
-    followed at s. Columns: patient_id, landmark (months), landmark_date, the INPUTS, ctdna_drawn_on,
+    gets the landmark of that date (of each date, in the order given) instead; `as_of` may also be a frame of
+    patient_id and landmark_date: each patient's own dates, rows in the frame's order. A patient is at risk at s
+    when alive, progression-free and still followed at s. Columns: patient_id, landmark (months), landmark_date, the INPUTS, ctdna_drawn_on,
     ctdna_days_before, months_since_first_positive, consecutive_positive, restarted_before, and the
     outcome columns time_pfs, event_pfs, time_off_therapy, event_off_therapy (months after the landmark).
     """
@@ -90,6 +91,10 @@ def landmark_rows(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.Data
     if as_of is None:
         grid = p.merge(pd.DataFrame({"landmark": list(landmarks)}), how="cross")
         grid["landmark_date"] = grid["index_date"] + pd.to_timedelta(np.round(grid["landmark"] * DAYS_PER_MONTH), "D")
+    elif isinstance(as_of, pd.DataFrame):  # each patient's own dates (several patients' estimates over time)
+        grid = as_of[["patient_id", "landmark_date"]].merge(p, on="patient_id")[[*p.columns, "landmark_date"]]
+        grid["landmark_date"] = grid["landmark_date"].astype("datetime64[ns]")
+        grid["landmark"] = (grid["landmark_date"] - grid["index_date"]).dt.days / DAYS_PER_MONTH
     else:  # one date, or several at once (a patient's estimate over time: one pass, not one per date)
         dates = [as_of] if np.isscalar(as_of) or isinstance(as_of, date) else list(as_of)  # a Timestamp is a date
         grid = p.merge(pd.DataFrame({"landmark_date": pd.to_datetime(dates).astype("datetime64[ns]")}), how="cross")

@@ -6,6 +6,8 @@ see what or computes a statistic.
 """
 from __future__ import annotations
 
+import copy
+
 import io
 import logging
 import pickle
@@ -173,10 +175,35 @@ def pro_catalogue(key: tuple) -> pd.DataFrame:
     return queries.pro_catalogue(open_snapshot(key))
 
 
+#: A patient's first visit fetches this many neighbours' records and estimates with its own (in the patient
+#: list's order): the queries and pandas steps cost nearly the same for a hundred patients as for one, and a
+#: first visit was three quarters of the server's time when many sessions opened patients at random.
+PATIENTS_PER_FETCH = 100
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _fetch_group(key: tuple) -> dict[str, int]:
+    """Each patient's group of PATIENTS_PER_FETCH neighbours in the patient list."""
+    return {pid: i // PATIENTS_PER_FETCH for i, pid in enumerate(queries.patient_list(open_snapshot(key))["patient_id"])}
+
+
+def _neighbours(key: tuple, group: int) -> list[str]:
+    return [pid for pid, g in _fetch_group(key).items() if g == group]
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _patient_rows(key: tuple, group: int) -> queries.PatientRows:
+    """One group's rows from every contract view, shared read-only (records are cut out of it as new frames)."""
+    return queries.PatientRows(open_snapshot(key), _neighbours(key, group))
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def patient_record(key: tuple, patient_id: str) -> queries.PatientRecord:
     """One patient's rows (as stored: pass it through the viewer before showing it)."""
-    return queries.patient_record(open_snapshot(key), patient_id)
+    group = _fetch_group(key).get(patient_id) if isinstance(patient_id, str) else None
+    if group is None:  # not a patient of this snapshot: the query says so in its words
+        return queries.patient_record(open_snapshot(key), patient_id)
+    return _patient_rows(key, group).record(patient_id)
 
 
 def snapshot_sidebar(snap: Snapshot) -> None:
@@ -589,7 +616,20 @@ def patient_estimates(key: tuple, patient_id: str, horizon: int, as_of, manifest
     """One patient's estimates as of a date (a datetime.date: the risk card's picker, the visit summary and the
     estimate over time ask with the same type, so they share one entry at the cut-off)."""
     model = loaded_landmark(str(snapshot_info(key)["snapshot_id"]), manifest_sha)
-    return model.review(open_snapshot(key), patient_id, horizon, as_of)
+    group = _fetch_group(key).get(patient_id) if isinstance(patient_id, str) else None
+    if group is None or as_of != data_cutoff(key):  # another date: this patient alone
+        return model.review(open_snapshot(key), patient_id, horizon, as_of)
+    found = _estimates_at_cutoff(key, group, horizon, manifest_sha)
+    if patient_id not in found:
+        return model.review(open_snapshot(key), patient_id, horizon, as_of)
+    return copy.deepcopy(found[patient_id])  # the group's are shared: this session gets its own frames
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _estimates_at_cutoff(key: tuple, group: int, horizon: int, manifest_sha: str) -> dict:
+    """One group's estimates as of the data cut-off (the default everywhere), shared read-only."""
+    model = loaded_landmark(str(snapshot_info(key)["snapshot_id"]), manifest_sha)
+    return model.reviews(open_snapshot(key), _neighbours(key, group), horizon, data_cutoff(key))
 
 
 def data_cutoff(key: tuple):

@@ -208,3 +208,26 @@ def test_the_figure_cache_key_reads_every_row_of_a_long_frame(monkeypatch):
         changed.loc[row, "label"] = "b"
         components.chart(charts.rows_figure, changed, key=f"row {row}")
     assert built == [0, 1, 1, 1, 1, 1]  # each one-row change seen
+
+
+def test_a_patients_first_visit_after_a_neighbours_runs_no_query_of_its_own(situations, monkeypatch):
+    """A first visit to a patient ran ten queries and the landmark rows for that patient alone: three quarters
+    of the server's time when twenty sessions opened patients at random. The first visit now fetches and
+    estimates the patient's neighbours too, so the next patient's first visit reads what is already there."""
+    from data.store import Snapshot
+
+    asked = []
+    original = Snapshot.query
+
+    def counted(self, sql, params=None):
+        asked.append(sql)
+        return original(self, sql, params)
+
+    first = run_page("pages/patient.py", patient=situations["stopped_stable"])
+    assert not first.exception, [e.value for e in first.exception]
+    monkeypatch.setattr(Snapshot, "query", counted)
+    second = run_page("pages/patient.py", patient=situations["progressed"])
+    assert not second.exception, [e.value for e in second.exception]
+    assert len(second.get("plotly_chart")) >= 5
+    patient_views = [q for q in asked if any(v in q for v in ("patient_timeline", "ctdna_series", "pro_scores"))]
+    assert patient_views == [], patient_views

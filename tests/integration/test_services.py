@@ -132,3 +132,68 @@ def test_a_landmark_model_of_another_procedure_is_refitted_not_a_dead_end(snapsh
     assert new["model_version"] == current and fitted  # (the same data may fit to the same bytes in the same second)
     assert models.load_landmark(snapshot_id).sha256 == new["sha256"]
     assert models.ensure_landmark(snapshot, snapshot_id)["sha256"] == new["sha256"], "fitted once, then kept"
+
+
+def _alone(snapshot, patient_id: str) -> dict:
+    """One patient's rows by one-patient SQL, written out here: the reference the batched reader must equal."""
+    one = {"summary": "SELECT * FROM patient_summary WHERE patient_id = ?",
+           "outcome": "SELECT * FROM outcomes WHERE patient_id = ?",
+           "timeline": "SELECT * FROM patient_timeline WHERE patient_id = ? ORDER BY starts_on, track, label, detail",
+           "ctdna": "SELECT * FROM ctdna_series WHERE patient_id = ? ORDER BY drawn_on",
+           "scans": "SELECT * FROM scan_history WHERE patient_id = ? ORDER BY scanned_on, scan_id",
+           "lesions": """SELECT s.scanned_on, l.scan_id, l.lesion_id, l.kind, l.organ, l.is_node, l.diameter_mm, l.status
+                         FROM lesion_measurements l JOIN scans s USING (patient_id, scan_id)
+                         WHERE l.patient_id = ? ORDER BY s.scanned_on, l.kind, l.lesion_id""",
+           "pros": "SELECT * FROM pro_scores WHERE patient_id = ? ORDER BY instrument, scale, completed_on"}
+    return {name: snapshot.query(sql, [patient_id]) for name, sql in one.items()}
+
+
+def test_a_groups_records_equal_each_patients_own_query(snapshot):
+    """The patient page fetches a patient's neighbours with them (seven queries cost the same for a hundred
+    patients as for one). Each record cut out of the group has the rows, order and dtypes of its own query: a
+    column with no NULL for this patient is bool or int32 even when another patient's NULL made the group's
+    column nullable."""
+    ids = queries.patient_list(snapshot)["patient_id"].tolist()
+    group = queries.PatientRows(snapshot, [*ids, "STH-NOBODY"])
+    assert "STH-NOBODY" not in group and all(pid in group for pid in ids)
+    nullable_in_group = False
+    for pid in ids:
+        rec, own = group.record(pid), _alone(snapshot, pid)
+        pd.testing.assert_series_equal(rec.summary, own["summary"].iloc[0])
+        pd.testing.assert_series_equal(rec.outcome, own["outcome"].iloc[0])
+        for name in ("timeline", "ctdna", "scans", "lesions", "pros"):
+            pd.testing.assert_frame_equal(getattr(rec, name), own[name], obj=f"{pid} {name}")
+        nullable_in_group |= str(group._frames["ctdna"]["detected"].dtype) == "boolean" and \
+            own["ctdna"]["detected"].dtype == bool
+    assert nullable_in_group, "the snapshot has a patient whose draws all passed QC among patients with a failed one"
+    with pytest.raises(queries.UnknownPatient):
+        group.record("STH-NOBODY")
+
+
+def test_a_groups_estimates_equal_each_patients_own(snapshot):
+    """The patient page estimates a patient's neighbours with them, as of the cut-off: each patient's numbers,
+    inputs, notes and estimate over time are those of the patient estimated alone."""
+    import dataclasses
+
+    fitted = models.LandmarkEstimator().fit(snapshot)
+    ids = queries.patient_list(snapshot)["patient_id"].tolist()
+    group = fitted.reviews(snapshot, ids, 12)
+    assert sorted(group) == sorted(ids)
+    refused = 0
+    for pid in ids[::4]:
+        alone = fitted.review(snapshot, pid, 12)
+        for estimand in ("pfs", "off_therapy"):
+            a, b = getattr(alone, estimand), getattr(group[pid], estimand)
+            for f in dataclasses.fields(a):
+                x, y = getattr(a, f.name), getattr(b, f.name)
+                if isinstance(x, pd.DataFrame):
+                    pd.testing.assert_frame_equal(x, y)
+                elif isinstance(x, float):
+                    assert x == pytest.approx(y, abs=1e-12), (pid, estimand, f.name)
+                else:
+                    assert x == y, (pid, estimand, f.name)
+            refused += a.refusal is not None
+        pd.testing.assert_frame_equal(alone.trajectory, group[pid].trajectory, check_exact=False, rtol=1e-12)
+    assert refused, "some of these patients have progressed: their refusal is checked too"
+    with pytest.raises(LookupError):
+        fitted.review(snapshot, "STH-NOBODY", 12)
