@@ -116,9 +116,9 @@ def rows_by(frame: pd.DataFrame, by) -> dict:
     return frame.groupby(by, sort=False).indices if len(frame) else {}
 
 
-def since(record: PatientRecord, since_date) -> pd.DataFrame:
-    """What happened after `since_date` (exclusive): scans, draws, questionnaires, events, therapy."""
-    tl = record.timeline
+def since(tl: pd.DataFrame, since_date) -> pd.DataFrame:
+    """What happened after `since_date` (exclusive) on a patient's timeline: scans, draws, questionnaires,
+    events, therapy."""
     cutoff = pd.Timestamp(since_date)
     started = tl[pd.to_datetime(tl["starts_on"]) > cutoff].assign(what=lambda d: d["track"])
     ended = tl[(tl["ends_on"].notna()) & (pd.to_datetime(tl["ends_on"]) > cutoff)
@@ -132,13 +132,13 @@ def since(record: PatientRecord, since_date) -> pd.DataFrame:
 VISIT_GAP_DAYS = 14
 
 
-def previous_visit(record: PatientRecord):
-    """The last day of the visit before the latest one: the default 'since last visit' date.
+def previous_visit(tl: pd.DataFrame):
+    """The last day of the visit before the latest one on a patient's timeline: the default 'since last visit'
+    date.
 
     Draws, scans and questionnaires within VISIT_GAP_DAYS of each other count as one visit, so
     the digest (records strictly after this day) shows the latest visit whole.
     """
-    tl = record.timeline
     days = pd.to_datetime(tl.loc[tl["track"].isin(["ctDNA", "PRO", "scan"]), "starts_on"]).dt.normalize()
     days = days.drop_duplicates().sort_values().reset_index(drop=True)
     if days.empty:

@@ -418,7 +418,20 @@ def patient_header(rec: queries.PatientRecord, shows_ctdna: bool = True) -> None
 
 def digest_table(rec: queries.PatientRecord, since) -> pd.DataFrame:
     """What happened after `since`, readable: date, what, result, detail (no None, no underscores)."""
-    digest = queries.since(rec, since)
+    return _digest(rec.timeline, since)
+
+
+# The digest and its default date read the timeline alone (with the board's decisions on it, which is why they
+# are not keyed by patient): made once per timeline content, as the charts are. Made at every run they were an
+# eighth of the server's time under 20 sessions (py-spy).
+@st.cache_data(show_spinner=False, max_entries=512, hash_funcs={pd.DataFrame: _frame_bytes})
+def _previous_visit(timeline: pd.DataFrame):
+    return queries.previous_visit(timeline)
+
+
+@st.cache_data(show_spinner=False, max_entries=512, hash_funcs={pd.DataFrame: _frame_bytes})
+def _digest(timeline: pd.DataFrame, since) -> pd.DataFrame:
+    digest = queries.since(timeline, since)
     table = digest.assign(date=pd.to_datetime(digest["starts_on"]).dt.date,
                           label=digest["label"].fillna("").str.replace("_", " "),  # "last contact"
                           detail=digest["detail"].fillna(""))[["date", "track", "label", "detail"]]
@@ -429,7 +442,7 @@ def digest_table(rec: queries.PatientRecord, since) -> pd.DataFrame:
 def since_last_visit(rec: queries.PatientRecord) -> tuple:
     """The digest since a date the clinician picks (default: the visit before the latest); returns the date and
     the digest (None, None when no date is picked)."""
-    default = queries.previous_visit(rec)
+    default = _previous_visit(rec.timeline)
     left, right = st.columns([1, 3])
     # keyed by patient: one key for everyone carried the first patient's date over to the next one picked
     since = left.date_input("Since", value=default, help="Default: the visit before the latest one.",

@@ -231,3 +231,38 @@ def test_a_patients_first_visit_after_a_neighbours_runs_no_query_of_its_own(situ
     assert len(second.get("plotly_chart")) >= 5
     patient_views = [q for q in asked if any(v in q for v in ("patient_timeline", "ctdna_series", "pro_scores"))]
     assert patient_views == [], patient_views
+
+
+def test_the_digest_is_made_once_per_timeline_and_a_new_decision_is_in_it(situations, monkeypatch):
+    """The since-last-visit digest was made at every run of every session (an eighth of the server's time under
+    20 sessions). It is kept per timeline content: another session on the same patient and a rerun reuse it,
+    and a tumour-board decision, which is on the timeline, makes it again with the decision in it."""
+    from datetime import date
+
+    from data import queries
+
+    made = []
+    original = queries.since
+
+    def counted(*args, **kwargs):
+        made.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(queries, "since", counted)
+    pid = situations["progressed"]
+    page = run_page("pages/patient.py", patient=pid)
+    other = run_page("pages/patient.py", patient=pid)  # another clinician's session, the same patient
+    page.run()
+    assert not page.exception and not other.exception
+    assert len(made) == 1
+
+    def digest(at):
+        [table] = [d.value for d in at.dataframe if list(d.value.columns) == ["date", "what", "result", "detail"]]
+        return table
+
+    assert "restart" not in set(digest(page)["result"])
+    decisions.record(decisions.Decision(date.today(), pid, "restart", "progressed on the last scan"), who="dr",
+                     role="clinician", snapshot_id=None, known_patients={pid})
+    page.run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert len(made) == 2 and "restart" in set(digest(page)["result"])

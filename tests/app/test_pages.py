@@ -166,7 +166,7 @@ def test_each_patient_gets_their_own_since_last_visit_date(situations, snapshot)
     from data import queries
 
     first, second = situations["continuing"], situations["progressed"]
-    expected = {pid: queries.previous_visit(queries.patient_record(snapshot, pid)) for pid in (first, second)}
+    expected = {pid: queries.previous_visit(queries.patient_record(snapshot, pid).timeline) for pid in (first, second)}
     assert expected[first] != expected[second]
     at = run_page("pages/patient.py", patient=first)
     assert at.date_input(key=f"since_date:{first}").value == expected[first]

@@ -170,10 +170,10 @@ def test_unknown_or_hostile_patient_ids_are_not_found(snapshot):
 def test_patient_record_and_since_digest(snapshot, situations):
     rec = queries.patient_record(snapshot, situations["progressed"])
     assert rec.summary["patient_id"] == situations["progressed"]
-    since = queries.previous_visit(rec)
-    digest = queries.since(rec, since)
+    since = queries.previous_visit(rec.timeline)
+    digest = queries.since(rec.timeline, since)
     assert (pd.to_datetime(digest["starts_on"]) > pd.Timestamp(since)).all()
-    everything = queries.since(rec, "1900-01-01")
+    everything = queries.since(rec.timeline, "1900-01-01")
     assert len(everything) >= len(rec.scans) + len(rec.ctdna)
 
 
