@@ -424,14 +424,17 @@ def digest_table(rec: queries.PatientRecord, since) -> pd.DataFrame:
 # The digest and its default date read the timeline alone (with the board's decisions on it, which is why they
 # are not keyed by patient): made once per timeline content, as the charts are. Made at every run they were an
 # eighth of the server's time under 20 sessions (py-spy).
+# Each works on a copy: reading a datetime column fills pandas' lazy caches on it, which changes the frame's
+# pickled bytes (_frame_bytes), so a miss here and a hit at the next run would hand the charts' cache two keys
+# for one timeline, and every rerun would rebuild the timeline figure (the board's app tests caught it).
 @st.cache_data(show_spinner=False, max_entries=512, hash_funcs={pd.DataFrame: _frame_bytes})
 def _previous_visit(timeline: pd.DataFrame):
-    return queries.previous_visit(timeline)
+    return queries.previous_visit(timeline.copy())
 
 
 @st.cache_data(show_spinner=False, max_entries=512, hash_funcs={pd.DataFrame: _frame_bytes})
 def _digest(timeline: pd.DataFrame, since) -> pd.DataFrame:
-    digest = queries.since(timeline, since)
+    digest = queries.since(timeline.copy(), since)
     table = digest.assign(date=pd.to_datetime(digest["starts_on"]).dt.date,
                           label=digest["label"].fillna("").str.replace("_", " "),  # "last contact"
                           detail=digest["detail"].fillna(""))[["date", "track", "label", "detail"]]
