@@ -7,7 +7,6 @@ see what or computes a statistic.
 from __future__ import annotations
 
 import copy
-
 import io
 import logging
 import pickle
