@@ -80,9 +80,10 @@ def landmark_rows(patients: pd.DataFrame, draws: pd.DataFrame, outcomes: pd.Data
     `landmarks` are months since each patient's day 0; with `as_of` (a date, or a list of dates) each patient
     gets the landmark of that date (of each date, in the order given) instead; `as_of` may also be a frame of
     patient_id and landmark_date: each patient's own dates, rows in the frame's order. A patient is at risk at s
-    when alive, progression-free and still followed at s. Columns: patient_id, landmark (months), landmark_date, the INPUTS, ctdna_drawn_on,
-    ctdna_days_before, months_since_first_positive, consecutive_positive, restarted_before, and the
-    outcome columns time_pfs, event_pfs, time_off_therapy, event_off_therapy (months after the landmark).
+    when alive, progression-free and still followed at s. Columns: patient_id, landmark (months), landmark_date,
+    the INPUTS, ctdna_drawn_on, ctdna_days_before, months_since_first_positive, consecutive_positive,
+    restarted_before, and the outcome columns time_pfs, event_pfs, time_off_therapy, event_off_therapy (months
+    after the landmark).
     """
     p = patients[["patient_id", "index_date", "best_response", "visceral", "brain_mets_history"]].merge(
         outcomes[["patient_id", "progressed_on", "died_on", "restarted_on", "last_followup_on"]], on="patient_id")

@@ -349,10 +349,11 @@ class FittedLandmark:
         at = rows[(rows["landmark_date"] == as_of).to_numpy()].reset_index(drop=True)  # one row per patient
         line = rows.loc[on_line].reset_index(drop=True)
         p = self._model.predict(line, [horizon]).reset_index(drop=True)
-        shown = line.loc[~p["refusal"].fillna("").astype(bool).to_numpy(), ["patient_id", "landmark_date"]]
-        trajectory = pd.DataFrame({"date": shown["landmark_date"], "estimate": p["estimate"], "lower": p["lower"],
-                                   "upper": p["upper"]}).loc[shown.index].reset_index(drop=True)
-        own_line = queries.rows_by(shown.reset_index(drop=True), "patient_id")
+        shown = ~p["refusal"].fillna("").astype(bool).to_numpy()
+        trajectory = pd.DataFrame({"patient_id": line["patient_id"], "date": line["landmark_date"],
+                                   "estimate": p["estimate"], "lower": p["lower"], "upper": p["upper"]})[shown]
+        own_line = queries.rows_by(trajectory.reset_index(drop=True), "patient_id")
+        trajectory = trajectory.drop(columns="patient_id").reset_index(drop=True)
         value = {e: self._model.predict(at, [horizon], e).to_dict("records") for e in ("pfs", "off_therapy")}
         out = {}
         for i, row in enumerate(at.to_dict("records")):
