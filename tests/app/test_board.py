@@ -2,12 +2,27 @@
 when wrong, on the patient's page and timeline, and in the meeting's export."""
 from __future__ import annotations
 
+import functools
 import json
 
 import pandas as pd
 
 from data import audit, decisions
 from tests.app.test_pages import run_page
+
+
+def _calls(monkeypatch, owner, name: str, noted=lambda *args, **kwargs: 1) -> list:
+    """Replace owner.name by a wrapper that calls through and notes each call (what `noted` makes of its
+    arguments) in the list returned."""
+    calls, original = [], getattr(owner, name)
+
+    @functools.wraps(original)
+    def counted(*args, **kwargs):
+        calls.append(noted(*args, **kwargs))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
 
 
 def _submit(at):
@@ -128,20 +143,11 @@ def test_a_decision_recorded_while_the_page_is_open_is_on_its_timeline_at_the_ne
     """Figures are built once per process for the same inputs (every rerun reused to rebuild all of them);
     the cache is keyed by the inputs' content, so a new decision on the timeline is a new figure, not a
     stale one."""
-    import functools
     from datetime import date
 
     from ui import charts
 
-    built = []
-    original = charts.timeline_figure
-
-    @functools.wraps(original)
-    def counted(*args, **kwargs):
-        built.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(charts, "timeline_figure", counted)
+    built = _calls(monkeypatch, charts, "timeline_figure")
     pid = situations["progressed"]
     page = run_page("pages/patient.py", patient=pid)
     page.run()  # a rerun with nothing changed (a click elsewhere): the figure is reused
@@ -166,14 +172,7 @@ def test_a_cached_figure_sent_again_is_not_converted_again(situations, monkeypat
     converted once, when it is built, and a rerun sends the very same chart specs."""
     import plotly.basedatatypes
 
-    converted = []
-    original = plotly.basedatatypes.BaseFigure.to_dict
-
-    def counted(self):
-        converted.append(1)
-        return original(self)
-
-    monkeypatch.setattr(plotly.basedatatypes.BaseFigure, "to_dict", counted)
+    converted = _calls(monkeypatch, plotly.basedatatypes.BaseFigure, "to_dict")
     page = run_page("pages/patient.py", patient=situations["progressed"])
     first = [c.proto.spec for c in page.get("plotly_chart")]
     assert len(first) >= 5 and converted
@@ -216,16 +215,9 @@ def test_a_patients_first_visit_after_a_neighbours_runs_no_query_of_its_own(situ
     estimates the patient's neighbours too, so the next patient's first visit reads what is already there."""
     from data.store import Snapshot
 
-    asked = []
-    original = Snapshot.query
-
-    def counted(self, sql, params=None):
-        asked.append(sql)
-        return original(self, sql, params)
-
     first = run_page("pages/patient.py", patient=situations["stopped_stable"])
     assert not first.exception, [e.value for e in first.exception]
-    monkeypatch.setattr(Snapshot, "query", counted)
+    asked = _calls(monkeypatch, Snapshot, "query", noted=lambda self, sql, params=None: sql)
     second = run_page("pages/patient.py", patient=situations["progressed"])
     assert not second.exception, [e.value for e in second.exception]
     assert len(second.get("plotly_chart")) >= 5
@@ -241,14 +233,7 @@ def test_the_digest_is_made_once_per_timeline_and_a_new_decision_is_in_it(situat
 
     from data import queries
 
-    made = []
-    original = queries.since
-
-    def counted(*args, **kwargs):
-        made.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(queries, "since", counted)
+    made = _calls(monkeypatch, queries, "since")
     pid = situations["progressed"]
     page = run_page("pages/patient.py", patient=pid)
     other = run_page("pages/patient.py", patient=pid)  # another clinician's session, the same patient
