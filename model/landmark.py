@@ -11,8 +11,9 @@ known at s. Two figures from the same machinery:
 
 Data: stacked landmark data sets, one row per patient at risk at each s = 0, 3, ..., 24 months, with
 inputs known at s only (:func:`landmark_rows`): the ctDNA call of the last draw with a result at or
-before s, its level (log10 multiple of the detection limit), complete response to first line, visceral
-disease and a history of brain metastases. Outcome: the event in (s, s + 24], censored at the end of follow-up.
+before s, its level (log10 multiple of the detection limit), whether a negative call comes only from the
+draw at stopping (taken on therapy), complete response to first line, visceral disease and a history of
+brain metastases. Outcome: the event in (s, s + 24], censored at the end of follow-up.
 
 Model: proportional hazards with a piecewise-constant baseline over time since the landmark (0-6,
 6-12, 12-24 months) and a term for s itself, fitted once on the stacked data (a Poisson likelihood
@@ -46,10 +47,16 @@ ESTIMANDS = {"pfs": "progression-free and alive (a restart of therapy does not c
 #: The inputs, pre-specified: the strongest signal after stopping, two published prognostic factors, and
 #: brain metastases history: a worse outlook (clinical-facts.md) AND the relapse ctDNA misses (a brain-only
 #: relapse sheds little into the blood), so it carries risk that a negative draw cannot rule out.
-INPUTS = ("ctdna_detected", "ctdna_level", "complete_response", "visceral", "brain_mets_history", "landmark_years")
+#: A negative call means less when it is the draw at stopping, taken on therapy: therapy holds the disease down, and a
+#: relapse's ctDNA rises over months before it shows on a scan (lead time, clinical-facts.md), so only a negative
+#: draw taken off therapy says that no relapse has begun. Measured: without this input the 12-month net benefit
+#: fell below Kaplan-Meier by ctDNA (README, "The estimate as of today").
+INPUTS = ("ctdna_detected", "ctdna_level", "ctdna_negative_on_therapy_only", "complete_response", "visceral",
+          "brain_mets_history", "landmark_years")
 #: Recorded once, at enrolment: when missing, set to the training patients' average (one way, said on the card).
 ENROLMENT_INPUTS = ("complete_response", "visceral", "brain_mets_history")
 INPUT_LABELS = {"ctdna_detected": "ctDNA positive on the latest draw", "ctdna_level": "ctDNA level (log10 x limit)",
+                "ctdna_negative_on_therapy_only": "ctDNA negative, but no draw yet since stopping (only on therapy)",
                 "complete_response": "complete response to first line", "visceral": "visceral disease",
                 "brain_mets_history": "history of brain metastases",
                 "landmark_years": "years since stopping"}
@@ -58,6 +65,8 @@ PRIORS = {
     "ctdna_detected": (np.log(6.0), 0.6, "HR ~6 (95% prior range ~2-20): relapse studies after stopping or "
                                          "surgery report 4-10 in metastatic and 12-25 in early disease"),
     "ctdna_level": (0.0, 0.5, "no published dose-response at these levels: centred on no effect"),
+    "ctdna_negative_on_therapy_only": (0.0, 1.0, "no published comparison of a negative draw on therapy with one off "
+                                                 "it: centred on no difference, wide"),
     "complete_response": (np.log(0.6), 0.5, "HER-OS 2014 and Steenbruggen 2019: CR goes with longer remission"),
     "visceral": (np.log(1.3), 0.5, "visceral disease: a worse outlook (clinical-facts.md)"),
     "brain_mets_history": (np.log(1.5), 0.5, "a worse outlook (clinical-facts.md), no published size; and "
@@ -148,6 +157,9 @@ def _ctdna_at(grid: pd.DataFrame, draws: pd.DataFrame) -> pd.DataFrame:
     has = m["ctdna_drawn_on"].notna()
     m["ctdna_detected"] = m["detected"].astype("float64").where(has)
     m["ctdna_level"] = m["level"].where(has)
+    # a negative call whose draw was taken on or before day 0, while still on therapy (no draw off therapy yet)
+    m["ctdna_negative_on_therapy_only"] = ((~m["detected"].astype(bool)) & (m["ctdna_drawn_on"] <= m["index_date"])
+                                           ).astype("float64").where(has)
     m["ctdna_days_before"] = (m["landmark_date"] - m["ctdna_drawn_on"]).dt.days
     m["months_since_first_positive"] = ((m["landmark_date"] - m["first_positive_on"]).dt.days / DAYS_PER_MONTH)
     m["consecutive_positive"] = m["consecutive_positive"].where(has)
@@ -387,8 +399,8 @@ class LandmarkModel:
 
 
 def baseline_hazards(fit_: LandmarkFit) -> pd.DataFrame:
-    """The baseline hazard of each piece (per month, for the reference patient: ctDNA not detected, level 0,
-    no CR, not visceral, no brain history, at day 0) with its 95% interval: with the hazard ratios, the whole equation."""
+    """The baseline hazard of each piece (per month, for the reference patient: ctDNA not detected on a draw off
+    therapy, level 0, no CR, not visceral, no brain history, at day 0) with its 95% interval: with the hazard ratios, the whole equation."""
     k = len(INPUTS)
     log_lam, se = fit_.coef[k:], np.sqrt(np.diag(fit_.cov))[k:]
     return pd.DataFrame({"months after the landmark": [f"{a:g}-{b:g}" for a, b in zip(PIECES[:-1], PIECES[1:], strict=True)],
@@ -430,6 +442,7 @@ def participant_flow(rows: pd.DataFrame) -> pd.DataFrame:
 def input_missingness(rows: pd.DataFrame) -> pd.DataFrame:
     at_risk = rows[rows["at_risk"]]
     handled = {"ctdna_detected": "required: no estimate without it", "ctdna_level": "required (0 when the call is negative)",
+               "ctdna_negative_on_therapy_only": "from the latest draw's date: known whenever the call is",
                "landmark_years": "never missing"} | {c: "set to the training average, said on the card"
                                                       for c in ENROLMENT_INPUTS}
     return pd.DataFrame([{"input": INPUT_LABELS[c], "missing (at-risk rows)": int(at_risk[c].isna().sum()),
@@ -458,14 +471,15 @@ def riley_sample_size(rows: pd.DataFrame, shrinkage: float = 0.9, max_r2_share: 
 
 def prior_sensitivity(rows: pd.DataFrame, primary: LandmarkFit) -> pd.DataFrame:
     """How much the priors move the answer: the fit again with every prior's sd x 3 and x 10."""
-    reference = pd.DataFrame([{c: 0.0 for c in INPUTS} | {"complete_response": 1.0}])
+    # at day 0 a negative call can only come from the draw at stopping, taken on therapy
+    reference = pd.DataFrame([{c: 0.0 for c in INPUTS} | {"complete_response": 1.0, "ctdna_negative_on_therapy_only": 1.0}])
     out = []
     for label, scale, f in (("as published (primary)", 1.0, primary), ("priors 3 x wider", 3.0, None),
                             ("priors 10 x wider", 10.0, None)):
         f = f or fit(rows, "pfs", prior_scale=scale)
         se = np.sqrt(f.cov[0, 0])
         s, _, _ = f.survival(design(reference, f.center), 12)
-        positive = reference.assign(ctdna_detected=1.0)
+        positive = reference.assign(ctdna_detected=1.0, ctdna_negative_on_therapy_only=0.0)
         sp, _, _ = f.survival(design(positive, f.center), 12)
         out.append({"priors": label, "ctDNA hazard ratio": float(np.exp(f.coef[0])),
                     "lower": float(np.exp(f.coef[0] - 1.96 * se)), "upper": float(np.exp(f.coef[0] + 1.96 * se)),

@@ -295,6 +295,8 @@ class FittedLandmark:
         rows = rows.merge(patients[["patient_id", "cohort"]], on="patient_id")
         continuing = rows["cohort"] == 1
         rows.loc[continuing, "landmark_years"] = 0.0
+        # "if they stopped now": every draw so far was taken on therapy, so a negative call is one on therapy only
+        rows.loc[continuing, "ctdna_negative_on_therapy_only"] = 1.0 - rows.loc[continuing, "ctdna_detected"]
         rows["if_stopped_now"] = continuing
         return rows
 
@@ -382,6 +384,9 @@ class FittedLandmark:
              ("detected" if detected else "not detected"), "as of": when},
             {"input": "ctDNA level (log10 x limit)", "value": "—" if pd.isna(row.get("ctdna_level"))
              else f"{row['ctdna_level']:.1f}", "as of": when},
+            {"input": self._lm.INPUT_LABELS["ctdna_negative_on_therapy_only"],
+             "value": "—" if pd.isna(row.get("ctdna_negative_on_therapy_only"))
+             else ("yes" if row["ctdna_negative_on_therapy_only"] else "no"), "as of": when},
             {"input": "consecutive positive draws", "value": "—" if pd.isna(row.get("consecutive_positive"))
              else f"{int(row['consecutive_positive'])}", "as of": when},
             # every input recorded at enrolment, from the model's own list: a new one cannot be left off the card
@@ -475,8 +480,9 @@ def load_landmark(snapshot_id: str) -> FittedLandmark:
 
 
 # 2: Riley's sample size and prior sensitivity stored with the model; 3: flow, missingness; 4: intervals calibrated
-# on synthetic trials (model/benchmarks/landmark_interval.json); 5: brain metastases history as an input.
-LANDMARK_VERSION = "5"
+# on synthetic trials (model/benchmarks/landmark_interval.json); 5: brain metastases history as an input;
+# 6: whether a negative call comes only from the draw at stopping, on therapy.
+LANDMARK_VERSION = "6"
 
 
 def landmark_procedure() -> str:

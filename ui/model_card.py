@@ -59,11 +59,12 @@ event and its date are shown instead.
 **Model.** A landmark supermodel (van Houwelingen 2012): stacked data sets of the patients who stopped
 (cohort 2) at risk at s = 0, 3, ..., 24 months, one proportional-hazards fit with a piecewise-constant
 baseline (0-6, 6-12, 12-24 months after the landmark) and these pre-specified inputs known at *s* only:
-the ctDNA call of the last draw with a result, its level, complete response to first line, visceral
-disease, a history of brain metastases (a worse outlook, and relapses in the brain often shed too little
+the ctDNA call of the last draw with a result, its level, whether a negative call comes only from the draw at
+stopping (taken on therapy: only a draw off therapy can see a relapse's ctDNA begin to rise, months before a scan
+shows it), complete response to first line, visceral disease, a history of brain metastases (a worse outlook, and relapses in the brain often shed too little
 ctDNA to be seen) and the time since stopping. Normal priors (MAP) carry the published evidence; the patient's
 repeated rows are accounted for with a sandwich (Godambe) covariance clustered by patient. The 95% interval
-holds more than the coefficients' uncertainty: with six inputs, patients the model cannot tell apart still
+holds more than the coefficients' uncertainty: with seven inputs, patients the model cannot tell apart still
 differ in their own chance (the whole series of draws, hormone receptors, the number of sites), and on synthetic
 trials that difference was several times the coefficients' part. How far it reaches was **measured** on
 synthetic trials apart from the validation's and is added (below). For a patient still on therapy (cohort 1) the same model answers
@@ -80,7 +81,7 @@ observable then.
     st.markdown("**Hazard ratios (posterior, 95% interval) and the priors they started from**")
     st.dataframe(hr.round({"hazard_ratio": 2, "lower": 2, "upper": 2, "prior_hr": 2}), hide_index=True)
     st.markdown(r"""**The equation** (TRIPOD+AI item 12): for inputs $x$ at landmark $s$ (ctDNA positive 0/1, its level
-in log10 multiples of the limit, complete response 0/1, visceral 0/1, brain metastases history 0/1, years since stopping),
+in log10 multiples of the limit, negative on the draw at stopping only 0/1, complete response 0/1, visceral 0/1, brain metastases history 0/1, years since stopping),
 
 $$P(\text{progression-free and alive at } s + H) = \exp\Big(-e^{\beta^\top x} \sum_k \lambda_k\, m_k(H)\Big)$$
 

@@ -256,6 +256,8 @@ def test_risk_card_gives_the_estimate_as_of_the_data_cutoff(snapshot):
     shown = inputs.set_index("input")["value"]  # every input the model uses is on the card, brain history too
     assert shown["history of brain metastases"] == ("yes" if brain else "no")
     assert {landmark.INPUT_LABELS[c] for c in landmark.ENROLMENT_INPUTS} <= set(shown.index)
+    # months after stopping, the latest negative draw was taken off therapy: the card says which kind it is
+    assert shown[landmark.INPUT_LABELS["ctdna_negative_on_therapy_only"]] == "no"
     assert any("Model card" in str(link.proto.label) for link in at.get("page_link"))
 
 

@@ -139,6 +139,38 @@ def test_a_brain_only_relapse_that_escapes_ctdna_is_carried_by_brain_history():
     assert with_ < model.predict(unknown, [12])["estimate"].iloc[0] < without
 
 
+def test_a_negative_call_from_the_draw_at_stopping_only_is_told_apart_from_one_off_therapy():
+    """A negative draw taken on therapy (day 0 or before) says less than one taken after stopping: a relapse's
+    ctDNA rises months before the scan shows it, and only a draw off therapy can see that rise begin. Here the
+    patients who progress early are negative on the day-0 draw and never drawn again before progressing."""
+    p, d, o = _cohort(n=90)
+    rows = landmark.landmark_rows(p, d, o, landmarks=[0, 3])
+    at = rows[rows["at_risk"]].set_index(["patient_id", "landmark"])
+    negative = at["ctdna_detected"] == 0
+    on_therapy_only = at["ctdna_negative_on_therapy_only"]
+    assert (on_therapy_only[negative].xs(0, level="landmark") == 1).all(), "the day-0 draw is taken on therapy"
+    assert (on_therapy_only[negative].xs(3, level="landmark") == 0).all(), "the day-91 draw is taken off therapy"
+    assert (on_therapy_only[~negative] == 0).all(), "a positive call is not a negative one"
+    # a pre-stopping draw counts as on therapy, and a missing call leaves the input missing (then refused)
+    early = landmark.landmark_rows(p, d.assign(drawn_on=pd.to_datetime(d["drawn_on"]) - pd.Timedelta(days=10)), o,
+                                   landmarks=[0])
+    assert (early.loc[early["ctdna_detected"] == 0, "ctdna_negative_on_therapy_only"] == 1).all()
+    none = landmark.landmark_rows(p, d.iloc[:0], o, landmarks=[0])
+    assert none["ctdna_negative_on_therapy_only"].isna().all()
+    # early progressions negative only on therapy: the model learns that such a negative call reassures less
+    early_progressors = p["patient_id"].isin([f"P{i:03d}" for i in range(90) if i % 3 == 1])
+    t_prog = p["index_date"] + pd.Timedelta(days=60)
+    o.loc[early_progressors.to_numpy(), ["progressed_on", "last_followup_on"]] = (
+        np.repeat(t_prog[early_progressors].to_numpy()[:, None], 2, axis=1))
+    d = d[~(d["patient_id"].isin(p.loc[early_progressors, "patient_id"]) & (pd.to_datetime(d["drawn_on"]) > p["index_date"].iloc[0]))]
+    model = landmark.train(p, d, o, "test")
+    label = landmark.INPUT_LABELS["ctdna_negative_on_therapy_only"]
+    assert model.hazard_ratios().set_index("input").loc[label, "hazard_ratio"] > 2
+    row = landmark.landmark_rows(p, d, o, landmarks=[3]).query("ctdna_detected == 0 and at_risk").iloc[[0]]
+    off, on = (model.predict(row.assign(ctdna_negative_on_therapy_only=v), [12])["estimate"].iloc[0] for v in (0.0, 1.0))
+    assert on < off - 0.1
+
+
 def test_too_few_events_is_a_sentence():
     p, d, o = _cohort(n=6)
     o = o.assign(progressed_on=None, last_followup_on=pd.Timestamp("2026-06-01"))
