@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.wait import CHART, CHROMIUM, CHROMIUM_ARGS  # one Chromium set-up for tests and benchmarks
+from benchmarks.wait import CHARTS_DRAWN, CHROMIUM, CHROMIUM_ARGS  # one Chromium set-up for tests and benchmarks
 from tests.conftest import REPO
 
 
@@ -66,8 +66,24 @@ def browser():
 
 
 def drawn_charts(page, n: int, timeout_ms: int = 90_000) -> int:
-    page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= {n}", timeout=timeout_ms)
-    return page.locator(CHART).count()
+    """Waits for `n` charts drawn (not `n` of plotly's SVG layers: a chart has two or three) and counts them."""
+    page.wait_for_function(f"{CHARTS_DRAWN} >= {n}", timeout=timeout_ms)
+    return page.evaluate(CHARTS_DRAWN)
+
+
+def test_a_chart_counts_once_however_many_svg_layers_plotly_draws(browser):
+    """plotly draws two or three `.main-svg` layers per chart: one chart drawn of six is one, not three."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page = browser.new_page()
+    try:
+        layers = '<svg class="main-svg"></svg>' * 3
+        page.set_content(f'<div data-testid="stPlotlyChart">{layers}</div>' + '<div data-testid="stPlotlyChart"></div>' * 5)
+        assert drawn_charts(page, 1) == 1
+        with pytest.raises(PlaywrightTimeout):
+            drawn_charts(page, 2, timeout_ms=500)
+    finally:
+        page.close()
 
 
 def test_deep_link_on_a_fresh_server_draws_the_patient_charts(browser, snapshot_file, model_dir, situations):
