@@ -197,3 +197,18 @@ def test_a_groups_estimates_equal_each_patients_own(snapshot):
     assert refused, "some of these patients have progressed: their refusal is checked too"
     with pytest.raises(LookupError):
         fitted.review(snapshot, "STH-NOBODY", 12)
+
+
+def test_if_they_stopped_now_a_negative_call_counts_as_one_on_therapy(snapshot):
+    """Cohort 1 is still on therapy: every draw it has was taken on therapy, so "if they stopped now" a negative
+    call is one on therapy only, however long after enrolment it was drawn. Cohort 2 keeps the draw's own date."""
+    fitted = models.LandmarkEstimator().fit(snapshot)
+    rows = fitted.rows(snapshot)
+    known = rows[rows["ctdna_detected"].notna()]
+    continuing = known[known["cohort"] == 1]
+    assert len(continuing) and (continuing["ctdna_detected"] == 0).any()
+    assert (continuing["ctdna_negative_on_therapy_only"] == 1 - continuing["ctdna_detected"]).all()
+    stopped = known[(known["cohort"] == 2) & (known["ctdna_detected"] == 0)]
+    drawn_off_therapy = pd.to_datetime(stopped["ctdna_drawn_on"]) > stopped["index_date"]
+    assert drawn_off_therapy.any()
+    assert (stopped["ctdna_negative_on_therapy_only"] == (~drawn_off_therapy).astype(float)).all()
