@@ -136,6 +136,8 @@ def test_a_scripted_clinician_session_is_completely_on_record(snapshot, situatio
     at.run()
     rows = audit.read().iloc[::-1]  # oldest first
     mine = rows[rows["who"] == "doc@site.org"]
+    # the model's first fit is on record against whoever asked first: in this session only when the test runs alone
+    mine = mine[mine["action"] != "retrain"]
     # the unknown id shows its sentence and nothing else: b's record is no longer on screen, no view is recorded
     assert list(mine["action"]) == ["sign_in", "view_patient", "view_patient", "not_found"]
     assert not at.get("plotly_chart") and not at.dataframe and b not in text(at)
@@ -143,6 +145,21 @@ def test_a_scripted_clinician_session_is_completely_on_record(snapshot, situatio
     assert (mine["role"] == "clinician").all() and (mine["snapshot_id"].dropna() == sid).all()
     assert "<script>" in mine.loc[mine["action"] == "not_found", "detail"].iloc[0]  # recorded, never rendered
     assert audit.verify()[0]
+
+
+def test_a_link_that_names_two_patients_opens_neither(situations):
+    """?patient=A&patient=B opened B (the last named) while a reader of the link sees A first: a tampered or
+    mis-pasted link must not put one patient's record in front of a clinician expecting another."""
+    a, b = situations["progressed"], situations["continuing"]
+    at = run_as(USERS["clinician"], "pages/patient.py", patient=[a, b])
+    assert not at.exception
+    assert any("names 2 patients" in e.value and a in e.value and b in e.value for e in at.error)
+    assert not at.get("plotly_chart") and not at.dataframe and at.selectbox(key="patient_picker").value is None
+    mine = audit.read(who="doc@site.org")
+    assert mine[mine["action"] == "view_patient"].empty  # no one's record was opened, so none recorded
+    assert f"patient={a}&{b}" in mine.loc[mine["action"] == "not_found", "detail"].iloc[0]
+    twice = run_as(USERS["clinician"], "pages/patient.py", patient=[a, a])  # the same id twice is one patient
+    assert not twice.error and twice.get("plotly_chart") and twice.selectbox(key="patient_picker").value == a
 
 
 def test_two_sessions_of_different_roles_at_once_see_only_their_own():
