@@ -303,6 +303,13 @@ def _picker_choices(key: tuple, sees_ctdna: bool) -> tuple[pd.Index, dict]:
     return pd.Index(p["patient_id"]), dict(zip(p["patient_id"], labels, strict=True))
 
 
+def patients_named_in_link() -> list[str]:
+    """Every distinct id the URL's ?patient= names, in order. `st.query_params.get` gives the LAST value alone, so
+    ?patient=A&patient=B would open B while a reader of the link sees A: callers open (or mark) a patient only
+    when the link names exactly one."""
+    return list(dict.fromkeys(st.query_params.get_all("patient")))
+
+
 def patient_picker(key: tuple, viewer: access.Viewer) -> str | None:
     """A searchable patient picker that follows and sets the ?patient= query parameter.
 
@@ -310,20 +317,19 @@ def patient_picker(key: tuple, viewer: access.Viewer) -> str | None:
     an empty picker: no other patient is opened in its place, so no one's record is shown or recorded.
     """
     ids, labels = _picker_choices(key, viewer.sees_ctdna)
-    named = list(dict.fromkeys(st.query_params.get_all("patient")))
-    # A link that names two patients (?patient=A&patient=B) would open the last one named while a reader of
-    # the link sees the first: it opens no one, and says so.
-    wanted = None if not named else named[0] if len(named) == 1 else "&".join(named)
-    unknown = wanted is not None and not (PATIENT_ID_PATTERN.match(wanted) and wanted in labels)
-    if unknown and len(named) > 1:
+    named = patients_named_in_link()
+    wanted = named[0] if len(named) == 1 else None
+    unknown = len(named) > 1 or (wanted is not None and not (PATIENT_ID_PATTERN.match(wanted) and wanted in labels))
+    if len(named) > 1:
         st.error(f"This link names {len(named)} patients (“{'”, “'.join(safe_text(n, 20) for n in named[:3])}”"
                  f"{', …' if len(named) > 3 else ''}): it opens no one. Pick one below.")
     elif unknown:  # the URL keeps the unknown id (and this message) until the user picks someone
         st.error(f"No patient with id “{safe_text(wanted)}” in this snapshot. Pick one below.")
     if unknown:
-        if st.session_state.get("_last_not_found") != wanted:  # once per value, not on every rerun
-            st.session_state["_last_not_found"] = wanted
-            session.record_or_log("not_found", detail=f"patient={wanted}")
+        asked = "&".join(named)
+        if st.session_state.get("_last_not_found") != asked:  # once per value, not on every rerun
+            st.session_state["_last_not_found"] = asked
+            session.record_or_log("not_found", detail=f"patient={asked}")
         wanted = None
     options = ids
     if len(ids) > PICKER_LISTS_ALL_UP_TO:

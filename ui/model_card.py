@@ -24,8 +24,8 @@ def _evidence(snapshot_id: str, horizon: int, sha: str) -> models.Evidence:
 
 def _current_patient_estimate(snap, viewer: access.Viewer, fitted: models.FittedModel, horizon: int) -> float | None:
     """The estimate of the patient named in ?patient= (training or not), to mark on the calibration plot."""
-    named = set(st.query_params.get_all("patient"))
-    patient = named.pop() if len(named) == 1 else None  # a link naming two patients marks neither
+    named = components.patients_named_in_link()
+    patient = named[0] if len(named) == 1 else None  # a link naming two patients marks neither
     if not patient or not components.PATIENT_ID_PATTERN.match(patient):
         return None
     if not viewer.identified or not viewer.sees_ctdna:  # no lookup by id for researchers; no estimate if blinded

@@ -383,6 +383,11 @@ def test_model_card_page(snapshot):
     assert "treatment policy" in text and "Godambe" in text
     hazard = next(d.value for d in at.dataframe if "hazard_ratio" in d.value.columns)
     assert {"prior_hr", "lower", "upper"} <= set(hazard.columns)
+    # a link naming two patients marks neither on the calibration plot (Streamlit alone would read the last)
+    other = snapshot.query("SELECT patient_id FROM patients WHERE patient_id <> ? LIMIT 1", [pid]).iloc[0, 0]
+    two = run_page("pages/model_card.py", patient=[other, pid])
+    assert not two.exception
+    assert not any(a.get("text") == "this patient" for a in charts(two)[0]["layout"].get("annotations", []))
     assert list(hazard["input"]) == [landmark.INPUT_LABELS[c] for c in landmark.INPUTS]  # brain history too
     assert any("with a ctDNA result (used)" in d.value.columns for d in at.dataframe)  # participant flow
     assert any("hazard per month" in d.value.columns for d in at.dataframe)  # with the HRs: the whole equation
